@@ -1,0 +1,245 @@
+//! Content identifiers, stored compactly.
+//!
+//! Parsing and printing go through the `cid` crate; the value itself is kept as
+//! the CID's binary form, inline when short (every sha2-256 CIDv0/CIDv1 is), so a
+//! pinset of millions of CIDs costs no allocation per key.
+
+use std::cmp::Ordering;
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::str::FromStr;
+
+use serde::de::{self, Visitor};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// Longest binary CID kept inline; longer ones (e.g. sha2-512 digests) go to the heap.
+pub const CID_INLINE_MAX_BYTES: usize = 38;
+
+/// Longest binary CID accepted at all (version + codec + multihash with a 64-byte digest).
+pub const CID_MAX_BYTES: usize = 96;
+
+type CrateCid = cid::CidGeneric<64>;
+
+/// Why a CID could not be parsed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+pub enum CidError {
+    /// The text form did not parse.
+    #[error("invalid CID {input:?}: {reason}")]
+    BadText {
+        /// The input as given (truncated to a printable length).
+        input: String,
+        /// What the parser said.
+        reason: String,
+    },
+    /// The binary form did not parse.
+    #[error("invalid binary CID ({len} bytes): {reason}")]
+    BadBytes {
+        /// Input length in bytes.
+        len: usize,
+        /// What the parser said.
+        reason: String,
+    },
+}
+
+/// A content identifier (CIDv0 `Qm…` or CIDv1, printed in base32 `bafy…`).
+#[derive(Clone)]
+pub struct Cid(Repr);
+
+#[derive(Clone)]
+enum Repr {
+    Inline { len: u8, buf: [u8; CID_INLINE_MAX_BYTES] },
+    Heap(Box<[u8]>),
+}
+
+fn clip(input: &str) -> String {
+    const SHOWN_MAX_CHARS: usize = 100;
+    input.chars().take(SHOWN_MAX_CHARS).collect()
+}
+
+impl Cid {
+    /// Parses the usual text form (CIDv0 base58 or multibase-prefixed CIDv1).
+    pub fn parse(text: &str) -> Result<Self, CidError> {
+        let parsed = CrateCid::try_from(text).map_err(|e| CidError::BadText {
+            input: clip(text),
+            reason: e.to_string(),
+        })?;
+        Ok(Self::from_valid_bytes(&parsed.to_bytes()))
+    }
+
+    /// Parses the binary form (as stored in the IPFS Cluster datastore).
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, CidError> {
+        let bad = |reason: String| CidError::BadBytes {
+            len: bytes.len(),
+            reason,
+        };
+        if bytes.len() > CID_MAX_BYTES {
+            return Err(bad("too long".into()));
+        }
+        let parsed = CrateCid::try_from(bytes).map_err(|e| bad(e.to_string()))?;
+        // Trailing bytes would make two different byte strings name one CID.
+        if parsed.encoded_len() != bytes.len() {
+            return Err(bad("trailing bytes".into()));
+        }
+        Ok(Self::from_valid_bytes(bytes))
+    }
+
+    fn from_valid_bytes(bytes: &[u8]) -> Self {
+        if bytes.len() <= CID_INLINE_MAX_BYTES {
+            let mut buf = [0u8; CID_INLINE_MAX_BYTES];
+            buf[..bytes.len()].copy_from_slice(bytes);
+            Cid(Repr::Inline {
+                len: bytes.len() as u8,
+                buf,
+            })
+        } else {
+            Cid(Repr::Heap(bytes.into()))
+        }
+    }
+
+    /// The binary form.
+    pub fn as_bytes(&self) -> &[u8] {
+        match &self.0 {
+            Repr::Inline { len, buf } => &buf[..*len as usize],
+            Repr::Heap(b) => b,
+        }
+    }
+
+    /// True for CIDv0 (`Qm…`).
+    pub fn is_v0(&self) -> bool {
+        // A CIDv1 starts with the version varint 1; a v0 is a bare sha2-256 multihash.
+        self.as_bytes().first() == Some(&0x12)
+    }
+
+    fn to_crate(&self) -> CrateCid {
+        CrateCid::try_from(self.as_bytes()).expect("invariant: Cid bytes were validated on entry")
+    }
+}
+
+impl PartialEq for Cid {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+impl Eq for Cid {}
+impl PartialOrd for Cid {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Cid {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.as_bytes().cmp(other.as_bytes())
+    }
+}
+impl Hash for Cid {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.as_bytes().hash(state)
+    }
+}
+
+impl fmt::Display for Cid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // CIDv0 prints as base58btc, CIDv1 as base32 lower: the usual forms.
+        fmt::Display::fmt(&self.to_crate(), f)
+    }
+}
+impl fmt::Debug for Cid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Cid({self})")
+    }
+}
+
+impl FromStr for Cid {
+    type Err = CidError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Cid::parse(s)
+    }
+}
+
+impl Serialize for Cid {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if s.is_human_readable() {
+            s.collect_str(self)
+        } else {
+            s.serialize_bytes(self.as_bytes())
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Cid {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct CidVisitor;
+        impl Visitor<'_> for CidVisitor {
+            type Value = Cid;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a CID string or CID bytes")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Cid, E> {
+                Cid::parse(v).map_err(E::custom)
+            }
+            fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Cid, E> {
+                Cid::from_bytes(v).map_err(E::custom)
+            }
+        }
+        if d.is_human_readable() {
+            d.deserialize_str(CidVisitor)
+        } else {
+            d.deserialize_bytes(CidVisitor)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const V0: &str = "QmP63DkAFEnDYNjDYBpyNDfttu1fvUw99x1brscPzpqmmq";
+    const V1: &str = "bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi";
+
+    #[test]
+    fn round_trips_v0_and_v1_text() {
+        for text in [V0, V1] {
+            let cid = Cid::parse(text).unwrap();
+            assert_eq!(cid.to_string(), text);
+            assert_eq!(Cid::from_bytes(cid.as_bytes()).unwrap(), cid);
+        }
+        assert!(Cid::parse(V0).unwrap().is_v0());
+        assert!(!Cid::parse(V1).unwrap().is_v0());
+    }
+
+    #[test]
+    fn json_is_the_string_form_and_binary_is_bytes() {
+        let cid = Cid::parse(V1).unwrap();
+        assert_eq!(serde_json::to_string(&cid).unwrap(), format!("\"{V1}\""));
+        let back: Cid = serde_json::from_str(&format!("\"{V1}\"")).unwrap();
+        assert_eq!(back, cid);
+        let bin = postcard::to_allocvec(&cid).unwrap();
+        assert_eq!(postcard::from_bytes::<Cid>(&bin).unwrap(), cid);
+    }
+
+    #[test]
+    fn malformed_cid_is_a_typed_error_naming_the_input() {
+        let err = Cid::parse("not-a-cid").unwrap_err();
+        assert!(err.to_string().contains("not-a-cid"), "{err}");
+        assert!(serde_json::from_str::<Cid>("\"Qmnope\"").is_err());
+        assert!(Cid::from_bytes(&[0x12, 0x20, 1, 2]).is_err());
+        let mut long = Cid::parse(V0).unwrap().as_bytes().to_vec();
+        long.push(0);
+        assert!(Cid::from_bytes(&long).is_err(), "trailing bytes accepted");
+    }
+
+    #[test]
+    fn long_digests_go_to_the_heap() {
+        // sha2-512 multihash (0x13, 64 bytes) in a raw CIDv1.
+        let mut bytes = vec![0x01, 0x55, 0x13, 0x40];
+        bytes.extend([7u8; 64]);
+        let cid = Cid::from_bytes(&bytes).unwrap();
+        assert_eq!(cid.as_bytes(), &bytes[..]);
+        assert_eq!(Cid::parse(&cid.to_string()).unwrap(), cid);
+    }
+
+    #[test]
+    fn stays_small() {
+        assert!(std::mem::size_of::<Cid>() <= 40);
+    }
+}

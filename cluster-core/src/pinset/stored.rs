@@ -1,0 +1,124 @@
+//! The compact in-memory form of a pin (the CID is the map key, peers are interned).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::pin::{Pin, PinMode, PinOptions, PinType};
+use crate::{Cid, Millis, PeerId};
+
+/// What the state keeps per CID. Rare fields live behind one box so the common
+/// pin stays small (see the memory figure in BENCHMARKS.md).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct StoredPin {
+    pub allocations: Box<[PeerId]>,
+    pub name: Box<str>,
+    pub timestamp: Millis,
+    pub rmin: i32,
+    pub rmax: i32,
+    pub max_depth: i32,
+    pub pin_type: PinType,
+    pub under_replicated: bool,
+    pub extra: Option<Box<PinExtra>>,
+}
+
+/// Fields most pins leave empty.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub(crate) struct PinExtra {
+    pub reference: Option<Cid>,
+    pub pin_update: Option<Cid>,
+    pub expire_at: Option<Millis>,
+    pub shard_size: u64,
+    pub metadata: BTreeMap<String, String>,
+    pub origins: Vec<String>,
+}
+
+impl PinExtra {
+    fn is_empty(&self) -> bool {
+        *self == PinExtra::default()
+    }
+}
+
+/// Shares one allocation per distinct peer id across the whole pinset.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct PeerPool {
+    peers: BTreeSet<PeerId>,
+}
+
+impl PeerPool {
+    pub fn intern(&mut self, peer: &PeerId) -> PeerId {
+        if let Some(p) = self.peers.get(peer) {
+            return p.clone();
+        }
+        self.peers.insert(peer.clone());
+        peer.clone()
+    }
+
+    pub fn forget(&mut self, peer: &PeerId) {
+        self.peers.remove(peer);
+    }
+
+    pub fn is_interned(&self, peer: &PeerId) -> bool {
+        self.peers.get(peer).is_some_and(|p| p.ptr_eq(peer))
+    }
+}
+
+impl StoredPin {
+    /// The stored form of `pin` (user allocations and the requested mode are not kept,
+    /// as in IPFS Cluster: the mode is derived from the depth).
+    pub fn from_pin(pin: &Pin, pool: &mut PeerPool) -> StoredPin {
+        let o = &pin.options;
+        let extra = PinExtra {
+            reference: pin.reference.clone(),
+            pin_update: o.pin_update.clone(),
+            expire_at: o.expire_at,
+            shard_size: o.shard_size,
+            metadata: o.metadata.clone(),
+            origins: o.origins.clone(),
+        };
+        StoredPin {
+            allocations: pin.allocations.iter().map(|p| pool.intern(p)).collect(),
+            name: pin.options.name.as_str().into(),
+            timestamp: pin.timestamp,
+            rmin: o.replication_factor_min,
+            rmax: o.replication_factor_max,
+            max_depth: pin.max_depth,
+            pin_type: pin.pin_type,
+            under_replicated: pin.under_replicated,
+            extra: (!extra.is_empty()).then(|| Box::new(extra)),
+        }
+    }
+
+    pub fn to_pin(&self, cid: &Cid) -> Pin {
+        let extra = self.extra.as_deref().cloned().unwrap_or_default();
+        Pin {
+            cid: cid.clone(),
+            pin_type: self.pin_type,
+            allocations: self.allocations.to_vec(),
+            max_depth: self.max_depth,
+            reference: extra.reference,
+            timestamp: self.timestamp,
+            under_replicated: self.under_replicated,
+            options: PinOptions {
+                replication_factor_min: self.rmin,
+                replication_factor_max: self.rmax,
+                name: self.name.to_string(),
+                mode: if self.max_depth == 0 {
+                    PinMode::Direct
+                } else {
+                    PinMode::Recursive
+                },
+                shard_size: extra.shard_size,
+                user_allocations: Vec::new(),
+                expire_at: extra.expire_at,
+                metadata: extra.metadata,
+                pin_update: extra.pin_update,
+                origins: extra.origins,
+            },
+        }
+    }
+
+    pub fn is_everywhere(&self) -> bool {
+        self.rmin == crate::pin::REPLICATION_EVERYWHERE
+    }
+}
