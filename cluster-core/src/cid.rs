@@ -47,7 +47,10 @@ pub struct Cid(Repr);
 
 #[derive(Clone)]
 enum Repr {
-    Inline { len: u8, buf: [u8; CID_INLINE_MAX_BYTES] },
+    Inline {
+        len: u8,
+        buf: [u8; CID_INLINE_MAX_BYTES],
+    },
     Heap(Box<[u8]>),
 }
 

@@ -42,11 +42,14 @@ impl PeerId {
             check_multihash(&bytes).map_err(|r| err(&r))?;
             return Ok(PeerId(Arc::from(text)));
         }
-        let cid = cid::CidGeneric::<64>::try_from(text).map_err(|_| err("neither base58 nor a CID"))?;
+        let cid =
+            cid::CidGeneric::<64>::try_from(text).map_err(|_| err("neither base58 nor a CID"))?;
         if cid.codec() != LIBP2P_KEY_CODEC {
             return Err(err("CID is not a libp2p-key"));
         }
-        Ok(PeerId(Arc::from(Base::Base58Btc.encode(cid.hash().to_bytes()))))
+        Ok(PeerId(Arc::from(
+            Base::Base58Btc.encode(cid.hash().to_bytes()),
+        )))
     }
 
     /// A deterministic, well-formed peer id for tests and simulations.
@@ -142,7 +145,9 @@ mod tests {
         let e = PeerId::parse("hello-peer").unwrap_err();
         assert!(e.to_string().contains("hello-peer"));
         assert!(PeerId::parse("").is_err());
-        assert!(PeerId::parse("bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi").is_err());
+        assert!(
+            PeerId::parse("bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi").is_err()
+        );
     }
 
     #[test]

@@ -200,7 +200,7 @@ pub fn validate_replication(min: i32, max: i32) -> Result<(), PinValidationError
     if min > max {
         return bad("min is larger than max");
     }
-    if max as usize > ALLOCATIONS_MAX {
+    if max > 0 && max as usize > ALLOCATIONS_MAX {
         return bad("larger than the most peers a pin may name");
     }
     Ok(())
@@ -250,7 +250,11 @@ impl Pin {
         validate_replication(o.replication_factor_min, o.replication_factor_max)?;
         bounded("name", o.name.len(), NAME_MAX_BYTES)?;
         bounded("allocations", self.allocations.len(), ALLOCATIONS_MAX)?;
-        bounded("user_allocations", o.user_allocations.len(), ALLOCATIONS_MAX)?;
+        bounded(
+            "user_allocations",
+            o.user_allocations.len(),
+            ALLOCATIONS_MAX,
+        )?;
         bounded("metadata", o.metadata.len(), METADATA_ENTRIES_MAX)?;
         for (k, v) in &o.metadata {
             bounded("metadata key", k.len(), METADATA_FIELD_MAX_BYTES)?;
@@ -276,7 +280,9 @@ impl Pin {
         let depth_ok = match self.pin_type {
             PinType::Data => match self.options.mode {
                 PinMode::Direct => self.max_depth == 0,
-                PinMode::Recursive => self.max_depth == -1 || (1..=MAX_DEPTH_MAX).contains(&self.max_depth),
+                PinMode::Recursive => {
+                    self.max_depth == -1 || (1..=MAX_DEPTH_MAX).contains(&self.max_depth)
+                }
             },
             PinType::Shard => self.max_depth == 1,
             PinType::ClusterDag => self.max_depth == 0,
@@ -315,7 +321,10 @@ impl Pin {
                 Err(PinValidationError::EverywhereWithAllocations)
             };
         }
-        let (min, max) = (self.options.replication_factor_min, self.options.replication_factor_max);
+        let (min, max) = (
+            self.options.replication_factor_min,
+            self.options.replication_factor_max,
+        );
         let got = self.allocations.len();
         let too_few = got < min as usize && !self.under_replicated;
         if too_few || got > max as usize {
@@ -390,14 +399,20 @@ mod tests {
         assert!(under.validate().is_ok());
         let mut dup = pin(2, 3, 2);
         dup.allocations[1] = dup.allocations[0].clone();
-        assert!(matches!(dup.validate(), Err(PinValidationError::DuplicateAllocation(_))));
+        assert!(matches!(
+            dup.validate(),
+            Err(PinValidationError::DuplicateAllocation(_))
+        ));
     }
 
     #[test]
     fn expiry_and_shape_checks() {
         let mut p = pin(1, 1, 1);
         p.options.expire_at = Some(Millis(999));
-        assert_eq!(p.validate(), Err(PinValidationError::ExpiresBeforeSubmission));
+        assert_eq!(
+            p.validate(),
+            Err(PinValidationError::ExpiresBeforeSubmission)
+        );
         let mut d = pin(1, 1, 1);
         d.options.mode = PinMode::Direct;
         assert!(d.validate().is_err(), "direct mode with recursive depth");
@@ -406,16 +421,28 @@ mod tests {
         let mut s = pin(1, 1, 1);
         s.pin_type = PinType::Shard;
         s.max_depth = 1;
-        assert_eq!(s.validate(), Err(PinValidationError::MissingReference(PinType::Shard)));
+        assert_eq!(
+            s.validate(),
+            Err(PinValidationError::MissingReference(PinType::Shard))
+        );
         let mut o = pin(1, 1, 1);
         o.options.origins = vec!["/ip4/1.2.3.4/tcp/4001".into()];
-        assert!(matches!(o.validate(), Err(PinValidationError::BadOrigin(_))));
+        assert!(matches!(
+            o.validate(),
+            Err(PinValidationError::BadOrigin(_))
+        ));
     }
 
     #[test]
     fn json_uses_ipfs_cluster_strings() {
-        assert_eq!(serde_json::to_string(&PinType::Meta).unwrap(), "\"meta-pin\"");
-        assert_eq!(serde_json::to_string(&PinMode::Direct).unwrap(), "\"direct\"");
+        assert_eq!(
+            serde_json::to_string(&PinType::Meta).unwrap(),
+            "\"meta-pin\""
+        );
+        assert_eq!(
+            serde_json::to_string(&PinMode::Direct).unwrap(),
+            "\"direct\""
+        );
         let p = pin(1, 2, 1);
         let json = serde_json::to_string(&p).unwrap();
         assert!(json.contains("\"type\":\"pin\""), "{json}");

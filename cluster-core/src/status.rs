@@ -113,7 +113,10 @@ mod tests {
     #[test]
     fn serde_and_as_str_agree_for_every_value() {
         for s in TrackerStatus::ALL {
-            assert_eq!(serde_json::to_string(&s).unwrap(), format!("\"{}\"", s.as_str()));
+            assert_eq!(
+                serde_json::to_string(&s).unwrap(),
+                format!("\"{}\"", s.as_str())
+            );
             assert_eq!(TrackerStatus::parse(s.as_str()), Some(s));
         }
         assert_eq!(TrackerStatus::parse("nope"), None);

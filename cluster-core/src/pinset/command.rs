@@ -58,7 +58,10 @@ pub struct Entry {
 impl Entry {
     /// An entry without a request id.
     pub fn new(command: Command) -> Entry {
-        Entry { request: None, command }
+        Entry {
+            request: None,
+            command,
+        }
     }
 }
 

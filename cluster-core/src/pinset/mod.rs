@@ -48,7 +48,10 @@ impl RecentRequests {
             self.order.push_back(id);
         }
         while self.order.len() > RECENT_REQUESTS_MAX {
-            let oldest = self.order.pop_front().expect("invariant: order is not empty");
+            let oldest = self
+                .order
+                .pop_front()
+                .expect("invariant: order is not empty");
             self.by_id.remove(&oldest);
         }
         debug_assert_eq!(self.order.len(), self.by_id.len());
@@ -119,7 +122,10 @@ impl Pinset {
                     new: pin.pin_type,
                 });
             }
-            if existing.pin_type == PinType::Data && existing.max_depth != 0 && pin.mode() == PinMode::Direct {
+            if existing.pin_type == PinType::Data
+                && existing.max_depth != 0
+                && pin.mode() == PinMode::Direct
+            {
                 return Err(ApplyError::RecursiveToDirect);
             }
             let current = existing.to_pin(&pin.cid);
@@ -140,11 +146,17 @@ impl Pinset {
     }
 
     fn apply_unpin(&mut self, cid: &Cid) -> ApplyResult {
-        let stored = self.pins.get(cid).ok_or_else(|| ApplyError::NotFound(cid.clone()))?;
+        let stored = self
+            .pins
+            .get(cid)
+            .ok_or_else(|| ApplyError::NotFound(cid.clone()))?;
         if matches!(stored.pin_type, PinType::Shard | PinType::ClusterDag) {
             return Err(ApplyError::NotUnpinnable(stored.pin_type));
         }
-        let stored = self.pins.remove(cid).expect("invariant: checked present above");
+        let stored = self
+            .pins
+            .remove(cid)
+            .expect("invariant: checked present above");
         Ok(Applied::Unpinned {
             pin: stored.to_pin(cid),
         })
@@ -158,7 +170,10 @@ impl Pinset {
         expire_at: Option<Millis>,
         timestamp: Millis,
     ) -> ApplyResult {
-        let source = self.pins.get(from).ok_or_else(|| ApplyError::NotFound(from.clone()))?;
+        let source = self
+            .pins
+            .get(from)
+            .ok_or_else(|| ApplyError::NotFound(from.clone()))?;
         if source.pin_type != PinType::Data {
             return Err(ApplyError::NotUpdatable(source.pin_type));
         }
@@ -182,7 +197,12 @@ impl Pinset {
                 continue;
             }
             pins_affected += 1;
-            stored.allocations = stored.allocations.iter().filter(|p| *p != peer).cloned().collect();
+            stored.allocations = stored
+                .allocations
+                .iter()
+                .filter(|p| *p != peer)
+                .cloned()
+                .collect();
             if !stored.is_everywhere() && stored.allocations.len() < stored.rmin as usize {
                 stored.under_replicated = true;
                 under_replicated += 1;
@@ -249,16 +269,28 @@ impl Pinset {
     pub fn check_invariants(&self) -> Result<(), String> {
         for (cid, stored) in &self.pins {
             let pin = stored.to_pin(cid);
-            pin.validate().map_err(|e| format!("stored pin {cid} invalid: {e}"))?;
-            if let Some(p) = stored.allocations.iter().find(|p| !self.pool.is_interned(p)) {
+            pin.validate()
+                .map_err(|e| format!("stored pin {cid} invalid: {e}"))?;
+            if let Some(p) = stored
+                .allocations
+                .iter()
+                .find(|p| !self.pool.is_interned(p))
+            {
                 return Err(format!("pin {cid}: allocation {p} not interned"));
             }
         }
         if self.recent.order.len() != self.recent.by_id.len() {
             return Err("recent-request queue and map disagree".into());
         }
-        if let Some((id, _)) = self.recent.by_id.iter().find(|(_, (i, _))| *i > self.applied_index) {
-            return Err(format!("request {id:?} remembered beyond the applied index"));
+        if let Some((id, _)) = self
+            .recent
+            .by_id
+            .iter()
+            .find(|(_, (i, _))| *i > self.applied_index)
+        {
+            return Err(format!(
+                "request {id:?} remembered beyond the applied index"
+            ));
         }
         Ok(())
     }
@@ -271,7 +303,9 @@ impl Pinset {
 
 impl PartialEq for Pinset {
     fn eq(&self, other: &Self) -> bool {
-        self.applied_index == other.applied_index && self.pins == other.pins && self.recent == other.recent
+        self.applied_index == other.applied_index
+            && self.pins == other.pins
+            && self.recent == other.recent
     }
 }
 

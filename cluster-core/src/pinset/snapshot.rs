@@ -135,10 +135,18 @@ struct PinIn {
 impl Pinset {
     /// Encodes the whole state (pins, applied index, remembered requests).
     pub fn snapshot(&self) -> Vec<u8> {
-        let mut peers: Vec<&PeerId> = self.pins.values().flat_map(|p| p.allocations.iter()).collect();
+        let mut peers: Vec<&PeerId> = self
+            .pins
+            .values()
+            .flat_map(|p| p.allocations.iter())
+            .collect();
         peers.sort();
         peers.dedup();
-        let peer_index: BTreeMap<&PeerId, u32> = peers.iter().enumerate().map(|(i, p)| (*p, i as u32)).collect();
+        let peer_index: BTreeMap<&PeerId, u32> = peers
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (*p, i as u32))
+            .collect();
         let body = BodyOut {
             applied_index: self.applied_index,
             peers,
@@ -173,11 +181,13 @@ impl Pinset {
             return Err(SnapshotError::UnknownVersion(bytes[0]));
         }
         let (body, sum) = bytes[1..].split_at(bytes.len() - 1 - CHECKSUM_BYTES);
-        let expected = u64::from_le_bytes(sum.try_into().expect("invariant: split at CHECKSUM_BYTES"));
+        let expected =
+            u64::from_le_bytes(sum.try_into().expect("invariant: split at CHECKSUM_BYTES"));
         if fnv1a64(body) != expected {
             return Err(SnapshotError::Checksum);
         }
-        let body: BodyIn = postcard::from_bytes(body).map_err(|e| SnapshotError::Decode(e.to_string()))?;
+        let body: BodyIn =
+            postcard::from_bytes(body).map_err(|e| SnapshotError::Decode(e.to_string()))?;
         Self::from_body(body)
     }
 
@@ -216,7 +226,10 @@ impl Pinset {
         let mut recent = RecentRequests::default();
         for (id, index, result) in body.recent {
             if index > body.applied_index {
-                return invalid(format!("request {id:?} at {index} beyond applied {}", body.applied_index));
+                return invalid(format!(
+                    "request {id:?} at {index} beyond applied {}",
+                    body.applied_index
+                ));
             }
             recent.by_id.insert(id, (index, result));
             recent.order.push_back(id);
