@@ -1,0 +1,200 @@
+//! `RaftLogStorage` over any [`DurableStore`].
+
+use std::fmt::Debug;
+use std::ops::{Bound, RangeBounds};
+use std::sync::Arc;
+
+use openraft::storage::{LogFlushed, RaftLogStorage};
+use openraft::{ErrorSubject, ErrorVerb, LogState, OptionalSend, RaftLogReader, Vote};
+
+use super::codec::{decode, encode, sto_err};
+use super::types::{LogId, NodeId, RaftEntry, StorageError, TypeConfig};
+use crate::store::{DurableStore, MetaKey, WriteBatch, WriteOp};
+
+/// The Raft log, vote and committed index of one peer.
+pub(crate) struct LogStore<S: DurableStore> {
+    store: Arc<S>,
+}
+
+impl<S: DurableStore> Clone for LogStore<S> {
+    fn clone(&self) -> Self {
+        LogStore {
+            store: Arc::clone(&self.store),
+        }
+    }
+}
+
+impl<S: DurableStore> LogStore<S> {
+    /// A log store over `store`.
+    pub(crate) fn new(store: Arc<S>) -> LogStore<S> {
+        LogStore { store }
+    }
+
+    fn read_meta<T: serde::de::DeserializeOwned>(
+        &self,
+        key: MetaKey,
+        subject: ErrorSubject<u64>,
+    ) -> Result<Option<T>, StorageError> {
+        let bytes = self
+            .store
+            .get_meta(key)
+            .map_err(|e| sto_err(subject.clone(), ErrorVerb::Read, e))?;
+        bytes
+            .map(|b| decode(&b, key.as_str()))
+            .transpose()
+            .map_err(|e| sto_err(subject, ErrorVerb::Read, e))
+    }
+
+    fn commit(&self, batch: WriteBatch, subject: ErrorSubject<u64>) -> Result<(), StorageError> {
+        self.store
+            .commit(batch)
+            .map_err(|e| sto_err(subject, ErrorVerb::Write, e))
+    }
+}
+
+fn bounds(range: &impl RangeBounds<u64>) -> std::ops::Range<u64> {
+    let start = match range.start_bound() {
+        Bound::Included(s) => *s,
+        Bound::Excluded(s) => s.saturating_add(1),
+        Bound::Unbounded => 0,
+    };
+    let end = match range.end_bound() {
+        Bound::Included(e) => e.saturating_add(1),
+        Bound::Excluded(e) => *e,
+        Bound::Unbounded => u64::MAX,
+    };
+    start..end
+}
+
+impl<S: DurableStore> RaftLogReader<TypeConfig> for LogStore<S> {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<RaftEntry>, StorageError> {
+        let rows = self
+            .store
+            .log_range(bounds(&range))
+            .map_err(|e| sto_err(ErrorSubject::Logs, ErrorVerb::Read, e))?;
+        rows.iter()
+            .map(|(index, bytes)| {
+                decode::<RaftEntry>(bytes, "log entry")
+                    .map_err(|e| sto_err(ErrorSubject::LogIndex(*index), ErrorVerb::Read, e))
+            })
+            .collect()
+    }
+}
+
+impl<S: DurableStore> RaftLogStorage<TypeConfig> for LogStore<S> {
+    type LogReader = LogStore<S>;
+
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
+        let last_purged_log_id: Option<LogId> =
+            self.read_meta(MetaKey::LastPurged, ErrorSubject::Logs)?;
+        let last = self
+            .store
+            .log_last()
+            .map_err(|e| sto_err(ErrorSubject::Logs, ErrorVerb::Read, e))?;
+        let last_log_id = match last {
+            Some((index, bytes)) => Some(
+                decode::<RaftEntry>(&bytes, "log entry")
+                    .map_err(|e| sto_err(ErrorSubject::LogIndex(index), ErrorVerb::Read, e))?
+                    .log_id,
+            ),
+            None => last_purged_log_id,
+        };
+        Ok(LogState {
+            last_purged_log_id,
+            last_log_id,
+        })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), StorageError> {
+        let bytes =
+            encode(vote, "vote").map_err(|e| sto_err(ErrorSubject::Vote, ErrorVerb::Write, e))?;
+        let mut batch = WriteBatch::durable();
+        batch.push(WriteOp::PutMeta(MetaKey::Vote, bytes));
+        // Durability order: the vote is on stable storage before this
+        // returns, and openraft only answers the vote request afterwards.
+        self.commit(batch, ErrorSubject::Vote)
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>, StorageError> {
+        self.read_meta(MetaKey::Vote, ErrorSubject::Vote)
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
+        // The committed index is a hint that lets a restarted peer re-apply
+        // its log without waiting for a leader; losing it in a crash is safe,
+        // so it is written without fsync.
+        let mut batch = WriteBatch::relaxed();
+        match committed {
+            Some(log_id) => {
+                let bytes = encode(&log_id, "committed")
+                    .map_err(|e| sto_err(ErrorSubject::Store, ErrorVerb::Write, e))?;
+                batch.push(WriteOp::PutMeta(MetaKey::Committed, bytes));
+            }
+            None => {
+                batch.push(WriteOp::DeleteMeta(MetaKey::Committed));
+            }
+        }
+        self.commit(batch, ErrorSubject::Store)
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
+        self.read_meta(MetaKey::Committed, ErrorSubject::Store)
+    }
+
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: LogFlushed<TypeConfig>,
+    ) -> Result<(), StorageError>
+    where
+        I: IntoIterator<Item = RaftEntry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let mut batch = WriteBatch::durable();
+        for entry in entries {
+            let bytes = encode(&entry, "log entry")
+                .map_err(|e| sto_err(ErrorSubject::Log(entry.log_id), ErrorVerb::Write, e))?;
+            batch.push(WriteOp::PutLog(entry.log_id.index, bytes));
+        }
+        let result = self.store.commit(batch);
+        // Durability order: the callback tells openraft the entries are
+        // persisted (which lets it count this peer towards the commit quorum
+        // and answer AppendEntries). It is only signalled here, after the
+        // store's durable commit has returned.
+        match result {
+            Ok(()) => {
+                callback.log_io_completed(Ok(()));
+                Ok(())
+            }
+            Err(e) => {
+                callback.log_io_completed(Err(std::io::Error::other(e.to_string())));
+                Err(sto_err(ErrorSubject::Logs, ErrorVerb::Write, e))
+            }
+        }
+    }
+
+    async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        let mut batch = WriteBatch::durable();
+        batch.push(WriteOp::TruncateLogFrom(log_id.index));
+        self.commit(batch, ErrorSubject::Logs)
+    }
+
+    async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        let bytes = encode(&log_id, "last purged")
+            .map_err(|e| sto_err(ErrorSubject::Logs, ErrorVerb::Write, e))?;
+        let mut batch = WriteBatch::durable();
+        // One atomic batch: the purge marker and the removal go together, so
+        // a crash never leaves a gap the log state cannot explain.
+        batch
+            .push(WriteOp::PutMeta(MetaKey::LastPurged, bytes))
+            .push(WriteOp::PurgeLogUpTo(log_id.index));
+        self.commit(batch, ErrorSubject::Logs)
+    }
+}

@@ -1,0 +1,145 @@
+//! The runtime seam: openraft and every driver task of this crate take
+//! spawn, sleep and timeouts from [`Runtime`], which is openraft's tokio
+//! runtime normally and a madsim runtime under `--cfg madsim`.
+
+use std::future::Future;
+use std::time::Duration;
+
+use openraft::AsyncRuntime;
+
+#[cfg(not(madsim))]
+/// The async runtime of this build (tokio).
+pub(crate) type Runtime = openraft::TokioRuntime;
+
+#[cfg(madsim)]
+/// The async runtime of this build (madsim's deterministic simulator).
+pub(crate) type Runtime = madsim_runtime::MadsimRuntime;
+
+/// Sleeps for `duration` on the runtime of this build.
+pub(crate) async fn sleep(duration: Duration) {
+    Runtime::sleep(duration).await
+}
+
+/// Runs `future` with a time limit; `None` when it ran out.
+pub(crate) async fn timeout<T, F>(duration: Duration, future: F) -> Option<T>
+where
+    F: Future<Output = T> + Send,
+{
+    Runtime::timeout(duration, future).await.ok()
+}
+
+/// Spawns a detached task on the runtime of this build.
+pub(crate) fn spawn<F>(future: F)
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    drop(Runtime::spawn(future));
+}
+
+#[cfg(madsim)]
+mod madsim_runtime {
+    //! openraft's `AsyncRuntime` over madsim's tasks and timers.
+
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+    use std::time::Duration;
+
+    use openraft::async_runtime::TokioOneShotSender;
+    use openraft::{AsyncRuntime, OptionalSend, TokioInstant};
+
+    /// openraft runtime backed by madsim.
+    #[derive(Debug, Default, PartialEq, Eq)]
+    pub struct MadsimRuntime;
+
+    /// The error of a timed-out future.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+    #[error("deadline has elapsed")]
+    pub struct Elapsed;
+
+    /// A future with a deadline (madsim's own timeout future is unnameable).
+    pub struct Timeout<T> {
+        inner: Pin<Box<T>>,
+        sleep: Pin<Box<madsim::time::Sleep>>,
+    }
+
+    impl<R, T: Future<Output = R>> Future for Timeout<T> {
+        type Output = Result<R, Elapsed>;
+
+        fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+            if let Poll::Ready(v) = self.inner.as_mut().poll(cx) {
+                return Poll::Ready(Ok(v));
+            }
+            match self.sleep.as_mut().poll(cx) {
+                Poll::Ready(()) => Poll::Ready(Err(Elapsed)),
+                Poll::Pending => Poll::Pending,
+            }
+        }
+    }
+
+    impl AsyncRuntime for MadsimRuntime {
+        type JoinError = madsim::task::JoinError;
+        type JoinHandle<T: OptionalSend + 'static> = madsim::task::JoinHandle<T>;
+        type Sleep = madsim::time::Sleep;
+        type Instant = TokioInstant;
+        type TimeoutError = Elapsed;
+        type Timeout<R, T: Future<Output = R> + OptionalSend> = Timeout<T>;
+        type ThreadLocalRng = madsim::rand::GlobalRng;
+        type OneshotSender<T: OptionalSend> = TokioOneShotSender<T>;
+        type OneshotReceiverError = tokio::sync::oneshot::error::RecvError;
+        type OneshotReceiver<T: OptionalSend> = tokio::sync::oneshot::Receiver<T>;
+
+        fn spawn<T>(future: T) -> Self::JoinHandle<T::Output>
+        where
+            T: Future + OptionalSend + 'static,
+            T::Output: OptionalSend + 'static,
+        {
+            madsim::task::spawn(future)
+        }
+
+        fn sleep(duration: Duration) -> Self::Sleep {
+            madsim::time::sleep(duration)
+        }
+
+        fn sleep_until(deadline: Self::Instant) -> Self::Sleep {
+            madsim::time::sleep_until(deadline.into_std())
+        }
+
+        fn timeout<R, F: Future<Output = R> + OptionalSend>(
+            duration: Duration,
+            future: F,
+        ) -> Self::Timeout<R, F> {
+            Timeout {
+                inner: Box::pin(future),
+                sleep: Box::pin(madsim::time::sleep(duration)),
+            }
+        }
+
+        fn timeout_at<R, F: Future<Output = R> + OptionalSend>(
+            deadline: Self::Instant,
+            future: F,
+        ) -> Self::Timeout<R, F> {
+            Timeout {
+                inner: Box::pin(future),
+                sleep: Box::pin(madsim::time::sleep_until(deadline.into_std())),
+            }
+        }
+
+        fn is_panic(_join_error: &Self::JoinError) -> bool {
+            // madsim cannot tell a panicked task from a killed one.
+            false
+        }
+
+        fn thread_rng() -> Self::ThreadLocalRng {
+            madsim::rand::thread_rng()
+        }
+
+        fn oneshot<T>() -> (Self::OneshotSender<T>, Self::OneshotReceiver<T>)
+        where
+            T: OptionalSend,
+        {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            (TokioOneShotSender(tx), rx)
+        }
+    }
+}
