@@ -17,6 +17,8 @@ pub mod pinset;
 mod status;
 mod time;
 pub mod tracker;
+#[cfg(test)]
+mod transcript;
 
 pub use crate::cid::{Cid, CidError};
 pub use peer::{PeerId, PeerIdError};

@@ -1,1 +1,738 @@
-//! placeholder
+//! The pin tracker: one peer's reconciler between the pins the cluster wants
+//! here and what its IPFS daemon actually has.
+//!
+//! Sans-IO, in the str0m shape: feed [`Input`]s with `now` through
+//! [`Tracker::handle_input`], then drain [`Tracker::poll_output`] until it
+//! returns [`Output::Timeout`], execute the [`IpfsCommand`]s and feed their
+//! results back as inputs. Statuses are computed from memory at any time.
+//!
+//! Policy: pin operations run at most `concurrent_pins` at once (unpins have
+//! their own limit); first attempts go before retries; a failed operation is
+//! retried with exponential back-off up to `attempts_max` times, then stays in
+//! error until `recover` or the periodic reconcile. The reconcile lists the
+//! daemon's pins: pins IPFS lost are pinned again, and pins the cluster made
+//! here but no longer wants are removed. Pins the cluster never made are left alone.
+
+mod backoff;
+mod item;
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use serde::{Deserialize, Serialize};
+
+use crate::pin::{Pin, PinType};
+use crate::{Cid, Millis, PeerId, TrackerStatus};
+pub use backoff::backoff_ms;
+use item::{IpfsView, Item, Op, OpKind, Phase};
+
+/// Error text of an operation refused because the queue is full (as IPFS Cluster words it).
+pub const QUEUE_FULL_ERROR: &str =
+    "pin/unpin operation queue is full. Try increasing max_pin_queue_size";
+/// Error text of an operation IPFS never answered in time.
+pub const OP_TIMEOUT_ERROR: &str = "operation timed out waiting for IPFS";
+
+/// Identifies one command sent to IPFS, so its answer can be matched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct OpId(pub u64);
+
+/// Tracker settings (IPFS Cluster's `pin_tracker.stateless` plus back-off).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrackerConfig {
+    /// Pin operations in flight at once.
+    pub concurrent_pins: usize,
+    /// Unpin operations in flight at once.
+    pub concurrent_unpins: usize,
+    /// Queued operations at most; beyond it new operations fail with [`QUEUE_FULL_ERROR`].
+    pub queue_max: usize,
+    /// Automatic attempts per operation before it waits for a recover.
+    pub attempts_max: u32,
+    /// First retry delay.
+    pub backoff_base_ms: u64,
+    /// Longest retry delay.
+    pub backoff_max_ms: u64,
+    /// How often the daemon's pin list is compared with the desired pins.
+    pub reconcile_interval_ms: u64,
+    /// How long an operation may wait for its IPFS answer before it counts as failed.
+    pub op_timeout_ms: u64,
+}
+
+impl Default for TrackerConfig {
+    fn default() -> Self {
+        TrackerConfig {
+            concurrent_pins: 10,
+            concurrent_unpins: 1,
+            queue_max: 1_000_000,
+            attempts_max: 5,
+            backoff_base_ms: 1_000,
+            backoff_max_ms: 60_000,
+            reconcile_interval_ms: 12 * 60_000,
+            op_timeout_ms: 10 * 60_000,
+        }
+    }
+}
+
+/// What the cluster wants this peer to do with a CID.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Desire {
+    /// Pin it, to this depth (-1 recursive, 0 direct).
+    Pin {
+        /// Depth for IPFS.
+        max_depth: i32,
+    },
+    /// Allocated to other peers: this peer must not hold a cluster pin of it.
+    Remote,
+    /// A meta pin: nobody pins it directly.
+    Sharded,
+}
+
+impl Desire {
+    /// What `pin` asks of `peer`.
+    pub fn of(pin: &Pin, peer: &PeerId) -> Desire {
+        if pin.pin_type == PinType::Meta {
+            Desire::Sharded
+        } else if pin.is_allocated_to(peer) {
+            Desire::Pin {
+                max_depth: pin.max_depth,
+            }
+        } else {
+            Desire::Remote
+        }
+    }
+}
+
+/// A fact for the tracker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Input {
+    /// The pinset changed for `cid`; `None` means it left the pinset.
+    Desired {
+        /// The CID.
+        cid: Cid,
+        /// What is wanted now.
+        desire: Option<Desire>,
+    },
+    /// IPFS answered a pin or unpin.
+    IpfsDone {
+        /// The command answered.
+        op: OpId,
+        /// Ok, or the error text.
+        result: Result<(), String>,
+    },
+    /// IPFS answered a pin listing with every CID it has pinned.
+    IpfsPins {
+        /// The command answered.
+        op: OpId,
+        /// The pinned CIDs, or the error text.
+        result: Result<Vec<Cid>, String>,
+    },
+    /// Retry failed operations now (one CID, or all) and re-check IPFS.
+    Recover {
+        /// The CID, or `None` for everything.
+        cid: Option<Cid>,
+    },
+    /// Time passed.
+    Tick,
+}
+
+/// A command for the IPFS connector.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IpfsCommand {
+    /// `pin/add`.
+    Pin {
+        /// Answer with this id.
+        op: OpId,
+        /// What to pin.
+        cid: Cid,
+        /// Depth (-1 recursive).
+        max_depth: i32,
+    },
+    /// `pin/rm`; not-pinned counts as success.
+    Unpin {
+        /// Answer with this id.
+        op: OpId,
+        /// What to unpin.
+        cid: Cid,
+    },
+    /// `pin/ls` of every pin.
+    ListPins {
+        /// Answer with this id.
+        op: OpId,
+    },
+}
+
+/// What the driver must do next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// Execute this and feed the answer back.
+    Command(IpfsCommand),
+    /// Nothing more until this time (or the next input).
+    Timeout(Millis),
+}
+
+/// The status of one CID on this peer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PinStatus {
+    /// The status.
+    pub status: TrackerStatus,
+    /// The last error, empty when none.
+    pub error: String,
+    /// Attempts of the current operation.
+    pub attempts: u32,
+    /// Whether it waits in the first-attempt (priority) queue.
+    pub priority: bool,
+}
+
+/// Counters for metrics (`pinqueue`, `numpin`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct TrackerCounts {
+    /// Operations waiting in queues.
+    pub queued: usize,
+    /// Operations in flight.
+    pub in_flight: usize,
+    /// Operations in error.
+    pub failed: usize,
+    /// CIDs the tracker believes IPFS has pinned for the cluster.
+    pub pinned: usize,
+}
+
+/// One peer's pin tracker.
+#[derive(Debug, Clone)]
+pub struct Tracker {
+    config: TrackerConfig,
+    items: BTreeMap<Cid, Item>,
+    /// First attempts of pins.
+    queue_new: VecDeque<(Cid, u64)>,
+    /// Retried pins.
+    queue_retry: VecDeque<(Cid, u64)>,
+    queue_unpin: VecDeque<(Cid, u64)>,
+    queued: usize,
+    pins_in_flight: usize,
+    unpins_in_flight: usize,
+    in_flight: BTreeMap<OpId, Cid>,
+    deadlines: BTreeSet<(Millis, OpId)>,
+    retries: BTreeSet<(Millis, Cid)>,
+    next_op: u64,
+    next_generation: u64,
+    listing: Option<OpId>,
+    listing_error: Option<String>,
+    have_listing: bool,
+    touched_since_listing: BTreeSet<Cid>,
+    next_reconcile: Millis,
+    list_wanted: bool,
+    failed: usize,
+}
+
+impl Tracker {
+    /// A tracker that knows nothing yet: its first command lists the daemon's pins.
+    pub fn new(config: TrackerConfig, now: Millis) -> Tracker {
+        Tracker {
+            next_reconcile: now.plus(config.reconcile_interval_ms),
+            config,
+            items: BTreeMap::new(),
+            queue_new: VecDeque::new(),
+            queue_retry: VecDeque::new(),
+            queue_unpin: VecDeque::new(),
+            queued: 0,
+            pins_in_flight: 0,
+            unpins_in_flight: 0,
+            in_flight: BTreeMap::new(),
+            deadlines: BTreeSet::new(),
+            retries: BTreeSet::new(),
+            next_op: 1,
+            next_generation: 1,
+            listing: None,
+            listing_error: None,
+            have_listing: false,
+            touched_since_listing: BTreeSet::new(),
+            list_wanted: true,
+            failed: 0,
+        }
+    }
+
+    /// Feeds one fact observed at `now`.
+    pub fn handle_input(&mut self, input: Input, now: Millis) {
+        self.fire_timers(now);
+        match input {
+            Input::Desired { cid, desire } => self.on_desired(cid, desire, now),
+            Input::IpfsDone { op, result } => self.on_done(op, result, now),
+            Input::IpfsPins { op, result } => self.on_listing(op, result, now),
+            Input::Recover { cid } => self.on_recover(cid, now),
+            Input::Tick => {}
+        }
+    }
+
+    /// The next thing to do: a command to execute, or the time to wake up.
+    pub fn poll_output(&mut self, now: Millis) -> Output {
+        self.fire_timers(now);
+        if self.list_wanted && self.listing.is_none() {
+            self.list_wanted = false;
+            let op = self.new_op_id();
+            self.listing = Some(op);
+            self.touched_since_listing.clear();
+            return Output::Command(IpfsCommand::ListPins { op });
+        }
+        if let Some(cmd) = self.dispatch(now) {
+            return Output::Command(cmd);
+        }
+        Output::Timeout(self.next_deadline())
+    }
+
+    /// The status of `cid` on this peer.
+    pub fn status(&self, cid: &Cid) -> PinStatus {
+        let none = |status| PinStatus {
+            status,
+            error: String::new(),
+            attempts: 0,
+            priority: false,
+        };
+        let Some(item) = self.items.get(cid) else {
+            return none(TrackerStatus::Unpinned);
+        };
+        if let Some(op) = &item.op {
+            let status = match (op.kind, &op.phase) {
+                (OpKind::Pin { .. }, Phase::Queued { .. }) => TrackerStatus::PinQueued,
+                (OpKind::Pin { .. }, Phase::InFlight { .. }) => TrackerStatus::Pinning,
+                (OpKind::Pin { .. }, Phase::Failed { .. }) => TrackerStatus::PinError,
+                (OpKind::Unpin, Phase::Queued { .. }) => TrackerStatus::UnpinQueued,
+                (OpKind::Unpin, Phase::InFlight { .. }) => TrackerStatus::Unpinning,
+                (OpKind::Unpin, Phase::Failed { .. }) => TrackerStatus::UnpinError,
+            };
+            return PinStatus {
+                status,
+                error: op.error.clone().unwrap_or_default(),
+                attempts: op.attempts,
+                priority: matches!(op.phase, Phase::Queued { priority: true, .. }),
+            };
+        }
+        match item.desire {
+            None => none(TrackerStatus::Unpinned),
+            Some(Desire::Remote) => none(TrackerStatus::Remote),
+            Some(Desire::Sharded) => none(TrackerStatus::Sharded),
+            Some(Desire::Pin { .. }) => match item.ipfs_view(self.have_listing) {
+                IpfsView::Pinned => none(TrackerStatus::Pinned),
+                IpfsView::NotPinned => PinStatus {
+                    error: "the item should be pinned but it is not".into(),
+                    ..none(TrackerStatus::UnexpectedlyUnpinned)
+                },
+                IpfsView::Unknown => match &self.listing_error {
+                    Some(e) => PinStatus {
+                        error: format!("could not list IPFS pins: {e}"),
+                        ..none(TrackerStatus::ClusterError)
+                    },
+                    None => none(TrackerStatus::PinQueued),
+                },
+            },
+        }
+    }
+
+    /// Every CID the tracker knows, in CID order, with its status.
+    pub fn statuses(&self) -> impl Iterator<Item = (&Cid, PinStatus)> + '_ {
+        self.items.keys().map(|cid| (cid, self.status(cid)))
+    }
+
+    /// Queue and pin counters.
+    pub fn counts(&self) -> TrackerCounts {
+        TrackerCounts {
+            queued: self.queued,
+            in_flight: self.in_flight.len(),
+            failed: self.failed,
+            pinned: self
+                .items
+                .values()
+                .filter(|i| i.ipfs == IpfsView::Pinned)
+                .count(),
+        }
+    }
+
+    // ---- inputs ---------------------------------------------------------------
+
+    fn on_desired(&mut self, cid: Cid, desire: Option<Desire>, now: Millis) {
+        let item = self.items.entry(cid.clone()).or_default();
+        if matches!(desire, Some(Desire::Pin { .. })) {
+            item.owned = true;
+        }
+        item.desire = desire;
+        self.reconcile_item(&cid, now);
+    }
+
+    fn on_done(&mut self, op_id: OpId, result: Result<(), String>, now: Millis) {
+        let Some(cid) = self.in_flight.remove(&op_id) else {
+            return; // Late answer to an operation that timed out or was superseded.
+        };
+        let item = self
+            .items
+            .get_mut(&cid)
+            .expect("invariant: in-flight op has an item");
+        let op = item
+            .op
+            .as_mut()
+            .expect("invariant: in-flight op is on its item");
+        let Phase::InFlight { deadline, .. } = op.phase else {
+            unreachable!("invariant: in-flight map points at an in-flight op");
+        };
+        self.deadlines.remove(&(deadline, op_id));
+        match op.kind {
+            OpKind::Pin { .. } => self.pins_in_flight -= 1,
+            OpKind::Unpin => self.unpins_in_flight -= 1,
+        }
+        self.touched_since_listing.insert(cid.clone());
+        match result {
+            Ok(()) => {
+                item.ipfs = match op.kind {
+                    OpKind::Pin { .. } => IpfsView::Pinned,
+                    OpKind::Unpin => IpfsView::NotPinned,
+                };
+                if op.kind == OpKind::Unpin && item.desire.is_none() {
+                    item.owned = false;
+                }
+                item.op = None;
+            }
+            Err(error) => {
+                let retry_at = (op.attempts < self.config.attempts_max).then(|| {
+                    now.plus(backoff_ms(
+                        op.attempts,
+                        self.config.backoff_base_ms,
+                        self.config.backoff_max_ms,
+                    ))
+                });
+                op.error = Some(error);
+                op.phase = Phase::Failed { retry_at };
+                self.failed += 1;
+                if let Some(at) = retry_at {
+                    self.retries.insert((at, cid.clone()));
+                }
+            }
+        }
+        self.reconcile_item(&cid, now);
+    }
+
+    fn on_listing(&mut self, op: OpId, result: Result<Vec<Cid>, String>, now: Millis) {
+        if self.listing != Some(op) {
+            return;
+        }
+        self.listing = None;
+        let pinned = match result {
+            Ok(pinned) => pinned,
+            Err(e) => {
+                self.listing_error = Some(e);
+                // Try again soon rather than at the next reconcile interval.
+                self.next_reconcile = now.plus(self.config.backoff_base_ms);
+                return;
+            }
+        };
+        self.listing_error = None;
+        self.have_listing = true;
+        let pinned: BTreeSet<Cid> = pinned.into_iter().collect();
+        let touched = std::mem::take(&mut self.touched_since_listing);
+        let cids: Vec<Cid> = self.items.keys().cloned().collect();
+        for cid in cids {
+            if touched.contains(&cid) {
+                continue; // An answer newer than the listing already told us.
+            }
+            let item = self
+                .items
+                .get_mut(&cid)
+                .expect("invariant: key just listed");
+            item.ipfs = if pinned.contains(&cid) {
+                IpfsView::Pinned
+            } else {
+                IpfsView::NotPinned
+            };
+            self.reconcile_item(&cid, now);
+        }
+    }
+
+    fn on_recover(&mut self, cid: Option<Cid>, now: Millis) {
+        let cids: Vec<Cid> = match cid {
+            Some(c) => vec![c],
+            None => self.items.keys().cloned().collect(),
+        };
+        for cid in cids {
+            let Some(item) = self.items.get_mut(&cid) else {
+                continue;
+            };
+            if let Some(op) = &mut item.op {
+                if let Phase::Failed { retry_at } = op.phase {
+                    if let Some(at) = retry_at {
+                        self.retries.remove(&(at, cid.clone()));
+                    }
+                    item.op = None;
+                    self.failed -= 1;
+                }
+            }
+            self.reconcile_item(&cid, now);
+        }
+        self.list_wanted = true;
+    }
+
+    // ---- decisions --------------------------------------------------------------
+
+    /// Makes the item's operation match what is wanted, given what IPFS has.
+    fn reconcile_item(&mut self, cid: &Cid, now: Millis) {
+        let Some(item) = self.items.get(cid) else {
+            return;
+        };
+        let want = item.wanted_op(self.have_listing);
+        let have = item.op.as_ref().map(|op| (op.kind, op.phase.clone()));
+        match (want, have) {
+            (_, Some((_, Phase::InFlight { .. }))) => {} // Re-decided when it answers.
+            (Some(kind), Some((k, _))) if k == kind => {}
+            (want, Some((_, phase))) => {
+                self.drop_op(cid, &phase);
+                if let Some(kind) = want {
+                    self.enqueue(cid, kind, 0, now);
+                }
+            }
+            (Some(kind), None) => self.enqueue(cid, kind, 0, now),
+            (None, None) => {}
+        }
+        let item = self.items.get(cid).expect("invariant: item present");
+        if item.is_idle_and_empty() {
+            self.items.remove(cid);
+        }
+    }
+
+    fn drop_op(&mut self, cid: &Cid, phase: &Phase) {
+        match phase {
+            Phase::Queued { .. } => self.queued -= 1,
+            Phase::Failed { retry_at } => {
+                self.failed -= 1;
+                if let Some(at) = retry_at {
+                    self.retries.remove(&(*at, cid.clone()));
+                }
+            }
+            Phase::InFlight { .. } => unreachable!("in-flight operations are never dropped"),
+        }
+        if let Some(item) = self.items.get_mut(cid) {
+            item.op = None;
+        }
+    }
+
+    fn enqueue(&mut self, cid: &Cid, kind: OpKind, attempts: u32, now: Millis) {
+        let generation = self.next_generation;
+        self.next_generation += 1;
+        let item = self
+            .items
+            .get_mut(cid)
+            .expect("invariant: enqueue on a known item");
+        debug_assert!(item
+            .op
+            .as_ref()
+            .is_none_or(|op| !matches!(op.phase, Phase::InFlight { .. })));
+        if self.queued >= self.config.queue_max {
+            let retry_at = now.plus(self.config.backoff_max_ms);
+            item.op = Some(Op {
+                kind,
+                phase: Phase::Failed {
+                    retry_at: Some(retry_at),
+                },
+                attempts,
+                error: Some(QUEUE_FULL_ERROR.into()),
+            });
+            self.failed += 1;
+            self.retries.insert((retry_at, cid.clone()));
+            return;
+        }
+        // First attempts go before retries.
+        let priority = attempts == 0;
+        let error = item.op.as_ref().and_then(|op| op.error.clone());
+        item.op = Some(Op {
+            kind,
+            phase: Phase::Queued {
+                generation,
+                priority,
+            },
+            attempts,
+            error,
+        });
+        self.queued += 1;
+        let queue = match kind {
+            OpKind::Unpin => &mut self.queue_unpin,
+            OpKind::Pin { .. } if priority => &mut self.queue_new,
+            OpKind::Pin { .. } => &mut self.queue_retry,
+        };
+        queue.push_back((cid.clone(), generation));
+        self.compact_queues();
+    }
+
+    /// Drops cancelled entries once they outnumber live ones, keeping queues bounded.
+    fn compact_queues(&mut self) {
+        const SLACK_ENTRIES: usize = 1024;
+        let total = self.queue_new.len() + self.queue_retry.len() + self.queue_unpin.len();
+        if total <= 2 * self.queued + SLACK_ENTRIES {
+            return;
+        }
+        let items = &self.items;
+        let live = |(cid, generation): &(Cid, u64)| {
+            items.get(cid).and_then(|i| i.op.as_ref()).is_some_and(
+                |op| matches!(op.phase, Phase::Queued { generation: g, .. } if g == *generation),
+            )
+        };
+        self.queue_new.retain(live);
+        self.queue_retry.retain(live);
+        self.queue_unpin.retain(live);
+    }
+
+    /// Starts the next queued operation that fits the concurrency limits.
+    fn dispatch(&mut self, now: Millis) -> Option<IpfsCommand> {
+        if self.unpins_in_flight < self.config.concurrent_unpins {
+            if let Some(cid) = Self::pop_live(&mut self.queue_unpin, &self.items) {
+                return Some(self.start(cid, now));
+            }
+        }
+        if self.pins_in_flight < self.config.concurrent_pins {
+            let cid = Self::pop_live(&mut self.queue_new, &self.items)
+                .or_else(|| Self::pop_live(&mut self.queue_retry, &self.items));
+            if let Some(cid) = cid {
+                return Some(self.start(cid, now));
+            }
+        }
+        None
+    }
+
+    fn pop_live(queue: &mut VecDeque<(Cid, u64)>, items: &BTreeMap<Cid, Item>) -> Option<Cid> {
+        while let Some((cid, generation)) = queue.pop_front() {
+            let live = items.get(&cid).and_then(|i| i.op.as_ref()).is_some_and(
+                |op| matches!(op.phase, Phase::Queued { generation: g, .. } if g == generation),
+            );
+            if live {
+                return Some(cid);
+            }
+        }
+        None
+    }
+
+    fn start(&mut self, cid: Cid, now: Millis) -> IpfsCommand {
+        let op_id = self.new_op_id();
+        let deadline = now.plus(self.config.op_timeout_ms);
+        let item = self
+            .items
+            .get_mut(&cid)
+            .expect("invariant: queued op has an item");
+        let op = item.op.as_mut().expect("invariant: queued op present");
+        op.attempts += 1;
+        op.phase = Phase::InFlight {
+            op: op_id,
+            deadline,
+        };
+        self.queued -= 1;
+        self.in_flight.insert(op_id, cid.clone());
+        self.deadlines.insert((deadline, op_id));
+        match op.kind {
+            OpKind::Pin { max_depth } => {
+                self.pins_in_flight += 1;
+                debug_assert!(self.pins_in_flight <= self.config.concurrent_pins);
+                IpfsCommand::Pin {
+                    op: op_id,
+                    cid,
+                    max_depth,
+                }
+            }
+            OpKind::Unpin => {
+                self.unpins_in_flight += 1;
+                debug_assert!(self.unpins_in_flight <= self.config.concurrent_unpins);
+                IpfsCommand::Unpin { op: op_id, cid }
+            }
+        }
+    }
+
+    // ---- time -------------------------------------------------------------------
+
+    fn fire_timers(&mut self, now: Millis) {
+        while let Some(&(at, op)) = self.deadlines.first() {
+            if at > now {
+                break;
+            }
+            self.on_done(op, Err(OP_TIMEOUT_ERROR.into()), now);
+        }
+        while let Some((at, cid)) = self.retries.first().cloned() {
+            if at > now {
+                break;
+            }
+            self.retries.remove(&(at, cid.clone()));
+            let Some(item) = self.items.get_mut(&cid) else {
+                continue;
+            };
+            let Some(op) = &item.op else { continue };
+            debug_assert!(matches!(op.phase, Phase::Failed { .. }));
+            let (kind, attempts) = (op.kind, op.attempts);
+            self.failed -= 1;
+            self.enqueue(&cid, kind, attempts, now);
+        }
+        if now >= self.next_reconcile {
+            self.next_reconcile = now.plus(self.config.reconcile_interval_ms);
+            self.list_wanted = true;
+        }
+    }
+
+    fn next_deadline(&self) -> Millis {
+        let mut next = self.next_reconcile;
+        if let Some((at, _)) = self.deadlines.first() {
+            next = next.min(*at);
+        }
+        if let Some((at, _)) = self.retries.first() {
+            next = next.min(*at);
+        }
+        next
+    }
+
+    fn new_op_id(&mut self) -> OpId {
+        let id = OpId(self.next_op);
+        self.next_op += 1;
+        id
+    }
+
+    /// Checks the tracker's invariants; tests and the simulator call it after every step.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        let (mut queued, mut failed, mut pins, mut unpins) = (0, 0, 0, 0);
+        let mut in_flight_seen = BTreeSet::new();
+        for (cid, item) in &self.items {
+            if item.is_idle_and_empty() {
+                return Err(format!("{cid}: empty item kept"));
+            }
+            let Some(op) = &item.op else { continue };
+            match op.phase {
+                Phase::Queued { .. } => queued += 1,
+                Phase::Failed { .. } => failed += 1,
+                Phase::InFlight { op: id, .. } => {
+                    if self.in_flight.get(&id) != Some(cid) {
+                        return Err(format!("{cid}: in-flight op {id:?} not registered"));
+                    }
+                    if !in_flight_seen.insert(cid.clone()) {
+                        return Err(format!("{cid}: two in-flight ops"));
+                    }
+                    match op.kind {
+                        OpKind::Pin { .. } => pins += 1,
+                        OpKind::Unpin => unpins += 1,
+                    }
+                }
+            }
+        }
+        let checks = [
+            (queued == self.queued, "queued count"),
+            (failed == self.failed, "failed count"),
+            (pins == self.pins_in_flight, "pins in flight count"),
+            (unpins == self.unpins_in_flight, "unpins in flight count"),
+            (self.in_flight.len() == pins + unpins, "in-flight map size"),
+            (
+                self.pins_in_flight <= self.config.concurrent_pins,
+                "pin concurrency",
+            ),
+            (
+                self.unpins_in_flight <= self.config.concurrent_unpins,
+                "unpin concurrency",
+            ),
+            (self.queued <= self.config.queue_max, "queue bound"),
+            (
+                self.deadlines.len() == self.in_flight.len(),
+                "deadline per in-flight op",
+            ),
+        ];
+        match checks.iter().find(|(ok, _)| !ok) {
+            Some((_, what)) => Err(format!("tracker invariant broken: {what}")),
+            None => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

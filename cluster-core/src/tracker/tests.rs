@@ -1,0 +1,367 @@
+use std::collections::{BTreeMap, BTreeSet};
+
+use proptest::prelude::*;
+
+use super::*;
+use crate::transcript;
+
+fn cid(n: u64) -> Cid {
+    let mut bytes = vec![0x12, 0x20];
+    bytes.extend(n.to_be_bytes());
+    bytes.extend([0xCD; 24]);
+    Cid::from_bytes(&bytes).unwrap()
+}
+
+fn config() -> TrackerConfig {
+    TrackerConfig {
+        concurrent_pins: 2,
+        concurrent_unpins: 1,
+        queue_max: 100,
+        attempts_max: 3,
+        backoff_base_ms: 100,
+        backoff_max_ms: 1000,
+        reconcile_interval_ms: 60_000,
+        op_timeout_ms: 10_000,
+    }
+}
+
+/// Drains every output, returning the commands and the wake-up time.
+fn drain(t: &mut Tracker, now: Millis) -> (Vec<IpfsCommand>, Millis) {
+    let mut cmds = Vec::new();
+    loop {
+        match t.poll_output(now) {
+            Output::Command(c) => cmds.push(c),
+            Output::Timeout(at) => return (cmds, at),
+        }
+    }
+}
+
+// ---- transcripts ----------------------------------------------------------------
+
+/// Runs one transcript script: inputs as lines, outputs rendered as `< …` lines.
+fn run_script(script: &str) -> String {
+    let names: Vec<&str> = ["A", "B", "C", "D", "E", "F"].to_vec();
+    let cid_of = |name: &str| {
+        cid(names
+            .iter()
+            .position(|n| *n == name)
+            .expect("unknown cid name") as u64)
+    };
+    let name_of = |c: &Cid| {
+        names[(0..names.len())
+            .find(|i| cid(*i as u64) == *c)
+            .expect("cid")]
+    };
+    let mut now = Millis(0);
+    let mut t = Tracker::new(config(), now);
+    let mut out = String::new();
+    for line in script.lines() {
+        if line.starts_with("< ") {
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let input = match words.as_slice() {
+            [] | ["#", ..] => continue,
+            ["at", ms] => {
+                now = Millis(ms.parse().expect("ms"));
+                Input::Tick
+            }
+            ["desire", name, what] => Input::Desired {
+                cid: cid_of(name),
+                desire: match *what {
+                    "pin" => Some(Desire::Pin { max_depth: -1 }),
+                    "direct" => Some(Desire::Pin { max_depth: 0 }),
+                    "remote" => Some(Desire::Remote),
+                    "sharded" => Some(Desire::Sharded),
+                    "none" => None,
+                    other => panic!("bad desire {other}"),
+                },
+            },
+            ["done", op, "ok"] => Input::IpfsDone {
+                op: OpId(op.parse().expect("op")),
+                result: Ok(()),
+            },
+            ["done", op, "err", msg @ ..] => Input::IpfsDone {
+                op: OpId(op.parse().expect("op")),
+                result: Err(msg.join(" ")),
+            },
+            ["list", op, "ok", pins @ ..] => Input::IpfsPins {
+                op: OpId(op.parse().expect("op")),
+                result: Ok(pins.iter().map(|n| cid_of(n)).collect()),
+            },
+            ["list", op, "err", msg @ ..] => Input::IpfsPins {
+                op: OpId(op.parse().expect("op")),
+                result: Err(msg.join(" ")),
+            },
+            ["tick"] => Input::Tick,
+            ["recover"] => Input::Recover { cid: None },
+            ["recover", name] => Input::Recover {
+                cid: Some(cid_of(name)),
+            },
+            ["status", name] => {
+                let s = t.status(&cid_of(name));
+                out.push_str(&format!(
+                    "< {} attempts={} priority={} error={:?}\n",
+                    s.status, s.attempts, s.priority, s.error
+                ));
+                continue;
+            }
+            other => panic!("bad transcript line {other:?}"),
+        };
+        t.handle_input(input, now);
+        t.check_invariants().expect("invariants");
+        let (cmds, wake) = drain(&mut t, now);
+        for c in cmds {
+            let line = match c {
+                IpfsCommand::Pin { op, cid, max_depth } => {
+                    format!("pin op={} {} depth={max_depth}", op.0, name_of(&cid))
+                }
+                IpfsCommand::Unpin { op, cid } => format!("unpin op={} {}", op.0, name_of(&cid)),
+                IpfsCommand::ListPins { op } => format!("list op={}", op.0),
+            };
+            out.push_str(&format!("< {line}\n"));
+        }
+        out.push_str(&format!("< wake {}\n", wake.0));
+        t.check_invariants().expect("invariants");
+    }
+    out
+}
+
+#[test]
+fn transcripts() {
+    transcript::check_dir(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/src/tracker/testdata"),
+        run_script,
+    );
+}
+
+// ---- unit tests -------------------------------------------------------------------
+
+#[test]
+fn first_command_lists_ipfs_and_nothing_is_decided_before_it() {
+    let mut t = Tracker::new(config(), Millis(0));
+    t.handle_input(
+        Input::Desired {
+            cid: cid(1),
+            desire: Some(Desire::Pin { max_depth: -1 }),
+        },
+        Millis(0),
+    );
+    let (cmds, _) = drain(&mut t, Millis(0));
+    assert_eq!(cmds, vec![IpfsCommand::ListPins { op: OpId(1) }]);
+    assert_eq!(t.status(&cid(1)).status, TrackerStatus::PinQueued);
+}
+
+#[test]
+fn user_pins_outside_the_cluster_are_never_touched() {
+    let mut t = Tracker::new(config(), Millis(0));
+    drain(&mut t, Millis(0));
+    t.handle_input(
+        Input::IpfsPins {
+            op: OpId(1),
+            result: Ok(vec![cid(7)]),
+        },
+        Millis(1),
+    );
+    let (cmds, _) = drain(&mut t, Millis(1));
+    assert!(cmds.is_empty(), "{cmds:?}");
+    assert_eq!(t.status(&cid(7)).status, TrackerStatus::Unpinned);
+}
+
+// ---- properties --------------------------------------------------------------------
+
+#[derive(Debug, Clone)]
+enum Step {
+    Desire(u64, Option<Desire>),
+    Advance(u64),
+    Recover,
+    /// IPFS stops failing.
+    Heal,
+}
+
+fn arb_step() -> impl Strategy<Value = Step> {
+    let desire = prop_oneof![
+        3 => Just(Some(Desire::Pin { max_depth: -1 })),
+        1 => Just(Some(Desire::Pin { max_depth: 0 })),
+        1 => Just(Some(Desire::Remote)),
+        1 => Just(Some(Desire::Sharded)),
+        2 => Just(None),
+    ];
+    prop_oneof![
+        6 => (0u64..12, desire).prop_map(|(n, d)| Step::Desire(n, d)),
+        2 => (0u64..3000).prop_map(Step::Advance),
+        1 => Just(Step::Recover),
+    ]
+}
+
+/// A fake daemon: answers every command at once, failing on the given schedule.
+struct FakeIpfs {
+    pins: BTreeSet<Cid>,
+    user_pins: BTreeSet<Cid>,
+    fail: Vec<bool>,
+    calls: usize,
+}
+
+impl FakeIpfs {
+    fn answer(&mut self, cmd: &IpfsCommand) -> Input {
+        let fail = self.fail.get(self.calls).copied().unwrap_or(false);
+        self.calls += 1;
+        match cmd {
+            IpfsCommand::Pin { op, cid, .. } => {
+                if !fail {
+                    self.pins.insert(cid.clone());
+                }
+                Input::IpfsDone {
+                    op: *op,
+                    result: if fail { Err("boom".into()) } else { Ok(()) },
+                }
+            }
+            IpfsCommand::Unpin { op, cid } => {
+                if !fail {
+                    self.pins.remove(cid);
+                }
+                Input::IpfsDone {
+                    op: *op,
+                    result: if fail { Err("boom".into()) } else { Ok(()) },
+                }
+            }
+            IpfsCommand::ListPins { op } => Input::IpfsPins {
+                op: *op,
+                result: if fail {
+                    Err("down".into())
+                } else {
+                    Ok(self.pins.union(&self.user_pins).cloned().collect())
+                },
+            },
+        }
+    }
+}
+
+type Desired = BTreeMap<Cid, Option<Desire>>;
+
+/// Runs steps, answering commands at once; checks each command is wanted when issued.
+fn run(
+    steps: &[Step],
+    ipfs: &mut FakeIpfs,
+) -> Result<(Tracker, Desired, Millis), TestCaseError> {
+    let mut now = Millis(0);
+    let mut t = Tracker::new(config(), now);
+    let mut desired: BTreeMap<Cid, Option<Desire>> = BTreeMap::new();
+    let mut owned: BTreeSet<Cid> = BTreeSet::new();
+    let settle = |t: &mut Tracker,
+                  ipfs: &mut FakeIpfs,
+                  now: Millis,
+                  desired: &BTreeMap<Cid, Option<Desire>>,
+                  owned: &BTreeSet<Cid>| {
+        for _ in 0..10_000 {
+            match t.poll_output(now) {
+                Output::Timeout(_) => return Ok(()),
+                Output::Command(cmd) => {
+                    let want = |c: &Cid| desired.get(c).copied().flatten();
+                    match &cmd {
+                        IpfsCommand::Pin { cid, .. } => {
+                            prop_assert!(
+                                matches!(want(cid), Some(Desire::Pin { .. })),
+                                "pin of unwanted {:?}",
+                                cid
+                            )
+                        }
+                        IpfsCommand::Unpin { cid, .. } => {
+                            prop_assert!(
+                                !matches!(want(cid), Some(Desire::Pin { .. })),
+                                "unpin of wanted {:?}",
+                                cid
+                            );
+                            prop_assert!(
+                                !ipfs.user_pins.contains(cid) || owned.contains(cid),
+                                "unpin of user pin"
+                            );
+                        }
+                        IpfsCommand::ListPins { .. } => {}
+                    }
+                    let answer = ipfs.answer(&cmd);
+                    t.handle_input(answer, now);
+                    t.check_invariants().map_err(TestCaseError::fail)?;
+                }
+            }
+        }
+        Err(TestCaseError::fail("tracker never went idle"))
+    };
+    for step in steps {
+        match step {
+            Step::Desire(n, d) => {
+                if matches!(d, Some(Desire::Pin { .. })) {
+                    owned.insert(cid(*n));
+                }
+                desired.insert(cid(*n), *d);
+                t.handle_input(
+                    Input::Desired {
+                        cid: cid(*n),
+                        desire: *d,
+                    },
+                    now,
+                );
+            }
+            Step::Advance(ms) => {
+                now = now.plus(*ms);
+                t.handle_input(Input::Tick, now);
+            }
+            Step::Recover => t.handle_input(Input::Recover { cid: None }, now),
+            Step::Heal => ipfs.fail.clear(),
+        }
+        t.check_invariants().map_err(TestCaseError::fail)?;
+        settle(&mut t, ipfs, now, &desired, &owned)?;
+    }
+    Ok((t, desired, now))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    #[test]
+    fn every_desired_pin_is_pinned_when_ipfs_always_succeeds(
+        steps in prop::collection::vec(arb_step(), 0..80),
+        user in prop::collection::btree_set(0u64..16, 0..4),
+    ) {
+        let user_pins: BTreeSet<Cid> = user.into_iter().map(cid).collect();
+        let mut ipfs = FakeIpfs { pins: BTreeSet::new(), user_pins: user_pins.clone(), fail: vec![], calls: 0 };
+        let (t, desired, _) = run(&steps, &mut ipfs)?;
+        for (c, d) in &desired {
+            let status = t.status(c).status;
+            match d {
+                Some(Desire::Pin { .. }) => {
+                    prop_assert!(ipfs.pins.contains(c) || user_pins.contains(c));
+                    prop_assert_eq!(status, TrackerStatus::Pinned);
+                }
+                Some(Desire::Remote) => {
+                    prop_assert!(!ipfs.pins.contains(c));
+                    prop_assert_eq!(status, TrackerStatus::Remote);
+                }
+                Some(Desire::Sharded) => prop_assert_eq!(status, TrackerStatus::Sharded),
+                None => {
+                    prop_assert!(!ipfs.pins.contains(c), "stray cluster pin {:?} left", c);
+                    prop_assert_eq!(status, TrackerStatus::Unpinned);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn converges_after_failures_stop(
+        steps in prop::collection::vec(arb_step(), 0..60),
+        fail in prop::collection::vec(prop::bool::weighted(0.3), 0..60),
+    ) {
+        let mut all = steps;
+        all.extend([Step::Heal, Step::Recover, Step::Advance(120_000)]);
+        let mut ipfs = FakeIpfs { pins: BTreeSet::new(), user_pins: BTreeSet::new(), fail, calls: 0 };
+        let (t, desired, _) = run(&all, &mut ipfs)?;
+        for (c, d) in &desired {
+            if let Some(Desire::Pin { .. }) = d {
+                prop_assert_eq!(t.status(c).status, TrackerStatus::Pinned);
+                prop_assert!(ipfs.pins.contains(c));
+            }
+        }
+    }
+}
