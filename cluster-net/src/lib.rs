@@ -4,9 +4,14 @@
 //! See the crate README for the seams (runtime, transport, storage backend)
 //! and the features.
 
-pub mod store;
-
-#[allow(dead_code)] // the Raft node handle that uses every item lands next
+pub mod config;
+pub mod error;
+pub mod inproc;
 mod raft_glue;
+pub mod store;
+pub mod transport;
 
-pub use raft_glue::{node_id_of, NodeInfo};
+pub use config::RaftConfig;
+pub use error::{MembershipError, StartError, WriteError};
+pub use raft_glue::{node_id_of, ClusterRaft, DecodeError, NodeInfo, RpcRequest, RpcResponse};
+pub use transport::{RaftTransport, RpcHandler, TransportError};

@@ -3,17 +3,29 @@
 //! - `types`: the type configuration and node ids;
 //! - `runtime`: the tokio / madsim runtime seam;
 //! - `log_store`, `state_machine`: storage over any [`DurableStore`](crate::store::DurableStore);
-//! - `codec`: stored record encoding.
+//! - `codec`: stored record encoding;
+//! - `rpc`: wire messages; `network`: openraft's network over our transport;
+//! - `cluster_id`: the persisted cluster id;
+//! - `node`: the [`ClusterRaft`] handle; `write_path`: batching and
+//!   forwarding; `membership`: bootstrap, join, remove, leave.
 
 // openraft fixes its (large) StorageError type; our helpers return it as is.
 #![allow(clippy::result_large_err)]
 
+mod cluster_id;
 mod codec;
 mod log_store;
+mod membership;
+mod network;
+mod node;
+mod rpc;
 mod runtime;
 mod state_machine;
 mod types;
+mod write_path;
 
+pub use node::ClusterRaft;
+pub use rpc::{DecodeError, RpcRequest, RpcResponse};
 pub use types::{node_id_of, NodeInfo};
 
 #[cfg(test)]

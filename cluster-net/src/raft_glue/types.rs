@@ -64,8 +64,13 @@ const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
 /// membership change that would add a peer whose node id is already used by
 /// a different peer id is refused with `MembershipError::NodeIdCollision`.
 pub fn node_id_of(peer: &PeerId) -> u64 {
+    node_id_of_str(peer.as_str())
+}
+
+/// [`node_id_of`] for a peer id in string form.
+pub(crate) fn node_id_of_str(peer: &str) -> u64 {
     let mut hash = FNV_OFFSET_BASIS;
-    for byte in peer.to_string().as_bytes() {
+    for byte in peer.as_bytes() {
         hash ^= u64::from(*byte);
         hash = hash.wrapping_mul(FNV_PRIME);
     }

@@ -15,7 +15,7 @@ use std::path::PathBuf;
 
 pub use memory::MemStore;
 #[cfg(feature = "redb-store")]
-pub use redb_store::RedbStore;
+pub use redb_store::{RedbStore, RAFT_DB_FILE_NAME};
 
 /// The named single-value records kept beside the log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

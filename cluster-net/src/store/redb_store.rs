@@ -39,7 +39,7 @@ impl RedbStore {
             Ok(meta) if meta.len() == 0 => {
                 return Err(open_err("file is empty (truncated?)".to_string()))
             }
-            Ok(_) => Database::open(&path).map_err(|e| open_err(e.to_string()))?,
+            Ok(_) => open_existing(&path).map_err(open_err)?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 Database::create(&path).map_err(|e| open_err(e.to_string()))?
             }
@@ -73,6 +73,26 @@ impl RedbStore {
         txn.open_table(LOG_TABLE).map_err(|e| self.io(e))?;
         txn.open_table(META_TABLE).map_err(|e| self.io(e))?;
         txn.commit().map_err(|e| self.io(e))
+    }
+}
+
+/// Opens an existing database file. redb asserts on some damaged files
+/// (e.g. a file shorter than its header records) instead of returning an
+/// error; that panic is caught and reported as a damaged file.
+fn open_existing(path: &Path) -> Result<Database, String> {
+    match std::panic::catch_unwind(|| Database::open(path)) {
+        Ok(Ok(db)) => Ok(db),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(panic) => {
+            let detail = panic
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| panic.downcast_ref::<&str>().copied())
+                .unwrap_or("no detail");
+            Err(format!(
+                "database file is damaged (truncated or corrupt): {detail}"
+            ))
+        }
     }
 }
 

@@ -1,0 +1,96 @@
+//! Errors of the public API.
+
+use crate::store::StoreError;
+use crate::transport::TransportError;
+
+/// A peer could not start its consensus layer.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The storage backend failed or holds corrupt data.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The configuration is not valid.
+    #[error("invalid raft configuration: {0}")]
+    Config(String),
+    /// The Raft engine refused to start.
+    #[error("raft failed to start: {0}")]
+    Raft(String),
+}
+
+/// A write was not applied, or its outcome is unknown.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WriteError {
+    /// No answer within the time limit; the write may still be applied.
+    #[error("write not confirmed within {ms} ms (it may still be applied)")]
+    Timeout {
+        /// The limit.
+        ms: u64,
+    },
+    /// No leader could be reached after the bounded retries.
+    #[error("no raft leader available")]
+    NoLeader,
+    /// The transport failed after the request may have been delivered.
+    #[error("write outcome unknown: {0}")]
+    Transport(TransportError),
+    /// The peer belongs to no cluster yet (bootstrap or join first).
+    #[error("this peer is not part of a cluster")]
+    NotInCluster,
+    /// The consensus layer is shutting down.
+    #[error("consensus is shut down")]
+    Shutdown,
+    /// The leader failed to commit the entry.
+    #[error("raft error: {0}")]
+    Raft(String),
+}
+
+/// A membership change (bootstrap, join, remove, leave) failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MembershipError {
+    /// The other side belongs to a different cluster.
+    #[error(
+        "cluster mismatch: this peer belongs to cluster {ours:032x}, the other to {theirs:032x}"
+    )]
+    ClusterMismatch {
+        /// Cluster id of the refusing peer.
+        ours: u128,
+        /// Cluster id that was presented.
+        theirs: u128,
+    },
+    /// The peer's Raft node id equals that of a different member.
+    #[error("peer {peer} hashes to raft node id {node_id:#x}, already used by member {existing}")]
+    NodeIdCollision {
+        /// The peer being added.
+        peer: String,
+        /// Its node id.
+        node_id: u64,
+        /// The member already using the id.
+        existing: String,
+    },
+    /// The peer is not a member.
+    #[error("peer {0} is not a member of the cluster")]
+    NotMember(String),
+    /// Removing the peer would leave the cluster without voters.
+    #[error("cannot remove the last peer of a cluster")]
+    LastPeer,
+    /// No leader could be reached after the bounded retries.
+    #[error("no raft leader available")]
+    NoLeader,
+    /// The change did not complete in time.
+    #[error("membership change not confirmed within {ms} ms")]
+    Timeout {
+        /// The limit.
+        ms: u64,
+    },
+    /// The transport failed.
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    /// Storage failed.
+    #[error("storage: {0}")]
+    Store(String),
+    /// The Raft engine refused the change.
+    #[error("raft error: {0}")]
+    Raft(String),
+    /// The consensus layer is shutting down.
+    #[error("consensus is shut down")]
+    Shutdown,
+}

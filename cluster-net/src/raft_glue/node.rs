@@ -1,0 +1,342 @@
+//! [`ClusterRaft`]: one peer's consensus handle (start, reads, RPC serving).
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use cluster_core::{PeerId, Pinset};
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::{ServerState, SnapshotPolicy};
+use tokio::sync::mpsc;
+
+use super::cluster_id::ClusterIdCell;
+use super::log_store::LogStore;
+use super::network::NetworkFactory;
+use super::rpc::{RefusedReason, RequestBody, ResponseBody, RpcRequest, RpcResponse};
+use super::runtime;
+use super::state_machine::{read_pinset, SharedPinset, StateMachine};
+use super::types::{node_id_of, NodeId, NodeInfo, Raft};
+use super::write_path::{self, PendingWrite};
+use crate::config::RaftConfig;
+use crate::error::StartError;
+use crate::store::DurableStore;
+use crate::transport::{BoxFuture, RaftTransport, RpcHandler};
+
+/// Capacity of the queue of client writes waiting to be batched.
+pub(crate) const WRITE_QUEUE_CAPACITY: usize = 8_192;
+/// Longest wait in `shutdown` for openraft's tasks to release the store.
+const SHUTDOWN_RELEASE_WAIT_MS: u64 = 5_000;
+/// Poll period of the `wait_for_*` helpers.
+const WAIT_POLL_MS: u64 = 10;
+
+/// Shared state behind a [`ClusterRaft`] handle.
+pub(crate) struct Inner {
+    pub(crate) me: NodeInfo,
+    pub(crate) my_id: NodeId,
+    pub(crate) raft: Raft,
+    pub(crate) pinset: SharedPinset,
+    pub(crate) transport: Arc<dyn RaftTransport>,
+    pub(crate) store: Arc<dyn DurableStore>,
+    pub(crate) cluster_id: ClusterIdCell,
+    pub(crate) config: RaftConfig,
+    pub(crate) writes: mpsc::Sender<PendingWrite>,
+}
+
+/// One peer's consensus layer: a Raft member replicating the shared pinset.
+///
+/// Cheap to clone; all clones drive the same peer. Writes work on any peer
+/// (followers forward to the leader); reads see this peer's applied state.
+#[derive(Clone)]
+pub struct ClusterRaft {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for ClusterRaft {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterRaft")
+            .field("peer", &self.inner.me)
+            .field("cluster_id", &self.inner.cluster_id.get())
+            .finish()
+    }
+}
+
+fn openraft_config(config: &RaftConfig) -> Result<openraft::Config, StartError> {
+    openraft::Config {
+        cluster_name: config.cluster_name.clone(),
+        heartbeat_interval: config.heartbeat_interval_ms,
+        election_timeout_min: config.election_timeout_min_ms,
+        election_timeout_max: config.election_timeout_max_ms,
+        install_snapshot_timeout: config.rpc_timeout_ms,
+        snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot_every_logs),
+        max_in_snapshot_log_to_keep: config.logs_to_keep,
+        snapshot_max_chunk_size: config.snapshot_chunk_bytes,
+        ..Default::default()
+    }
+    .validate()
+    .map_err(|e| StartError::Config(e.to_string()))
+}
+
+impl ClusterRaft {
+    /// Starts the consensus layer of peer `peer`, reachable at `addr`, over
+    /// `store` (restoring its log, vote and last snapshot) and `transport`.
+    ///
+    /// A fresh store starts a peer that belongs to no cluster: call
+    /// [`initialize`](ClusterRaft::initialize) or [`join`](ClusterRaft::join).
+    /// A store with state rejoins its cluster without further action. The
+    /// caller registers [`rpc_handler`](ClusterRaft::rpc_handler) with the
+    /// transport so other peers reach this one.
+    pub async fn start<S: DurableStore>(
+        peer: &PeerId,
+        addr: impl Into<String>,
+        config: RaftConfig,
+        store: S,
+        transport: Arc<dyn RaftTransport>,
+    ) -> Result<ClusterRaft, StartError> {
+        if config.batch_entries_max == 0 || config.proposals_in_flight_max == 0 {
+            return Err(StartError::Config(
+                "batch_entries_max and proposals_in_flight_max must be positive".to_string(),
+            ));
+        }
+        let raft_config = Arc::new(openraft_config(&config)?);
+        let store = Arc::new(store);
+        let cluster_id = ClusterIdCell::load(&*store)?;
+        let pinset: SharedPinset = Arc::new(RwLock::new(Pinset::new()));
+        let state_machine = StateMachine::open(Arc::clone(&store), Arc::clone(&pinset))?;
+        let log_store = LogStore::new(Arc::clone(&store));
+        let network = NetworkFactory {
+            transport: Arc::clone(&transport),
+            cluster_id: cluster_id.clone(),
+        };
+        let my_id = node_id_of(peer);
+        let raft = Raft::new(my_id, raft_config, network, log_store, state_machine)
+            .await
+            .map_err(|e| StartError::Raft(e.to_string()))?;
+        let (writes, queue) = mpsc::channel(WRITE_QUEUE_CAPACITY);
+        let inner = Arc::new(Inner {
+            me: NodeInfo {
+                peer_id: peer.to_string(),
+                addr: addr.into(),
+            },
+            my_id,
+            raft,
+            pinset,
+            transport,
+            store,
+            cluster_id,
+            config,
+            writes,
+        });
+        runtime::spawn(write_path::run_batcher(Arc::downgrade(&inner), queue));
+        Ok(ClusterRaft { inner })
+    }
+
+    /// The handler a transport calls with requests for this peer.
+    pub fn rpc_handler(&self) -> Arc<dyn RpcHandler> {
+        Arc::new(self.clone())
+    }
+
+    /// This peer's id and address, as recorded in the membership.
+    pub fn node_info(&self) -> &NodeInfo {
+        &self.inner.me
+    }
+
+    /// The cluster this peer belongs to, if any.
+    pub fn cluster_id(&self) -> Option<u128> {
+        self.inner.cluster_id.get()
+    }
+
+    /// Runs `f` on this peer's applied pinset (do not block inside).
+    pub fn with_pinset<R>(&self, f: impl FnOnce(&Pinset) -> R) -> R {
+        f(&read_pinset(&self.inner.pinset))
+    }
+
+    /// Log index of the last entry applied to the pinset on this peer.
+    pub fn applied_index(&self) -> u64 {
+        read_pinset(&self.inner.pinset).applied_index()
+    }
+
+    /// The current leader as this peer knows it.
+    pub fn leader(&self) -> Option<PeerId> {
+        self.inner
+            .leader_node()
+            .and_then(|n| PeerId::parse(&n.peer_id).ok())
+    }
+
+    /// True when this peer is the leader.
+    pub fn is_leader(&self) -> bool {
+        let metrics = self.inner.raft.metrics();
+        let m = metrics.borrow();
+        m.state == ServerState::Leader
+    }
+
+    /// Voting members of the cluster, as this peer knows them.
+    pub fn members(&self) -> Vec<PeerId> {
+        self.inner.members(false)
+    }
+
+    /// Non-voting members (peers catching up before promotion).
+    pub fn learners(&self) -> Vec<PeerId> {
+        self.inner.members(true)
+    }
+
+    /// Waits until some leader is known, up to `limit`.
+    pub async fn wait_for_leader(&self, limit: Duration) -> Option<PeerId> {
+        let this = self.clone();
+        runtime::timeout(limit, async move {
+            loop {
+                if let Some(leader) = this.leader() {
+                    return leader;
+                }
+                runtime::sleep(Duration::from_millis(WAIT_POLL_MS)).await;
+            }
+        })
+        .await
+    }
+
+    /// Waits until this peer applied log index `index`, up to `limit`;
+    /// returns whether it did.
+    pub async fn wait_for_applied(&self, index: u64, limit: Duration) -> bool {
+        let this = self.clone();
+        runtime::timeout(limit, async move {
+            while this.applied_index() < index {
+                runtime::sleep(Duration::from_millis(WAIT_POLL_MS)).await;
+            }
+        })
+        .await
+        .is_some()
+    }
+
+    /// Stops this peer's Raft tasks and waits (bounded) until they released
+    /// the store, so that it can be reopened once every handle is dropped.
+    /// Other clones become unusable.
+    pub async fn shutdown(&self) {
+        if let Err(e) = self.inner.raft.shutdown().await {
+            tracing::warn!(peer = %self.inner.me, error = %e, "raft shutdown");
+        }
+        let released = runtime::timeout(Duration::from_millis(SHUTDOWN_RELEASE_WAIT_MS), async {
+            // Only `Inner` itself still holds the store once openraft's
+            // storage and state machine tasks are gone.
+            while Arc::strong_count(&self.inner.store) > 1 {
+                runtime::sleep(Duration::from_millis(WAIT_POLL_MS)).await;
+            }
+        })
+        .await;
+        if released.is_none() {
+            tracing::warn!(peer = %self.inner.me, "raft tasks still hold the store after shutdown");
+        }
+    }
+}
+
+impl RpcHandler for ClusterRaft {
+    fn handle(&self, request: RpcRequest) -> BoxFuture<RpcResponse> {
+        let inner = Arc::clone(&self.inner);
+        Box::pin(async move {
+            RpcResponse {
+                body: inner.serve(request).await,
+            }
+        })
+    }
+}
+
+impl Inner {
+    /// The leader's node record, from this peer's view.
+    pub(crate) fn leader_node(&self) -> Option<NodeInfo> {
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow();
+        let leader = m.current_leader?;
+        m.membership_config.membership().get_node(&leader).cloned()
+    }
+
+    /// Membership nodes (id -> record) and voter ids.
+    pub(crate) fn membership(&self) -> (BTreeMap<NodeId, NodeInfo>, Vec<NodeId>) {
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow();
+        let membership = m.membership_config.membership();
+        let nodes = membership.nodes().map(|(id, n)| (*id, n.clone())).collect();
+        (nodes, membership.voter_ids().collect())
+    }
+
+    fn members(&self, learners: bool) -> Vec<PeerId> {
+        let (nodes, voters) = self.membership();
+        nodes
+            .iter()
+            .filter(|(id, _)| voters.contains(id) != learners)
+            .filter_map(|(_, n)| PeerId::parse(&n.peer_id).ok())
+            .collect()
+    }
+
+    /// Serves one incoming request.
+    async fn serve(self: &Arc<Self>, request: RpcRequest) -> ResponseBody {
+        if let Err(refusal) = self.check_cluster(&request) {
+            return refusal;
+        }
+        match request.body {
+            RequestBody::AppendEntries(r) => {
+                ResponseBody::AppendEntries(self.raft.append_entries(r).await)
+            }
+            RequestBody::Vote(r) => ResponseBody::Vote(self.raft.vote(r).await),
+            RequestBody::InstallSnapshot(r) => {
+                ResponseBody::InstallSnapshot(self.raft.install_snapshot(r).await)
+            }
+            other => self.serve_at_leader(other).await,
+        }
+    }
+
+    /// Refuses requests from another cluster; adopts the cluster id of the
+    /// first Raft message a fresh peer receives (it was just added by a
+    /// leader after asking to join).
+    fn check_cluster(&self, request: &RpcRequest) -> Result<(), ResponseBody> {
+        let raft_protocol = request.body.is_raft_protocol();
+        match (self.cluster_id.get(), request.cluster_id) {
+            (Some(ours), Some(theirs)) if ours != theirs => {
+                Err(ResponseBody::ClusterMismatch { ours, theirs })
+            }
+            (Some(_), None) if raft_protocol => {
+                Err(ResponseBody::Refused(RefusedReason::SenderNotInCluster))
+            }
+            (Some(_), _) => Ok(()),
+            (None, Some(theirs)) if raft_protocol => {
+                match self.cluster_id.adopt(&*self.store, theirs) {
+                    Ok(id) if id == theirs => {
+                        tracing::info!(peer = %self.me, cluster = %format!("{theirs:032x}"), "joined cluster");
+                        Ok(())
+                    }
+                    Ok(ours) => Err(ResponseBody::ClusterMismatch { ours, theirs }),
+                    Err(e) => Err(ResponseBody::Failed(e.to_string())),
+                }
+            }
+            (None, None) if raft_protocol => {
+                Err(ResponseBody::Refused(RefusedReason::SenderNotInCluster))
+            }
+            (None, _) => Err(ResponseBody::Refused(RefusedReason::NoCluster)),
+        }
+    }
+
+    /// Serves the requests only a leader can serve (forwarded writes and
+    /// membership changes); answers `NotLeader` elsewhere.
+    pub(crate) async fn serve_at_leader(self: &Arc<Self>, body: RequestBody) -> ResponseBody {
+        match body {
+            RequestBody::Forward(entries) => match self.raft.client_write(entries).await {
+                Ok(response) => ResponseBody::Applied(response.data),
+                Err(e) => self.client_write_error(e),
+            },
+            RequestBody::Join(node) => super::membership::serve_join(self, node).await,
+            RequestBody::Remove(peer) => super::membership::serve_remove(self, &peer).await,
+            _ => ResponseBody::Failed("not a leader request".to_string()),
+        }
+    }
+
+    /// Maps a write error of the local Raft into a response.
+    pub(crate) fn client_write_error(
+        &self,
+        e: RaftError<NodeId, ClientWriteError<NodeId, NodeInfo>>,
+    ) -> ResponseBody {
+        match e {
+            RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => ResponseBody::NotLeader {
+                leader: f.leader_node,
+            },
+            RaftError::APIError(other) => ResponseBody::Failed(other.to_string()),
+            RaftError::Fatal(_) => ResponseBody::Refused(RefusedReason::Shutdown),
+        }
+    }
+}

@@ -1,0 +1,134 @@
+//! The wire messages between peers. Their contents are openraft types, kept
+//! private: transports see opaque, serialisable envelopes.
+
+use cluster_core::pinset::{ApplyResult, Entry};
+use openraft::error::{InstallSnapshotError, RaftError};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use serde::{Deserialize, Serialize};
+
+use super::types::{NodeId, NodeInfo, TypeConfig};
+
+/// Error decoding a wire message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("malformed raft rpc message: {0}")]
+pub struct DecodeError(String);
+
+/// A request from one peer to another.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RpcRequest {
+    /// Cluster of the sender, `None` for a peer that has not joined yet.
+    pub(crate) cluster_id: Option<u128>,
+    pub(crate) body: RequestBody,
+}
+
+/// A response to an [`RpcRequest`].
+#[derive(Debug, Serialize, Deserialize)]
+pub struct RpcResponse {
+    pub(crate) body: ResponseBody,
+}
+
+macro_rules! wire_codec {
+    ($t:ty) => {
+        impl $t {
+            /// Serialises the message for a byte transport.
+            pub fn to_bytes(&self) -> Vec<u8> {
+                // Serialising into a Vec only fails for types serde cannot
+                // express (maps with non-string keys in some formats), which
+                // these messages do not contain.
+                postcard::to_allocvec(self).unwrap_or_default()
+            }
+
+            /// Parses a message produced by `to_bytes`.
+            pub fn from_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
+                postcard::from_bytes(bytes).map_err(|e| DecodeError(e.to_string()))
+            }
+        }
+    };
+}
+
+wire_codec!(RpcRequest);
+wire_codec!(RpcResponse);
+
+impl RpcRequest {
+    /// Short name of the request kind, for logs and fault injection.
+    pub fn kind(&self) -> &'static str {
+        match self.body {
+            RequestBody::AppendEntries(_) => "append_entries",
+            RequestBody::Vote(_) => "vote",
+            RequestBody::InstallSnapshot(_) => "install_snapshot",
+            RequestBody::Forward(_) => "forward",
+            RequestBody::Join(_) => "join",
+            RequestBody::Remove(_) => "remove",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) enum RequestBody {
+    AppendEntries(AppendEntriesRequest<TypeConfig>),
+    Vote(VoteRequest<NodeId>),
+    InstallSnapshot(InstallSnapshotRequest<TypeConfig>),
+    /// Client writes forwarded to the leader.
+    Forward(Vec<Entry>),
+    /// Add this peer to the cluster (sent to any member).
+    Join(NodeInfo),
+    /// Remove a peer (its peer id string) from the cluster.
+    Remove(String),
+}
+
+impl RequestBody {
+    /// Raft protocol messages only come from members of a cluster.
+    pub(crate) fn is_raft_protocol(&self) -> bool {
+        matches!(
+            self,
+            RequestBody::AppendEntries(_) | RequestBody::Vote(_) | RequestBody::InstallSnapshot(_)
+        )
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum ResponseBody {
+    AppendEntries(Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>>),
+    Vote(Result<VoteResponse<NodeId>, RaftError<NodeId>>),
+    InstallSnapshot(
+        Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>,
+    ),
+    /// Results of forwarded writes, one per entry.
+    Applied(Vec<ApplyResult>),
+    /// A membership change completed; the cluster's id.
+    MembershipDone {
+        cluster_id: u128,
+    },
+    /// This peer is not the leader; retry at the hinted one.
+    NotLeader {
+        leader: Option<NodeInfo>,
+    },
+    /// The request came from a different cluster.
+    ClusterMismatch {
+        ours: u128,
+        theirs: u128,
+    },
+    /// The request cannot be served (reason for the caller).
+    Refused(RefusedReason),
+    /// The request failed at the receiver.
+    Failed(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum RefusedReason {
+    /// The receiver belongs to no cluster and the request carries no id.
+    NoCluster,
+    /// The sender belongs to no cluster but sent a Raft message.
+    SenderNotInCluster,
+    /// The joining peer's node id collides with a member's.
+    NodeIdCollision { node_id: u64, existing: String },
+    /// The peer to remove is not a member.
+    NotMember(String),
+    /// The removal would leave no voter.
+    LastPeer,
+    /// The receiver is shutting down.
+    Shutdown,
+}

@@ -1,0 +1,64 @@
+//! The Raft transport seam: how one peer's RPCs reach another.
+//!
+//! The glue sends [`RpcRequest`]s through a [`RaftTransport`] and serves the
+//! ones it receives through [`RpcHandler`] (implemented by
+//! [`ClusterRaft`](crate::ClusterRaft)). Messages are opaque to transports
+//! and serialisable (`to_bytes` / `from_bytes`), so a network transport only
+//! moves bytes.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use crate::raft_glue::{NodeInfo, RpcRequest, RpcResponse};
+
+/// A boxed, sendable future.
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+/// Why an RPC got no answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TransportError {
+    /// The request was not delivered (peer down, partitioned, no route); it
+    /// is safe to retry. Transports should fail fast with this error.
+    #[error("peer {peer} is unreachable")]
+    Unreachable {
+        /// The target peer id.
+        peer: String,
+    },
+    /// No answer in time; the request may or may not have been processed.
+    #[error("rpc to peer {peer} timed out")]
+    Timeout {
+        /// The target peer id.
+        peer: String,
+    },
+    /// The exchange failed part way; the request may have been processed.
+    #[error("rpc to peer {peer} failed: {reason}")]
+    Failed {
+        /// The target peer id.
+        peer: String,
+        /// What went wrong.
+        reason: String,
+    },
+}
+
+impl TransportError {
+    /// True when the request certainly did not reach the target.
+    pub fn not_delivered(&self) -> bool {
+        matches!(self, TransportError::Unreachable { .. })
+    }
+}
+
+/// Sends one RPC to a peer and waits for its answer.
+pub trait RaftTransport: Send + Sync + 'static {
+    /// Delivers `request` to `target` and returns its response.
+    fn call(
+        &self,
+        target: &NodeInfo,
+        request: RpcRequest,
+    ) -> BoxFuture<Result<RpcResponse, TransportError>>;
+}
+
+/// Serves the RPCs a transport receives for one peer.
+pub trait RpcHandler: Send + Sync + 'static {
+    /// Handles one request and produces its response.
+    fn handle(&self, request: RpcRequest) -> BoxFuture<RpcResponse>;
+}

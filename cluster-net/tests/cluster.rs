@@ -1,0 +1,213 @@
+//! Multi-peer behaviour over the in-process transport with redb storage:
+//! election, replication, leader loss, restart, snapshot install on join,
+//! removal of dead peers, cluster id checks.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use cluster_core::pinset::Applied;
+use cluster_net::store::{DurableStore, MemStore, MetaKey};
+use cluster_net::{MembershipError, RaftConfig};
+use common::*;
+
+/// Writes pins `range` through peer `via`, asserting each is applied.
+async fn write_pins(cluster: &TestCluster, via: usize, range: std::ops::Range<u64>) -> u64 {
+    let mut last = 0;
+    for n in range {
+        let result = cluster.raft(via).write(pin_entry(n)).await.expect("write");
+        assert!(
+            matches!(result, Ok(Applied::Pinned { .. })),
+            "pin {n}: {result:?}"
+        );
+        last = cluster.raft(via).applied_index();
+    }
+    last
+}
+
+fn pinsets(cluster: &TestCluster) -> Vec<BTreeMap<cluster_core::Cid, cluster_core::Pin>> {
+    cluster
+        .alive()
+        .into_iter()
+        .map(|n| cluster.raft(n).with_pinset(|p| p.to_map()))
+        .collect()
+}
+
+async fn survive_leader_loss(count: usize) {
+    let mut cluster = TestCluster::form(RaftConfig::fast_for_tests(), count).await;
+    for n in 0..count {
+        assert_eq!(cluster.raft(n).members().len(), count, "members on {n}");
+    }
+    let leader = cluster.leader().await;
+    let follower = (leader + 1) % count;
+    write_pins(&cluster, leader, 0..20).await;
+    write_pins(&cluster, follower, 20..40).await;
+
+    let old = cluster.kill(leader).await;
+    assert!(old.exists());
+    let new_leader = cluster.leader().await;
+    assert_ne!(new_leader, leader);
+    let survivor = cluster.alive()[0];
+    let last = write_pins(&cluster, survivor, 40..60).await;
+    cluster.wait_applied_everywhere(last).await;
+    let sets = pinsets(&cluster);
+    assert_eq!(sets[0].len(), 60);
+    assert!(sets.iter().all(|s| *s == sets[0]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_peers_replicate_and_survive_leader_loss() {
+    survive_leader_loss(3).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_peers_replicate_and_survive_leader_loss() {
+    survive_leader_loss(5).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarted_peers_keep_acknowledged_writes() {
+    let mut cluster = TestCluster::form(RaftConfig::fast_for_tests(), 3).await;
+    let leader = cluster.leader().await;
+    // Concurrent writes, so several land in one batch.
+    let mut tasks = Vec::new();
+    for n in 0..100 {
+        let raft = cluster.raft((leader + n as usize) % 3).clone();
+        tasks.push(tokio::spawn(async move { raft.write(pin_entry(n)).await }));
+    }
+    for t in tasks {
+        assert!(matches!(
+            t.await.expect("join"),
+            Ok(Ok(Applied::Pinned { .. }))
+        ));
+    }
+    // Restart one follower alone, then the whole cluster.
+    let follower = (leader + 1) % 3;
+    cluster.kill(follower).await;
+    let back = cluster.start_peer(follower).await;
+    assert_eq!(back.cluster_id(), Some(CLUSTER_ID));
+    drop(back);
+    let index = cluster.raft(leader).applied_index();
+    cluster.wait_applied_everywhere(index).await;
+
+    for n in 0..3 {
+        cluster.kill(n).await;
+    }
+    for n in 0..3 {
+        cluster.start_peer(n).await;
+    }
+    let leader = cluster.leader().await;
+    let last = write_pins(&cluster, leader, 100..101).await;
+    cluster.wait_applied_everywhere(last).await;
+    let sets = pinsets(&cluster);
+    assert_eq!(sets[0].len(), 101);
+    assert!(sets.iter().all(|s| *s == sets[0]));
+    for n in 0..101 {
+        assert!(sets[0].contains_key(&cid(n)), "pin {n} lost");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn joined_peer_receives_pinset_by_chunked_snapshot() {
+    let config = RaftConfig {
+        snapshot_every_logs: 20,
+        logs_to_keep: 5,
+        snapshot_chunk_bytes: 512,
+        ..RaftConfig::fast_for_tests()
+    };
+    let mut cluster = TestCluster::form(config, 2).await;
+    let leader = cluster.leader().await;
+    write_pins(&cluster, leader, 0..200).await;
+
+    let store = MemStore::new();
+    let dir = cluster.root.path().join("mem");
+    let joiner = cluster.start_peer_with(2, store.clone(), dir).await;
+    joiner
+        .join(cluster.raft(leader).node_info())
+        .await
+        .expect("join");
+    let index = cluster.raft(leader).applied_index();
+    cluster.wait_applied_everywhere(index).await;
+    assert_eq!(joiner.members().len(), 3);
+    // The joiner never saw the early log: it got a snapshot.
+    assert!(store
+        .get_meta(MetaKey::SnapshotData)
+        .expect("read")
+        .is_some());
+    assert!(store.log_range(0..2).expect("read").is_empty());
+    let sets = pinsets(&cluster);
+    assert_eq!(sets[0].len(), 200);
+    assert!(sets.iter().all(|s| *s == sets[0]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_peer_can_be_removed() {
+    let mut cluster = TestCluster::form(RaftConfig::fast_for_tests(), 3).await;
+    let leader = cluster.leader().await;
+    let victim = (leader + 1) % 3;
+    let other = (leader + 2) % 3;
+    let victim_id = cluster.peers[victim].as_ref().expect("peer").id.clone();
+    cluster.kill(victim).await;
+    cluster
+        .raft(other)
+        .remove_peer(&victim_id)
+        .await
+        .expect("remove dead peer");
+    for n in cluster.alive() {
+        let members = cluster.raft(n).members();
+        assert_eq!(members.len(), 2, "members on {n}: {members:?}");
+        assert!(!members.contains(&victim_id));
+    }
+    let last = write_pins(&cluster, other, 0..5).await;
+    cluster.wait_applied_everywhere(last).await;
+    // Removing it again is a clear error, and so is removing the last peer.
+    let again = cluster.raft(leader).remove_peer(&victim_id).await;
+    assert!(
+        matches!(again, Err(MembershipError::NotMember(_))),
+        "{again:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn last_peer_cannot_be_removed() {
+    let cluster = TestCluster::form(RaftConfig::fast_for_tests(), 1).await;
+    let me = cluster.peers[0].as_ref().expect("peer").id.clone();
+    let result = cluster.raft(0).remove_peer(&me).await;
+    assert_eq!(result, Err(MembershipError::LastPeer));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peer_of_another_cluster_cannot_join() {
+    let mut cluster = TestCluster::form(RaftConfig::fast_for_tests(), 1).await;
+    let stranger = cluster.start_peer(1).await;
+    stranger
+        .initialize(CLUSTER_ID + 1)
+        .await
+        .expect("own cluster");
+    let result = stranger.join(cluster.raft(0).node_info()).await;
+    assert_eq!(
+        result,
+        Err(MembershipError::ClusterMismatch {
+            ours: CLUSTER_ID + 1,
+            theirs: CLUSTER_ID
+        })
+    );
+    // Bootstrapping again with another id is refused too.
+    let again = cluster.raft(0).initialize(CLUSTER_ID + 2).await;
+    assert!(matches!(
+        again,
+        Err(MembershipError::ClusterMismatch { .. })
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peer_leaves_cleanly() {
+    let mut cluster = TestCluster::form(RaftConfig::fast_for_tests(), 3).await;
+    let leader = cluster.leader().await;
+    let leaving = (leader + 1) % 3;
+    cluster.raft(leaving).leave().await.expect("leave");
+    cluster.kill(leaving).await;
+    let remaining = cluster.alive()[0];
+    assert_eq!(cluster.raft(remaining).members().len(), 2);
+    write_pins(&cluster, remaining, 0..3).await;
+}

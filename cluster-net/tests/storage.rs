@@ -1,0 +1,64 @@
+//! Storage start-up checks: a damaged database is a clear error.
+
+use cluster_core::PeerId;
+use cluster_net::inproc::InProcRouter;
+use cluster_net::store::{DurableStore, RedbStore, StoreError, WriteBatch, WriteOp};
+use cluster_net::{ClusterRaft, RaftConfig, StartError};
+
+#[tokio::test]
+async fn truncated_database_is_rejected_with_its_path() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    {
+        let store = RedbStore::open(dir.path()).expect("open");
+        for i in 1..=200u64 {
+            let mut batch = WriteBatch::durable();
+            batch.push(WriteOp::PutLog(i, vec![7u8; 256]));
+            store.commit(batch).expect("commit");
+        }
+    }
+    let path = dir.path().join(cluster_net::store::RAFT_DB_FILE_NAME);
+    let len = std::fs::metadata(&path).expect("metadata").len();
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .expect("open file");
+    file.set_len(len / 2).expect("truncate");
+    drop(file);
+
+    let err = RedbStore::open(dir.path()).expect_err("truncated file must not open");
+    assert!(matches!(err, StoreError::Open { .. }), "{err:?}");
+    assert!(
+        err.to_string().contains(&path.display().to_string()),
+        "error names the file: {err}"
+    );
+
+    // An empty file is not a fresh database either.
+    std::fs::write(&path, b"").expect("empty");
+    let err = RedbStore::open(dir.path()).expect_err("empty file must not open");
+    assert!(err.to_string().contains("raft.redb"), "{err}");
+}
+
+#[tokio::test]
+async fn corrupt_cluster_id_fails_start() {
+    let store = cluster_net::store::MemStore::new();
+    let mut batch = WriteBatch::durable();
+    batch.push(WriteOp::PutMeta(
+        cluster_net::store::MetaKey::ClusterId,
+        vec![1, 2, 3],
+    ));
+    store.commit(batch).expect("commit");
+    let router = InProcRouter::new();
+    let peer = PeerId::synthetic(1);
+    let result = ClusterRaft::start(
+        &peer,
+        "inproc/1",
+        RaftConfig::fast_for_tests(),
+        store,
+        router.transport(peer.as_str()),
+    )
+    .await;
+    assert!(matches!(
+        result,
+        Err(StartError::Store(StoreError::Corrupt { .. }))
+    ));
+}
