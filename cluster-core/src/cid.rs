@@ -131,6 +131,19 @@ impl PartialOrd for Cid {
 }
 impl Ord for Cid {
     fn cmp(&self, other: &Self) -> Ordering {
+        // The pinset map compares CIDs on every lookup. Inline CIDs compare the
+        // first 32 bytes as four big-endian words (same order as bytes) before
+        // falling back to the byte slices; zero padding cannot change the order
+        // because a binary CID is self-delimiting, never a prefix of another.
+        if let (Repr::Inline { buf: a, .. }, Repr::Inline { buf: b, .. }) = (&self.0, &other.0) {
+            for i in (0..32).step_by(8) {
+                let x = u64::from_be_bytes(a[i..i + 8].try_into().expect("8 bytes"));
+                let y = u64::from_be_bytes(b[i..i + 8].try_into().expect("8 bytes"));
+                if x != y {
+                    return x.cmp(&y);
+                }
+            }
+        }
         self.as_bytes().cmp(other.as_bytes())
     }
 }
@@ -239,6 +252,28 @@ mod tests {
         let cid = Cid::from_bytes(&bytes).unwrap();
         assert_eq!(cid.as_bytes(), &bytes[..]);
         assert_eq!(Cid::parse(&cid.to_string()).unwrap(), cid);
+    }
+
+    #[test]
+    fn order_is_byte_order() {
+        let mut cids: Vec<Cid> = Vec::new();
+        for n in 0u8..40 {
+            let mut v1 = vec![0x01, 0x55, 0x12, 0x20];
+            v1.extend([n / 3; 31]);
+            v1.push(n);
+            cids.push(Cid::from_bytes(&v1).unwrap());
+            let mut v0 = vec![0x12, 0x20];
+            v0.extend([n % 5; 32]);
+            cids.push(Cid::from_bytes(&v0).unwrap());
+        }
+        let mut long = vec![0x01, 0x55, 0x13, 0x40];
+        long.extend([3u8; 64]);
+        cids.push(Cid::from_bytes(&long).unwrap());
+        for a in &cids {
+            for b in &cids {
+                assert_eq!(a.cmp(b), a.as_bytes().cmp(b.as_bytes()), "{a} vs {b}");
+            }
+        }
     }
 
     #[test]

@@ -70,6 +70,11 @@ impl PeerId {
         &self.0
     }
 
+    /// Address of the shared text: equal for values cloned from one interned id.
+    pub(crate) fn addr(&self) -> usize {
+        Arc::as_ptr(&self.0) as *const u8 as usize
+    }
+
     /// True when both values share one interned allocation.
     pub fn ptr_eq(&self, other: &Self) -> bool {
         Arc::ptr_eq(&self.0, &other.0)

@@ -302,10 +302,11 @@ impl Pin {
     }
 
     fn validate_allocations(&self) -> Result<(), PinValidationError> {
-        let mut sorted: Vec<&PeerId> = self.allocations.iter().collect();
-        sorted.sort();
-        if let Some(w) = sorted.windows(2).find(|w| w[0] == w[1]) {
-            return Err(PinValidationError::DuplicateAllocation(w[0].clone()));
+        // Allocation lists are short: pairwise comparison beats sorting a copy.
+        for (i, p) in self.allocations.iter().enumerate() {
+            if self.allocations[..i].contains(p) {
+                return Err(PinValidationError::DuplicateAllocation(p.clone()));
+            }
         }
         if self.pin_type == PinType::Meta {
             return if self.allocations.is_empty() {

@@ -38,6 +38,14 @@ pub enum Command {
         /// Submission time, set by the proposer.
         timestamp: Millis,
     },
+    /// Replace the allocations of an existing pin (re-allocation after a peer
+    /// loss). Unlike a re-pin it never brings back a pin removed meanwhile.
+    Reallocate {
+        /// The pin to move.
+        cid: Cid,
+        /// Its new allocations; fewer than the minimum keeps it flagged under-replicated.
+        allocations: Vec<PeerId>,
+    },
     /// A peer left the cluster: drop it from every allocation, flag pins that
     /// fall under their minimum so the leader re-allocates them.
     RemovePeer {
@@ -79,10 +87,11 @@ pub enum PinChange {
 /// What a successful apply did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Applied {
-    /// The pin as now stored.
+    /// The pin is stored (read it back with `Pinset::get` when needed: the
+    /// answer stays small because every peer builds it on every apply).
     Pinned {
-        /// Stored pin.
-        pin: Pin,
+        /// The pinned CID.
+        cid: Cid,
         /// What changed.
         change: PinChange,
     },

@@ -94,6 +94,7 @@ impl Pinset {
                 expire_at,
                 timestamp,
             } => self.apply_update(from, to, name, *expire_at, *timestamp),
+            Command::Reallocate { cid, allocations } => self.apply_reallocate(cid, allocations),
             Command::RemovePeer { peer } => Ok(self.apply_remove_peer(peer)),
         };
         if let Some(id) = entry.request {
@@ -114,35 +115,40 @@ impl Pinset {
     }
 
     fn apply_pin(&mut self, pin: &Pin) -> ApplyResult {
+        use std::collections::btree_map::Entry as Slot;
         pin.validate()?;
-        if let Some(existing) = self.pins.get(&pin.cid) {
-            if existing.pin_type != pin.pin_type {
-                return Err(ApplyError::TypeChange {
-                    was: existing.pin_type,
-                    new: pin.pin_type,
-                });
+        // One search of the map per pin: this is the hot path of every apply.
+        let change = match self.pins.entry(pin.cid.clone()) {
+            Slot::Vacant(slot) => {
+                slot.insert(StoredPin::from_pin(pin, &mut self.pool));
+                PinChange::Created
             }
-            if existing.pin_type == PinType::Data
-                && existing.max_depth != 0
-                && pin.mode() == PinMode::Direct
-            {
-                return Err(ApplyError::RecursiveToDirect);
+            Slot::Occupied(mut slot) => {
+                let existing = slot.get();
+                if existing.pin_type != pin.pin_type {
+                    return Err(ApplyError::TypeChange {
+                        was: existing.pin_type,
+                        new: pin.pin_type,
+                    });
+                }
+                if existing.pin_type == PinType::Data
+                    && existing.max_depth != 0
+                    && pin.mode() == PinMode::Direct
+                {
+                    return Err(ApplyError::RecursiveToDirect);
+                }
+                if existing.to_pin(&pin.cid).same_request(pin) {
+                    PinChange::Unchanged
+                } else {
+                    slot.insert(StoredPin::from_pin(pin, &mut self.pool));
+                    PinChange::Updated
+                }
             }
-            let current = existing.to_pin(&pin.cid);
-            if current.same_request(pin) {
-                return Ok(Applied::Pinned {
-                    pin: current,
-                    change: PinChange::Unchanged,
-                });
-            }
-        }
-        let stored = StoredPin::from_pin(pin, &mut self.pool);
-        let change = match self.pins.insert(pin.cid.clone(), stored) {
-            None => PinChange::Created,
-            Some(_) => PinChange::Updated,
         };
-        let pin = self.get(&pin.cid).expect("invariant: pin just inserted");
-        Ok(Applied::Pinned { pin, change })
+        Ok(Applied::Pinned {
+            cid: pin.cid.clone(),
+            change,
+        })
     }
 
     fn apply_unpin(&mut self, cid: &Cid) -> ApplyResult {
@@ -188,6 +194,31 @@ impl Pinset {
             pin.options.expire_at = Some(at);
         }
         self.apply_pin(&pin)
+    }
+
+    fn apply_reallocate(&mut self, cid: &Cid, allocations: &[PeerId]) -> ApplyResult {
+        let stored = self
+            .pins
+            .get(cid)
+            .ok_or_else(|| ApplyError::NotFound(cid.clone()))?;
+        let mut pin = stored.to_pin(cid);
+        pin.allocations = allocations.to_vec();
+        pin.under_replicated =
+            !pin.is_everywhere() && allocations.len() < pin.options.replication_factor_min as usize;
+        pin.validate()?;
+        let change = if pin.allocations[..] == stored.allocations[..]
+            && pin.under_replicated == stored.under_replicated
+        {
+            PinChange::Unchanged
+        } else {
+            PinChange::Updated
+        };
+        self.pins
+            .insert(cid.clone(), StoredPin::from_pin(&pin, &mut self.pool));
+        Ok(Applied::Pinned {
+            cid: cid.clone(),
+            change,
+        })
     }
 
     fn apply_remove_peer(&mut self, peer: &PeerId) -> Applied {

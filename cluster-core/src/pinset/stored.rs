@@ -58,6 +58,11 @@ impl PeerPool {
         self.peers.remove(peer);
     }
 
+    /// Every interned peer, sorted.
+    pub fn iter(&self) -> impl Iterator<Item = &PeerId> {
+        self.peers.iter()
+    }
+
     pub fn is_interned(&self, peer: &PeerId) -> bool {
         self.peers.get(peer).is_some_and(|p| p.ptr_eq(peer))
     }

@@ -64,9 +64,13 @@ fn equal_repin_is_a_noop_and_changed_options_update_in_place() {
     s.apply(1, &pin_cmd(pin(1, 1, 2, &[1], 10))).unwrap();
     let again = s.apply(2, &pin_cmd(pin(1, 1, 2, &[1], 99))).unwrap();
     match again {
-        Applied::Pinned { pin, change } => {
+        Applied::Pinned { change, .. } => {
             assert_eq!(change, PinChange::Unchanged);
-            assert_eq!(pin.timestamp, Millis(10), "no-op keeps the stored pin");
+            assert_eq!(
+                s.get(&cid(1)).unwrap().timestamp,
+                Millis(10),
+                "no-op keeps the stored pin"
+            );
         }
         other => panic!("{other:?}"),
     }
@@ -183,9 +187,26 @@ fn removing_a_peer_flags_under_replicated_pins() {
     let under: Vec<Cid> = s.under_replicated().map(|p| p.cid).collect();
     assert_eq!(under, vec![cid(1)]);
     s.check_invariants().unwrap();
-    // Re-allocation clears the flag.
-    s.apply(5, &pin_cmd(pin(1, 2, 2, &[2, 3], 11))).unwrap();
+    // Re-allocation clears the flag once the minimum is met again.
+    let realloc = |peers: &[u64]| {
+        Entry::new(Command::Reallocate {
+            cid: cid(1),
+            allocations: peers.iter().copied().map(peer).collect(),
+        })
+    };
+    s.apply(5, &realloc(&[2])).unwrap();
+    assert_eq!(s.under_replicated().count(), 1, "still short of rf min");
+    s.apply(6, &realloc(&[2, 3])).unwrap();
     assert_eq!(s.under_replicated().count(), 0);
+    assert_eq!(s.get(&cid(1)).unwrap().allocations, vec![peer(2), peer(3)]);
+    // It never resurrects a removed pin.
+    s.apply(7, &Entry::new(Command::Unpin { cid: cid(1) }))
+        .unwrap();
+    assert_eq!(
+        s.apply(8, &realloc(&[2, 3])),
+        Err(ApplyError::NotFound(cid(1)))
+    );
+    assert!(!s.contains(&cid(1)));
 }
 
 #[test]
@@ -250,6 +271,10 @@ enum Op {
         expired: bool,
     },
     Unpin(u64),
+    Reallocate {
+        n: u64,
+        peers: Vec<u64>,
+    },
     Update {
         from: u64,
         to: u64,
@@ -265,6 +290,7 @@ fn arb_op() -> impl Strategy<Value = Op> {
             .prop_map(|(n, rf, peers, direct, name, expired)| Op::Pin { n, rf, peers, direct, name, expired }),
         2 => (0u64..8).prop_map(Op::Unpin),
         1 => (0u64..8, 0u64..8, 0u8..3).prop_map(|(from, to, name)| Op::Update { from, to, name }),
+        1 => (0u64..8, prop::collection::vec(0u64..5, 0..4)).prop_map(|(n, peers)| Op::Reallocate { n, peers }),
         1 => (0u64..5).prop_map(Op::RemovePeer),
     ]
 }
@@ -301,6 +327,10 @@ fn to_command(op: &Op, ts: u64) -> Command {
             },
             expire_at: None,
             timestamp: Millis(ts),
+        },
+        Op::Reallocate { n, peers } => Command::Reallocate {
+            cid: cid(*n),
+            allocations: peers.iter().copied().map(peer).collect(),
         },
         Op::RemovePeer(n) => Command::RemovePeer { peer: peer(*n) },
     }
@@ -346,6 +376,19 @@ impl Model {
                     p.options.name = name.clone();
                 }
                 self.pin(p)
+            }
+            Command::Reallocate { cid, allocations } => {
+                let Some(mut p) = self.pins.get(cid).cloned() else {
+                    return false;
+                };
+                p.allocations = allocations.clone();
+                p.under_replicated = !p.is_everywhere()
+                    && allocations.len() < p.options.replication_factor_min as usize;
+                if p.validate().is_err() {
+                    return false;
+                }
+                self.pins.insert(cid.clone(), p);
+                true
             }
             Command::RemovePeer { peer } => {
                 for p in self.pins.values_mut() {

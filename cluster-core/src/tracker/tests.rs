@@ -242,10 +242,7 @@ impl FakeIpfs {
 type Desired = BTreeMap<Cid, Option<Desire>>;
 
 /// Runs steps, answering commands at once; checks each command is wanted when issued.
-fn run(
-    steps: &[Step],
-    ipfs: &mut FakeIpfs,
-) -> Result<(Tracker, Desired, Millis), TestCaseError> {
+fn run(steps: &[Step], ipfs: &mut FakeIpfs) -> Result<(Tracker, Desired, Millis), TestCaseError> {
     let mut now = Millis(0);
     let mut t = Tracker::new(config(), now);
     let mut desired: BTreeMap<Cid, Option<Desire>> = BTreeMap::new();
