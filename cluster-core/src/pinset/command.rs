@@ -98,7 +98,7 @@ pub enum Applied {
     /// The pin as it was before removal.
     Unpinned {
         /// Removed pin.
-        pin: Pin,
+        pin: Box<Pin>,
     },
     /// A peer was dropped from allocations.
     PeerRemoved {

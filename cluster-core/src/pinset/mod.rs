@@ -164,7 +164,7 @@ impl Pinset {
             .remove(cid)
             .expect("invariant: checked present above");
         Ok(Applied::Unpinned {
-            pin: stored.to_pin(cid),
+            pin: Box::new(stored.to_pin(cid)),
         })
     }
 
