@@ -11,7 +11,9 @@
 //! retried with exponential back-off up to `attempts_max` times, then stays in
 //! error until `recover` or the periodic reconcile. The reconcile lists the
 //! daemon's pins: pins IPFS lost are pinned again, and pins the cluster made
-//! here but no longer wants are removed. Pins the cluster never made are left alone.
+//! here but no longer wants are removed, including ones made before a restart
+//! (the connector marks cluster pins, see [`ListedPin`]). Pins the cluster
+//! never made are left alone.
 
 mod backoff;
 mod item;
@@ -121,8 +123,8 @@ pub enum Input {
     IpfsPins {
         /// The command answered.
         op: OpId,
-        /// The pinned CIDs, or the error text.
-        result: Result<Vec<Cid>, String>,
+        /// The pins, or the error text.
+        result: Result<Vec<ListedPin>, String>,
     },
     /// Retry failed operations now (one CID, or all) and re-check IPFS.
     Recover {
@@ -133,10 +135,20 @@ pub enum Input {
     Tick,
 }
 
+/// One pin of an IPFS listing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListedPin {
+    /// The pinned CID.
+    pub cid: Cid,
+    /// The pin carries the cluster's mark (the connector names the pins it
+    /// makes), so the cluster may remove it even after a restart.
+    pub by_cluster: bool,
+}
+
 /// A command for the IPFS connector.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IpfsCommand {
-    /// `pin/add`.
+    /// `pin/add`, marking the pin as the cluster's.
     Pin {
         /// Answer with this id.
         op: OpId,
@@ -405,13 +417,13 @@ impl Tracker {
         self.reconcile_item(&cid, now);
     }
 
-    fn on_listing(&mut self, op: OpId, result: Result<Vec<Cid>, String>, now: Millis) {
+    fn on_listing(&mut self, op: OpId, result: Result<Vec<ListedPin>, String>, now: Millis) {
         if self.listing != Some(op) {
             return;
         }
         self.listing = None;
-        let pinned = match result {
-            Ok(pinned) => pinned,
+        let listed = match result {
+            Ok(listed) => listed,
             Err(e) => {
                 self.listing_error = Some(e);
                 // Try again soon rather than at the next reconcile interval.
@@ -421,8 +433,15 @@ impl Tracker {
         };
         self.listing_error = None;
         self.have_listing = true;
-        let pinned: BTreeSet<Cid> = pinned.into_iter().collect();
         let touched = std::mem::take(&mut self.touched_since_listing);
+        let mut pinned = BTreeSet::new();
+        for pin in listed {
+            if pin.by_cluster && !touched.contains(&pin.cid) {
+                // Ours even if this tracker never saw it wanted (made before a restart).
+                self.items.entry(pin.cid.clone()).or_default().owned = true;
+            }
+            pinned.insert(pin.cid);
+        }
         let cids: Vec<Cid> = self.items.keys().cloned().collect();
         for cid in cids {
             if touched.contains(&cid) {

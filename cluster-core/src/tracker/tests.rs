@@ -87,9 +87,16 @@ fn run_script(script: &str) -> String {
                 op: OpId(op.parse().expect("op")),
                 result: Err(msg.join(" ")),
             },
+            // `A*` is a pin that carries the cluster's mark.
             ["list", op, "ok", pins @ ..] => Input::IpfsPins {
                 op: OpId(op.parse().expect("op")),
-                result: Ok(pins.iter().map(|n| cid_of(n)).collect()),
+                result: Ok(pins
+                    .iter()
+                    .map(|n| ListedPin {
+                        cid: cid_of(n.trim_end_matches('*')),
+                        by_cluster: n.ends_with('*'),
+                    })
+                    .collect()),
             },
             ["list", op, "err", msg @ ..] => Input::IpfsPins {
                 op: OpId(op.parse().expect("op")),
@@ -161,7 +168,10 @@ fn user_pins_outside_the_cluster_are_never_touched() {
     t.handle_input(
         Input::IpfsPins {
             op: OpId(1),
-            result: Ok(vec![cid(7)]),
+            result: Ok(vec![ListedPin {
+                cid: cid(7),
+                by_cluster: false,
+            }]),
         },
         Millis(1),
     );
@@ -232,7 +242,19 @@ impl FakeIpfs {
                 result: if fail {
                     Err("down".into())
                 } else {
-                    Ok(self.pins.union(&self.user_pins).cloned().collect())
+                    let ours = self.pins.iter().map(|c| ListedPin {
+                        cid: c.clone(),
+                        by_cluster: true,
+                    });
+                    let users = self
+                        .user_pins
+                        .iter()
+                        .filter(|c| !self.pins.contains(*c))
+                        .map(|c| ListedPin {
+                            cid: c.clone(),
+                            by_cluster: false,
+                        });
+                    Ok(ours.chain(users).collect())
                 },
             },
         }
