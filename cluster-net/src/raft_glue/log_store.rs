@@ -2,7 +2,7 @@
 
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{ErrorSubject, ErrorVerb, LogState, OptionalSend, RaftLogReader, Vote};
@@ -14,12 +14,17 @@ use crate::store::{DurableStore, MetaKey, WriteBatch, WriteOp};
 /// The Raft log, vote and committed index of one peer.
 pub(crate) struct LogStore<S: DurableStore> {
     store: Arc<S>,
+    /// Committed log id reported by openraft and not yet written. It rides
+    /// along with the next durable batch instead of costing a commit of its
+    /// own (it is on the write path of every entry).
+    unsaved_committed: Arc<Mutex<Option<Option<LogId>>>>,
 }
 
 impl<S: DurableStore> Clone for LogStore<S> {
     fn clone(&self) -> Self {
         LogStore {
             store: Arc::clone(&self.store),
+            unsaved_committed: Arc::clone(&self.unsaved_committed),
         }
     }
 }
@@ -27,7 +32,31 @@ impl<S: DurableStore> Clone for LogStore<S> {
 impl<S: DurableStore> LogStore<S> {
     /// A log store over `store`.
     pub(crate) fn new(store: Arc<S>) -> LogStore<S> {
-        LogStore { store }
+        LogStore {
+            store,
+            unsaved_committed: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    /// Adds the pending committed log id, if any, to `batch`.
+    fn take_committed(&self, batch: &mut WriteBatch) -> Result<(), StorageError> {
+        let pending = self
+            .unsaved_committed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        match pending {
+            None => {}
+            Some(Some(log_id)) => {
+                let bytes = encode(&log_id, "committed")
+                    .map_err(|e| sto_err(ErrorSubject::Store, ErrorVerb::Write, e))?;
+                batch.push(WriteOp::PutMeta(MetaKey::Committed, bytes));
+            }
+            Some(None) => {
+                batch.push(WriteOp::DeleteMeta(MetaKey::Committed));
+            }
+        }
+        Ok(())
     }
 
     fn read_meta<T: serde::de::DeserializeOwned>(
@@ -116,6 +145,7 @@ impl<S: DurableStore> RaftLogStorage<TypeConfig> for LogStore<S> {
         let bytes =
             encode(vote, "vote").map_err(|e| sto_err(ErrorSubject::Vote, ErrorVerb::Write, e))?;
         let mut batch = WriteBatch::durable();
+        self.take_committed(&mut batch)?;
         batch.push(WriteOp::PutMeta(MetaKey::Vote, bytes));
         // Durability order: the vote is on stable storage before this
         // returns, and openraft only answers the vote request afterwards.
@@ -127,25 +157,26 @@ impl<S: DurableStore> RaftLogStorage<TypeConfig> for LogStore<S> {
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
-        // The committed index is a hint that lets a restarted peer re-apply
-        // its log without waiting for a leader; losing it in a crash is safe,
-        // so it is written without fsync.
-        let mut batch = WriteBatch::relaxed();
-        match committed {
-            Some(log_id) => {
-                let bytes = encode(&log_id, "committed")
-                    .map_err(|e| sto_err(ErrorSubject::Store, ErrorVerb::Write, e))?;
-                batch.push(WriteOp::PutMeta(MetaKey::Committed, bytes));
-            }
-            None => {
-                batch.push(WriteOp::DeleteMeta(MetaKey::Committed));
-            }
-        }
-        self.commit(batch, ErrorSubject::Store)
+        // The committed id is a hint that lets a restarted peer re-apply its
+        // log before hearing from a leader. Any value openraft reported is
+        // safe to persist late (it only grows, and a stale one is still
+        // committed), so it is written with the next durable batch.
+        *self
+            .unsaved_committed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(committed);
+        Ok(())
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
-        self.read_meta(MetaKey::Committed, ErrorSubject::Store)
+        let pending = *self
+            .unsaved_committed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        match pending {
+            Some(committed) => Ok(committed),
+            None => self.read_meta(MetaKey::Committed, ErrorSubject::Store),
+        }
     }
 
     async fn append<I>(
@@ -158,6 +189,7 @@ impl<S: DurableStore> RaftLogStorage<TypeConfig> for LogStore<S> {
         I::IntoIter: OptionalSend,
     {
         let mut batch = WriteBatch::durable();
+        self.take_committed(&mut batch)?;
         for entry in entries {
             let bytes = encode(&entry, "log entry")
                 .map_err(|e| sto_err(ErrorSubject::Log(entry.log_id), ErrorVerb::Write, e))?;

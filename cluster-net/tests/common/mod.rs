@@ -72,7 +72,21 @@ impl TestCluster {
     /// Starts peer number `n` on its redb directory (fresh or existing).
     pub async fn start_peer(&mut self, n: usize) -> ClusterRaft {
         let dir = self.root.path().join(format!("peer-{n}"));
-        let store = RedbStore::open(&dir).expect("open redb");
+        // A killed peer's last tasks may still be unwinding and hold the
+        // file lock for a moment (a real process exit releases it at once).
+        let deadline = std::time::Instant::now() + WAIT;
+        let store = loop {
+            match RedbStore::open(&dir) {
+                Ok(store) => break store,
+                Err(e)
+                    if std::time::Instant::now() < deadline
+                        && e.to_string().contains("already open") =>
+                {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(e) => panic!("open redb: {e}"),
+            }
+        };
         self.start_peer_with(n, store, dir).await
     }
 
