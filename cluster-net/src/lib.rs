@@ -4,6 +4,8 @@
 //! See the crate README for the seams (runtime, transport, storage backend)
 //! and the features.
 
+#![deny(missing_docs)]
+
 pub mod config;
 pub mod error;
 pub mod inproc;

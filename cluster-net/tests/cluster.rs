@@ -211,3 +211,36 @@ async fn peer_leaves_cleanly() {
     assert_eq!(cluster.raft(remaining).members().len(), 2);
     write_pins(&cluster, remaining, 0..3).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partitioned_peer_fails_fast_then_catches_up() {
+    let config = RaftConfig {
+        write_timeout_ms: 600,
+        ..RaftConfig::fast_for_tests()
+    };
+    let cluster = TestCluster::form(config, 3).await;
+    let leader = cluster.leader().await;
+    let isolated = (leader + 1) % 3;
+    let isolated_id = cluster.peers[isolated].as_ref().expect("peer").id.clone();
+    cluster.router.set_down(isolated_id.as_str(), true);
+
+    // The majority keeps working.
+    let last = write_pins(&cluster, leader, 0..20).await;
+    // The isolated peer cannot reach a leader: a bounded, typed failure.
+    let started = std::time::Instant::now();
+    let result = cluster.raft(isolated).write(pin_entry(99)).await;
+    assert!(
+        matches!(
+            result,
+            Err(cluster_net::WriteError::Timeout { .. } | cluster_net::WriteError::NoLeader)
+        ),
+        "{result:?}"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+
+    cluster.router.set_down(isolated_id.as_str(), false);
+    cluster.wait_applied_everywhere(last).await;
+    let sets = pinsets(&cluster);
+    assert!(sets.iter().all(|s| *s == sets[0]));
+    assert_eq!(sets[0].len(), 20);
+}

@@ -53,7 +53,16 @@ impl ClusterRaft {
         let response = runtime::timeout(Duration::from_millis(limit_ms), call)
             .await
             .ok_or(MembershipError::Timeout { ms: limit_ms })?;
-        let cluster_id = membership_result(response)?;
+        let cluster_id = membership_result(response).map_err(|e| match e {
+            MembershipError::NodeIdCollision {
+                node_id, existing, ..
+            } => MembershipError::NodeIdCollision {
+                peer: inner.me.peer_id.clone(),
+                node_id,
+                existing,
+            },
+            other => other,
+        })?;
         let id = inner
             .cluster_id
             .adopt(&*inner.store, cluster_id)

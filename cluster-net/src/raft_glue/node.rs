@@ -179,6 +179,14 @@ impl ClusterRaft {
         self.inner.members(true)
     }
 
+    /// True when this peer is in the cluster's membership (voter or
+    /// learner). A peer that was removed sees `false` once the change
+    /// reached it; the node may then shut it down and clean its data.
+    pub fn is_member(&self) -> bool {
+        let (nodes, _) = self.inner.membership();
+        nodes.contains_key(&self.inner.my_id)
+    }
+
     /// Waits until some leader is known, up to `limit`.
     pub async fn wait_for_leader(&self, limit: Duration) -> Option<PeerId> {
         let this = self.clone();
@@ -317,7 +325,10 @@ impl Inner {
     pub(crate) async fn serve_at_leader(self: &Arc<Self>, body: RequestBody) -> ResponseBody {
         match body {
             RequestBody::Forward(entries) => match self.raft.client_write(entries).await {
-                Ok(response) => ResponseBody::Applied(response.data),
+                Ok(response) => ResponseBody::Applied {
+                    index: response.log_id.index,
+                    results: response.data,
+                },
                 Err(e) => self.client_write_error(e),
             },
             RequestBody::Join(node) => super::membership::serve_join(self, node).await,

@@ -96,8 +96,12 @@ pub(crate) enum ResponseBody {
     InstallSnapshot(
         Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>,
     ),
-    /// Results of forwarded writes, one per entry.
-    Applied(Vec<ApplyResult>),
+    /// Results of forwarded writes, one per entry, and the log index of
+    /// the entry that carried them.
+    Applied {
+        index: u64,
+        results: Vec<ApplyResult>,
+    },
     /// A membership change completed; the cluster's id.
     MembershipDone {
         cluster_id: u128,

@@ -10,10 +10,11 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use super::node::{ClusterRaft, Inner};
 use super::rpc::{RefusedReason, RequestBody, ResponseBody, RpcRequest};
-use super::runtime;
+use super::runtime::{self, Runtime};
 use super::types::NodeInfo;
 use crate::error::WriteError;
 use crate::transport::TransportError;
+use openraft::AsyncRuntime;
 
 /// Most attempts of one leader call (each attempt may follow a new leader
 /// hint or wait for an election).
@@ -129,11 +130,26 @@ impl Inner {
         let idempotent = entries.iter().all(|e| e.request.is_some());
         let limit_ms = self.config.write_timeout_ms;
         let call = self.call_leader(None, RequestBody::Forward(entries), idempotent);
+        let started = <Runtime as AsyncRuntime>::Instant::now();
         match runtime::timeout(Duration::from_millis(limit_ms), call).await {
             None => Err(WriteError::Timeout { ms: limit_ms }),
             Some(Err(LeaderCallError::NoLeader)) => Err(WriteError::NoLeader),
             Some(Err(LeaderCallError::Transport(e))) => Err(WriteError::Transport(e)),
-            Some(Ok(ResponseBody::Applied(results))) => Ok(results),
+            Some(Ok(ResponseBody::Applied { index, results })) => {
+                // Read-your-writes on this peer: a forwarded write returns
+                // once this peer applied it too (bounded by what is left of
+                // the write timeout; the write is committed either way).
+                let left = Duration::from_millis(limit_ms).saturating_sub(started.elapsed());
+                let wait = self.raft.wait(Some(left));
+                if wait
+                    .applied_index_at_least(Some(index), "forwarded write")
+                    .await
+                    .is_err()
+                {
+                    tracing::debug!(peer = %self.me, index, "write committed, not yet applied locally");
+                }
+                Ok(results)
+            }
             Some(Ok(ResponseBody::Failed(reason))) => Err(WriteError::Raft(reason)),
             Some(Ok(other)) => Err(WriteError::Raft(format!("unexpected answer {other:?}"))),
         }
@@ -162,7 +178,14 @@ impl Inner {
                     cluster_id: self.cluster_id.get(),
                     body: body.clone(),
                 };
-                match self.transport.call(&node, request).await {
+                let call = self.transport.call(&node, request);
+                let limit = Duration::from_millis(self.config.rpc_timeout_ms);
+                let answer = runtime::timeout(limit, call).await.unwrap_or_else(|| {
+                    Err(TransportError::Timeout {
+                        peer: node.peer_id.clone(),
+                    })
+                });
+                match answer {
                     Ok(r) => r.body,
                     Err(e) if e.not_delivered() || retry_ambiguous => {
                         tracing::debug!(peer = %self.me, target = %node, error = %e, "leader call failed, retrying");

@@ -129,7 +129,23 @@ impl TestCluster {
             let peer = cluster.start_peer(n).await;
             peer.join(first.node_info()).await.expect("join");
         }
+        cluster.wait_members(count).await;
         cluster
+    }
+
+    /// Waits until every running peer sees `count` voters.
+    pub async fn wait_members(&self, count: usize) {
+        let deadline = std::time::Instant::now() + WAIT;
+        for n in self.alive() {
+            while self.raft(n).members().len() != count {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "peer {n} sees members {:?}",
+                    self.raft(n).members()
+                );
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
     }
 
     /// The handle of peer `n`.
