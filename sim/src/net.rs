@@ -1,0 +1,163 @@
+//! The simulated network between peers: latency, loss, partitions (symmetric
+//! or one-way) and dead peers, on madsim's clock and random numbers.
+//!
+//! A request runs its handler as a task of the target's simulated node, so a
+//! crash of the target kills the requests it is serving.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use cluster_net::transport::BoxFuture;
+use cluster_net::{NodeInfo, RaftTransport, RpcHandler, RpcRequest, RpcResponse, TransportError};
+use madsim::rand::{thread_rng, Rng};
+use madsim::runtime::Handle;
+use madsim::task::NodeId;
+
+/// How long a lost message keeps the caller waiting before it times out, in ms.
+const LOST_MESSAGE_WAIT_MS: u64 = 500;
+/// How long a call into a partition waits before failing, in ms.
+const PARTITION_WAIT_MS: u64 = 50;
+
+/// The network of one simulation.
+#[derive(Default)]
+pub struct SimNet {
+    state: Mutex<NetState>,
+}
+
+struct NetState {
+    endpoints: BTreeMap<String, (NodeId, Arc<dyn RpcHandler>)>,
+    /// Directed links that drop everything: (from, to).
+    clogged: BTreeSet<(String, String)>,
+    loss_per_mille: u32,
+    latency_ms: (u64, u64),
+}
+
+impl Default for NetState {
+    fn default() -> Self {
+        NetState {
+            endpoints: BTreeMap::new(),
+            clogged: BTreeSet::new(),
+            loss_per_mille: 0,
+            latency_ms: (1, 5),
+        }
+    }
+}
+
+impl SimNet {
+    fn state(&self) -> MutexGuard<'_, NetState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Makes `peer` reachable: it runs on simulated node `node` and serves with `handler`.
+    pub fn register(&self, peer: &str, node: NodeId, handler: Arc<dyn RpcHandler>) {
+        self.state()
+            .endpoints
+            .insert(peer.to_string(), (node, handler));
+    }
+
+    /// Marks `peer` down (crashed): calls to it fail at once.
+    pub fn set_down(&self, peer: &str) {
+        self.state().endpoints.remove(peer);
+    }
+
+    /// Drops every message from `from` to `to`.
+    pub fn clog(&self, from: &str, to: &str) {
+        self.state()
+            .clogged
+            .insert((from.to_string(), to.to_string()));
+    }
+
+    /// Sets packet loss and latency.
+    pub fn set_conditions(&self, loss_per_mille: u32, latency_ms: (u64, u64)) {
+        let mut s = self.state();
+        s.loss_per_mille = loss_per_mille;
+        s.latency_ms = latency_ms;
+    }
+
+    /// Clears partitions, loss and extra latency.
+    pub fn heal(&self) {
+        let mut s = self.state();
+        s.clogged.clear();
+        s.loss_per_mille = 0;
+        s.latency_ms = (1, 5);
+    }
+
+    /// True when messages from `from` reach `to`.
+    pub fn link_up(&self, from: &str, to: &str) -> bool {
+        !self
+            .state()
+            .clogged
+            .contains(&(from.to_string(), to.to_string()))
+    }
+
+    /// A transport for the peer `me`.
+    pub fn transport_for(self: &Arc<Self>, me: &str) -> Arc<dyn RaftTransport> {
+        Arc::new(SimTransport {
+            net: Arc::clone(self),
+            me: me.to_string(),
+        })
+    }
+
+    /// One leg of a message: its delay, and whether it is lost.
+    fn leg(&self, from: &str, to: &str) -> (Duration, bool) {
+        let s = self.state();
+        let mut rng = thread_rng();
+        let delay = rng.gen_range(s.latency_ms.0..=s.latency_ms.1);
+        let clogged = s.clogged.contains(&(from.to_string(), to.to_string()));
+        let lost = clogged || rng.gen_range(0..1000) < s.loss_per_mille;
+        (Duration::from_millis(delay), lost)
+    }
+
+    fn endpoint(&self, peer: &str) -> Option<(NodeId, Arc<dyn RpcHandler>)> {
+        self.state().endpoints.get(peer).cloned()
+    }
+}
+
+struct SimTransport {
+    net: Arc<SimNet>,
+    me: String,
+}
+
+impl RaftTransport for SimTransport {
+    fn call(
+        &self,
+        target: &NodeInfo,
+        request: RpcRequest,
+    ) -> BoxFuture<Result<RpcResponse, TransportError>> {
+        let net = Arc::clone(&self.net);
+        let from = self.me.clone();
+        let to = target.peer_id.clone();
+        Box::pin(async move {
+            let (delay, lost) = net.leg(&from, &to);
+            if !net.link_up(&from, &to) {
+                madsim::time::sleep(Duration::from_millis(PARTITION_WAIT_MS)).await;
+                return Err(TransportError::Unreachable { peer: to });
+            }
+            madsim::time::sleep(delay).await;
+            if lost {
+                madsim::time::sleep(Duration::from_millis(LOST_MESSAGE_WAIT_MS)).await;
+                return Err(TransportError::Timeout { peer: to });
+            }
+            let Some((node, handler)) = net.endpoint(&to) else {
+                return Err(TransportError::Unreachable { peer: to });
+            };
+            let Some(spawner) = Handle::current().get_node(node) else {
+                return Err(TransportError::Unreachable { peer: to });
+            };
+            let response = spawner.spawn(handler.handle(request)).await.map_err(|_| {
+                TransportError::Failed {
+                    peer: to.clone(),
+                    reason: "peer crashed while serving".into(),
+                }
+            })?;
+            let (delay, lost) = net.leg(&to, &from);
+            madsim::time::sleep(delay).await;
+            if lost {
+                madsim::time::sleep(Duration::from_millis(LOST_MESSAGE_WAIT_MS)).await;
+                return Err(TransportError::Timeout { peer: to });
+            }
+            Ok(response)
+        })
+    }
+}

@@ -1,0 +1,362 @@
+//! One simulated cluster peer: the real consensus (`ClusterRaft`) plus the
+//! drivers a node runs around the core: the pin tracker loop against its fake
+//! IPFS, metrics publishing, and the leader's re-allocation of pins left
+//! under-replicated. Runs as the init task of a madsim node, so a crash kills
+//! all of it and a restart runs it again from the peer's disk.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use cluster_core::allocator::{
+    allocate, AllocateBy, AllocationRequest, AllocatorConfig, PeerMetrics,
+};
+use cluster_core::pinset::{Command, Entry};
+use cluster_core::tracker::{Desire, Input, IpfsCommand, Output, Tracker, TrackerConfig};
+use cluster_core::{Cid, Millis, PeerId};
+use cluster_net::{ClusterRaft, RaftConfig};
+use tokio::sync::mpsc;
+
+use crate::ipfs::FakeIpfs;
+use crate::net::SimNet;
+use crate::store::SimStore;
+
+/// How often the tracker driver looks for pinset changes, in ms.
+const PINSET_POLL_MS: u64 = 200;
+/// How often metrics are published, in ms.
+const METRICS_EVERY_MS: u64 = 1_000;
+/// Metrics older than this (on the reader's clock) mark a peer unusable, in ms.
+pub const METRIC_TTL_MS: u64 = 5_000;
+/// How often the leader looks for pins to re-allocate, in ms.
+const REPAIR_EVERY_MS: u64 = 2_000;
+/// Re-allocations proposed per repair round at most.
+const REPAIRS_PER_ROUND_MAX: usize = 64;
+
+/// Milliseconds of simulated time since the simulation started.
+pub fn now_ms() -> u64 {
+    madsim::time::TimeHandle::current().elapsed().as_millis() as u64
+}
+
+/// The allocator settings every simulated peer uses.
+pub fn allocator_config() -> AllocatorConfig {
+    AllocatorConfig {
+        allocate_by: vec![AllocateBy::Tag("group".into()), AllocateBy::FreeSpace],
+        metric_ttl_ms: METRIC_TTL_MS,
+    }
+}
+
+/// What a peer publishes about itself; readers see it through the network.
+#[derive(Default)]
+pub struct MetricsBoard {
+    latest: Mutex<BTreeMap<PeerId, PeerMetrics>>,
+}
+
+impl MetricsBoard {
+    fn latest(&self) -> MutexGuard<'_, BTreeMap<PeerId, PeerMetrics>> {
+        self.latest.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The metrics `reader` has received: from peers whose messages reach it.
+    pub fn view_from(&self, reader: &PeerId, net: &SimNet) -> Vec<PeerMetrics> {
+        self.latest()
+            .values()
+            .filter(|m| m.peer == *reader || net.link_up(m.peer.as_str(), reader.as_str()))
+            .cloned()
+            .collect()
+    }
+}
+
+/// Everything about one peer that outlives its crashes.
+pub struct PeerCtx {
+    /// Position in the simulation (also its madsim node's name).
+    pub index: usize,
+    /// Its identity.
+    pub id: PeerId,
+    /// Its address as recorded in the membership.
+    pub addr: String,
+    /// Its disk.
+    pub store: SimStore,
+    /// Its IPFS daemon.
+    pub ipfs: Arc<FakeIpfs>,
+    /// The network.
+    pub net: Arc<SimNet>,
+    /// Where the controller finds running peers.
+    pub registry: Arc<Registry>,
+    /// Published metrics of every peer.
+    pub board: Arc<MetricsBoard>,
+    /// Consensus settings.
+    pub raft_config: RaftConfig,
+    /// Tracker settings.
+    pub tracker_config: TrackerConfig,
+    /// Skew of this peer's clock as seen in its metrics, in ms.
+    pub clock_skew_ms: AtomicI64,
+    /// Its tag value for `tag:group`.
+    pub group: String,
+    /// Its free space, in bytes.
+    pub free_space_bytes: u64,
+}
+
+/// A running peer as the controller sees it.
+#[derive(Clone)]
+pub struct Running {
+    /// Its consensus handle.
+    pub raft: ClusterRaft,
+    /// Its tracker's input queue (for recover requests).
+    pub tracker: mpsc::UnboundedSender<Input>,
+}
+
+/// The running peers, by index.
+#[derive(Default)]
+pub struct Registry {
+    running: Mutex<BTreeMap<usize, Running>>,
+    start_errors: Mutex<Vec<String>>,
+    invariant_errors: Mutex<Vec<String>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Registry {
+    /// The running peer at `index`.
+    pub fn get(&self, index: usize) -> Option<Running> {
+        lock(&self.running).get(&index).cloned()
+    }
+
+    /// Every running peer.
+    pub fn all(&self) -> Vec<(usize, Running)> {
+        lock(&self.running)
+            .iter()
+            .map(|(i, r)| (*i, r.clone()))
+            .collect()
+    }
+
+    /// Forgets a peer (it crashed or left).
+    pub fn remove(&self, index: usize) {
+        lock(&self.running).remove(&index);
+    }
+
+    /// Errors peers met while starting.
+    pub fn start_errors(&self) -> Vec<String> {
+        lock(&self.start_errors).clone()
+    }
+
+    /// Invariant violations found by peers' drivers.
+    pub fn invariant_errors(&self) -> Vec<String> {
+        lock(&self.invariant_errors).clone()
+    }
+
+    fn report_invariant(&self, what: String) {
+        lock(&self.invariant_errors).push(what);
+    }
+}
+
+/// The init task of a peer's node: start consensus from disk and run the drivers.
+pub async fn run_peer(ctx: Arc<PeerCtx>) {
+    let transport = ctx.net.transport_for(ctx.id.as_str());
+    let started = ClusterRaft::start(
+        &ctx.id,
+        &ctx.addr,
+        ctx.raft_config.clone(),
+        ctx.store.clone(),
+        transport,
+    )
+    .await;
+    let raft = match started {
+        Ok(raft) => raft,
+        Err(e) => {
+            lock(&ctx.registry.start_errors)
+                .push(format!("peer {} failed to start: {e}", ctx.index));
+            return;
+        }
+    };
+    let node = madsim::runtime::Handle::current()
+        .get_node(format!("peer-{}", ctx.index))
+        .map(|n| n.id());
+    if let Some(node) = node {
+        ctx.net.register(ctx.id.as_str(), node, raft.rpc_handler());
+    }
+    let (tx, rx) = mpsc::unbounded_channel();
+    lock(&ctx.registry.running).insert(
+        ctx.index,
+        Running {
+            raft: raft.clone(),
+            tracker: tx.clone(),
+        },
+    );
+    madsim::task::spawn(publish_metrics(Arc::clone(&ctx), raft.clone()));
+    madsim::task::spawn(repair_allocations(Arc::clone(&ctx), raft.clone()));
+    drive_tracker(ctx, raft, tx, rx).await;
+}
+
+/// The tracker driver: feeds pinset changes and IPFS answers, executes commands.
+async fn drive_tracker(
+    ctx: Arc<PeerCtx>,
+    raft: ClusterRaft,
+    tx: mpsc::UnboundedSender<Input>,
+    mut rx: mpsc::UnboundedReceiver<Input>,
+) {
+    let mut tracker = Tracker::new(ctx.tracker_config.clone(), Millis(now_ms()));
+    let mut known: BTreeMap<Cid, Desire> = BTreeMap::new();
+    let mut seen_index = u64::MAX;
+    loop {
+        let index = raft.applied_index();
+        if index != seen_index {
+            seen_index = index;
+            let wanted: BTreeMap<Cid, Desire> = raft.with_pinset(|p| {
+                p.iter()
+                    .map(|pin| (pin.cid.clone(), Desire::of(&pin, &ctx.id)))
+                    .collect()
+            });
+            let now = Millis(now_ms());
+            for (cid, desire) in &wanted {
+                if known.get(cid) != Some(desire) {
+                    tracker.handle_input(
+                        Input::Desired {
+                            cid: cid.clone(),
+                            desire: Some(*desire),
+                        },
+                        now,
+                    );
+                }
+            }
+            for cid in known.keys().filter(|c| !wanted.contains_key(*c)) {
+                tracker.handle_input(
+                    Input::Desired {
+                        cid: cid.clone(),
+                        desire: None,
+                    },
+                    now,
+                );
+            }
+            known = wanted;
+        }
+        let wake = loop {
+            match tracker.poll_output(Millis(now_ms())) {
+                Output::Command(cmd) => {
+                    madsim::task::spawn(execute(Arc::clone(&ctx.ipfs), cmd, tx.clone()));
+                }
+                Output::Timeout(at) => break at,
+            }
+        };
+        if let Err(e) = tracker.check_invariants() {
+            ctx.registry
+                .report_invariant(format!("peer {} tracker: {e}", ctx.index));
+        }
+        let wait_ms = wake.0.saturating_sub(now_ms()).clamp(1, PINSET_POLL_MS);
+        let input = madsim::time::timeout(Duration::from_millis(wait_ms), rx.recv()).await;
+        let input = match input {
+            Ok(Some(input)) => input,
+            Ok(None) => return,
+            Err(_) => Input::Tick,
+        };
+        tracker.handle_input(input, Millis(now_ms()));
+        while let Ok(more) = rx.try_recv() {
+            tracker.handle_input(more, Millis(now_ms()));
+        }
+    }
+}
+
+async fn execute(ipfs: Arc<FakeIpfs>, cmd: IpfsCommand, answers: mpsc::UnboundedSender<Input>) {
+    let input = match cmd {
+        IpfsCommand::Pin { op, cid, .. } => Input::IpfsDone {
+            op,
+            result: ipfs.pin(&cid).await,
+        },
+        IpfsCommand::Unpin { op, cid } => Input::IpfsDone {
+            op,
+            result: ipfs.unpin(&cid).await,
+        },
+        IpfsCommand::ListPins { op } => Input::IpfsPins {
+            op,
+            result: ipfs.list().await,
+        },
+    };
+    // The driver is gone only when the peer crashed; the answer dies with it.
+    let _ = answers.send(input);
+}
+
+async fn publish_metrics(ctx: Arc<PeerCtx>, _raft: ClusterRaft) {
+    loop {
+        let skew = ctx.clock_skew_ms.load(Ordering::Relaxed);
+        let seen = (now_ms() as i64 + skew).max(0) as u64;
+        let pinned = ctx.ipfs.pins().len() as u64;
+        let metrics = PeerMetrics {
+            peer: ctx.id.clone(),
+            free_space_bytes: ctx.free_space_bytes,
+            pinned,
+            queue_len: 0,
+            tags: [("group".to_string(), ctx.group.clone())].into(),
+            last_seen: Millis(seen),
+        };
+        ctx.board.latest().insert(ctx.id.clone(), metrics);
+        madsim::time::sleep(Duration::from_millis(METRICS_EVERY_MS)).await;
+    }
+}
+
+/// The leader moves pins away from departed peers and tops up pins left
+/// under-replicated, as new proposals (never as a side effect of apply).
+async fn repair_allocations(ctx: Arc<PeerCtx>, raft: ClusterRaft) {
+    loop {
+        madsim::time::sleep(Duration::from_millis(REPAIR_EVERY_MS)).await;
+        if cfg!(feature = "bug-skip-reallocation") || !raft.is_leader() {
+            continue;
+        }
+        let members: BTreeSet<PeerId> = raft.members().into_iter().collect();
+        let metrics = ctx.board.view_from(&ctx.id, &ctx.net);
+        let todo: Vec<cluster_core::Pin> = raft.with_pinset(|p| {
+            p.iter()
+                .filter(|pin| {
+                    !pin.is_everywhere()
+                        && (pin.under_replicated
+                            || pin.allocations.iter().any(|a| !members.contains(a)))
+                })
+                .take(REPAIRS_PER_ROUND_MAX)
+                .collect()
+        });
+        for pin in todo {
+            let current: Vec<PeerId> = pin
+                .allocations
+                .iter()
+                .filter(|a| members.contains(*a))
+                .cloned()
+                .collect();
+            let gone: Vec<PeerId> = pin
+                .allocations
+                .iter()
+                .filter(|a| !members.contains(*a))
+                .cloned()
+                .collect();
+            let request = AllocationRequest {
+                replication_factor_min: pin.options.replication_factor_min,
+                replication_factor_max: pin.options.replication_factor_max,
+                current: &current,
+                user_allocations: &[],
+                blacklist: &gone,
+            };
+            let member_metrics: Vec<PeerMetrics> = metrics
+                .iter()
+                .filter(|m| members.contains(&m.peer))
+                .cloned()
+                .collect();
+            let Ok(allocations) = allocate(
+                &request,
+                &member_metrics,
+                Millis(now_ms()),
+                &allocator_config(),
+            ) else {
+                continue; // Not enough healthy peers yet; try again next round.
+            };
+            if allocations == pin.allocations && !pin.under_replicated {
+                continue;
+            }
+            let entry = Entry::new(Command::Reallocate {
+                cid: pin.cid.clone(),
+                allocations,
+            });
+            // Failures are retried by the next round.
+            let _ = raft.write(entry).await;
+        }
+    }
+}

@@ -1,0 +1,221 @@
+//! A simulated disk for one peer's Raft state: commits are atomic, and a crash
+//! loses exactly what was never made durable.
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use cluster_net::store::{Durability, DurableStore, MetaKey, StoreError, WriteBatch, WriteOp};
+
+/// Under the `bug-ack-before-durable` feature the store claims durability it
+/// does not have and only really syncs every this many commits.
+#[cfg(feature = "bug-ack-before-durable")]
+const BUGGY_SYNC_EVERY_COMMITS: u64 = 64;
+
+/// One peer's disk; clones share it, so it outlives the peer's crashes.
+#[derive(Clone, Default)]
+pub struct SimStore {
+    state: Arc<Mutex<Disk>>,
+}
+
+#[derive(Default)]
+struct Disk {
+    meta: BTreeMap<MetaKey, Vec<u8>>,
+    log: BTreeMap<u64, Vec<u8>>,
+    /// How to go back to the last durable image, newest change last.
+    undo: Vec<Undo>,
+    fail_writes: bool,
+    commits: u64,
+}
+
+enum Undo {
+    Meta(MetaKey, Option<Vec<u8>>),
+    Log(u64, Option<Vec<u8>>),
+}
+
+impl SimStore {
+    fn disk(&self) -> MutexGuard<'_, Disk> {
+        // A panic elsewhere while holding the lock already fails the run.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Power loss: every write not yet durable is gone.
+    pub fn crash(&self) {
+        let mut disk = self.disk();
+        while let Some(undo) = disk.undo.pop() {
+            match undo {
+                Undo::Meta(k, Some(v)) => {
+                    disk.meta.insert(k, v);
+                }
+                Undo::Meta(k, None) => {
+                    disk.meta.remove(&k);
+                }
+                Undo::Log(i, Some(v)) => {
+                    disk.log.insert(i, v);
+                }
+                Undo::Log(i, None) => {
+                    disk.log.remove(&i);
+                }
+            }
+        }
+    }
+
+    /// Makes every write fail (disk full, I/O error) until cleared.
+    pub fn set_fail_writes(&self, fail: bool) {
+        self.disk().fail_writes = fail;
+    }
+
+    /// Wipes the disk (a peer replaced by a fresh one).
+    pub fn wipe(&self) {
+        let mut disk = self.disk();
+        disk.meta.clear();
+        disk.log.clear();
+        disk.undo.clear();
+    }
+}
+
+impl Disk {
+    fn put_meta(&mut self, key: MetaKey, value: Option<Vec<u8>>, track: bool) {
+        let old = match value {
+            Some(v) => self.meta.insert(key, v),
+            None => self.meta.remove(&key),
+        };
+        if track {
+            self.undo.push(Undo::Meta(key, old));
+        }
+    }
+
+    fn put_log(&mut self, index: u64, value: Option<Vec<u8>>, track: bool) {
+        let old = match value {
+            Some(v) => self.log.insert(index, v),
+            None => self.log.remove(&index),
+        };
+        if track {
+            self.undo.push(Undo::Log(index, old));
+        }
+    }
+}
+
+impl DurableStore for SimStore {
+    fn get_meta(&self, key: MetaKey) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.disk().meta.get(&key).cloned())
+    }
+
+    fn log_range(&self, range: Range<u64>) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        Ok(self
+            .disk()
+            .log
+            .range(range)
+            .map(|(i, v)| (*i, v.clone()))
+            .collect())
+    }
+
+    fn log_last(&self) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
+        Ok(self
+            .disk()
+            .log
+            .last_key_value()
+            .map(|(i, v)| (*i, v.clone())))
+    }
+
+    fn commit(&self, batch: WriteBatch) -> Result<(), StoreError> {
+        let mut disk = self.disk();
+        if disk.fail_writes {
+            return Err(StoreError::Io {
+                path: "sim-disk".into(),
+                reason: "injected write error (disk full)".into(),
+            });
+        }
+        disk.commits += 1;
+        let durable = batch.durability == Durability::Immediate;
+        #[cfg(feature = "bug-ack-before-durable")]
+        let durable = durable && disk.commits % BUGGY_SYNC_EVERY_COMMITS == 0;
+        for op in batch.ops {
+            match op {
+                WriteOp::PutMeta(k, v) => disk.put_meta(k, Some(v), !durable),
+                WriteOp::DeleteMeta(k) => disk.put_meta(k, None, !durable),
+                WriteOp::PutLog(i, v) => disk.put_log(i, Some(v), !durable),
+                WriteOp::TruncateLogFrom(from) => {
+                    let doomed: Vec<u64> = disk.log.range(from..).map(|(i, _)| *i).collect();
+                    doomed
+                        .into_iter()
+                        .for_each(|i| disk.put_log(i, None, !durable));
+                }
+                WriteOp::PurgeLogUpTo(upto) => {
+                    let doomed: Vec<u64> = disk.log.range(..=upto).map(|(i, _)| *i).collect();
+                    doomed
+                        .into_iter()
+                        .for_each(|i| disk.put_log(i, None, !durable));
+                }
+            }
+        }
+        if durable {
+            // Everything written so far reached the platter with this sync.
+            disk.undo.clear();
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(durability: Durability, ops: Vec<WriteOp>) -> WriteBatch {
+        WriteBatch { ops, durability }
+    }
+
+    #[test]
+    #[cfg(not(feature = "bug-ack-before-durable"))]
+    fn crash_keeps_durable_writes_and_loses_relaxed_ones() {
+        let s = SimStore::default();
+        s.commit(batch(
+            Durability::Immediate,
+            vec![WriteOp::PutLog(1, vec![1])],
+        ))
+        .unwrap();
+        s.commit(batch(
+            Durability::Relaxed,
+            vec![
+                WriteOp::PutMeta(MetaKey::Committed, vec![9]),
+                WriteOp::PutLog(2, vec![2]),
+            ],
+        ))
+        .unwrap();
+        s.crash();
+        assert_eq!(s.log_range(0..10).unwrap(), vec![(1, vec![1])]);
+        assert_eq!(s.get_meta(MetaKey::Committed).unwrap(), None);
+        // A later durable commit makes earlier relaxed writes durable too.
+        s.commit(batch(
+            Durability::Relaxed,
+            vec![WriteOp::PutLog(2, vec![2])],
+        ))
+        .unwrap();
+        s.commit(batch(
+            Durability::Immediate,
+            vec![WriteOp::TruncateLogFrom(5)],
+        ))
+        .unwrap();
+        s.crash();
+        assert_eq!(s.log_last().unwrap(), Some((2, vec![2])));
+    }
+
+    #[test]
+    fn injected_write_errors_refuse_commits() {
+        let s = SimStore::default();
+        s.set_fail_writes(true);
+        assert!(s
+            .commit(batch(
+                Durability::Immediate,
+                vec![WriteOp::PutLog(1, vec![1])]
+            ))
+            .is_err());
+        s.set_fail_writes(false);
+        assert!(s
+            .commit(batch(
+                Durability::Immediate,
+                vec![WriteOp::PutLog(1, vec![1])]
+            ))
+            .is_ok());
+    }
+}

@@ -1,0 +1,173 @@
+//! Seeded chaos runs (built only with `--cfg madsim`; `tests/simulate.rs`
+//! launches this build from a plain `cargo test -p sim`).
+//!
+//! Environment: `SIM_SEED` first seed (default 1), `SIM_SEEDS` how many
+//! (default 100), `SIM_SECS` simulated seconds of faults per seed (default 60),
+//! `SIM_PEERS` peers at start (default 5), `SIM_JOBS` seeds run in parallel
+//! (default: available cores). `MADSIM_TEST_SEED` / `MADSIM_TEST_NUM` are
+//! accepted as aliases of `SIM_SEED` / `SIM_SEEDS`.
+#![cfg(madsim)]
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+
+use sim::scenario::{self, Params, Report};
+
+fn env_u64(names: &[&str], default: u64) -> u64 {
+    names
+        .iter()
+        .find_map(|n| std::env::var(n).ok())
+        .map(|v| v.parse().unwrap_or_else(|_| panic!("{names:?} must be a number, got {v:?}")))
+        .unwrap_or(default)
+}
+
+/// Runs one seed in a fresh process: tokio (inside openraft) seeds each
+/// thread's `select!` randomness from a process-wide counter, so only a new
+/// process starts every run from the same state. The child is this test binary
+/// in worker mode (`SIM_WORKER_SEED`).
+fn run_seed(seed: u64, params: &Params) -> Result<Report, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("current exe: {e}"))?;
+    let out = std::process::Command::new(exe)
+        .args(["--exact", "chaos", "--nocapture", "--test-threads", "1"])
+        .env("SIM_WORKER_SEED", seed.to_string())
+        .env("SIM_SECS", params.chaos_secs.to_string())
+        .env("SIM_PEERS", params.peers.to_string())
+        .output()
+        .map_err(|e| format!("spawn worker: {e}"))?;
+    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    let Some(line) = text.lines().find_map(|l| l.split_once("SIM-REPORT ").map(|(_, r)| r)) else {
+        let tail: Vec<&str> = text.lines().rev().take(30).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        return Err(format!("worker for seed {seed} died:\n{}", tail.join("\n")));
+    };
+    let field = |name: &str| -> u64 {
+        line.split_whitespace()
+            .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    let violations = text
+        .lines()
+        .filter_map(|l| l.split_once("SIM-VIOLATION ").map(|(_, r)| r))
+        .map(|l| sim::checkers::Violation {
+            checker: "run",
+            detail: l.to_string(),
+        })
+        .collect();
+    Ok(Report {
+        digest: field("digest"),
+        violations,
+        outcomes: (field("acked") as usize, field("failed") as usize, field("unknown") as usize),
+        faults: field("faults") as usize,
+        sim_secs: field("sim_ms") as f64 / 1000.0,
+    })
+}
+
+/// Worker mode: run one seed here and print the report for the coordinator.
+fn work(seed: u64, params: Params) {
+    let limit = Duration::from_secs(params.chaos_secs + 600);
+    let mut rt = madsim::runtime::Runtime::with_seed_and_config(seed, madsim::Config::default());
+    rt.set_time_limit(limit);
+    let report = rt.block_on(scenario::run(params));
+    for v in &report.violations {
+        println!("SIM-VIOLATION {v}");
+    }
+    println!(
+        "SIM-REPORT seed={seed} digest={} sim_ms={} faults={} acked={} failed={} unknown={}",
+        report.digest,
+        (report.sim_secs * 1000.0) as u64,
+        report.faults,
+        report.outcomes.0,
+        report.outcomes.1,
+        report.outcomes.2
+    );
+}
+
+fn repro(seed: u64, params: &Params) -> String {
+    format!(
+        "repro: SIM_SEED={seed} SIM_SEEDS=1 SIM_SECS={} SIM_PEERS={} cargo test -p sim",
+        params.chaos_secs, params.peers
+    )
+}
+
+#[test]
+fn chaos() {
+    let first = env_u64(&["SIM_SEED", "MADSIM_TEST_SEED"], 1);
+    let count = env_u64(&["SIM_SEEDS", "MADSIM_TEST_NUM"], 100);
+    let params = Params {
+        peers: env_u64(&["SIM_PEERS"], 5) as usize,
+        chaos_secs: env_u64(&["SIM_SECS"], 60),
+        ..Params::default()
+    };
+    if let Ok(seed) = std::env::var("SIM_WORKER_SEED") {
+        work(seed.parse().expect("SIM_WORKER_SEED is a number"), params);
+        return;
+    }
+    let jobs = env_u64(&["SIM_JOBS"], std::thread::available_parallelism().map_or(2, |n| n.get() as u64)).max(1);
+    println!(
+        "chaos: seeds {first}..{} ({count}), {} peers, {} s of faults each, {jobs} in parallel",
+        first + count,
+        params.peers,
+        params.chaos_secs
+    );
+
+    // Reproducibility: one seed twice gives the same event digest.
+    let a = run_seed(first, &params).map(|r| r.digest);
+    let b = run_seed(first, &params).map(|r| r.digest);
+    if let (Err(e), _) | (_, Err(e)) = (&a, &b) {
+        panic!("{e}\n  {}", repro(first, &params));
+    }
+    assert_eq!(a, b, "seed {first} is not deterministic; {}", repro(first, &params));
+    println!("determinism: seed {first} twice -> digest {:016x} both times", a.clone().unwrap_or(0));
+
+    let started = Instant::now();
+    let next = AtomicU64::new(first);
+    let failures = Mutex::new(Vec::new());
+    let totals = Mutex::new((0f64, 0usize, (0usize, 0usize, 0usize)));
+    std::thread::scope(|scope| {
+        for _ in 0..jobs {
+            scope.spawn(|| loop {
+                let seed = next.fetch_add(1, Ordering::Relaxed);
+                if seed >= first + count {
+                    return;
+                }
+                let result = run_seed(seed, &params);
+                let mut failures = failures.lock().unwrap_or_else(|e| e.into_inner());
+                match result {
+                    Ok(report) => {
+                        let mut t = totals.lock().unwrap_or_else(|e| e.into_inner());
+                        t.0 += report.sim_secs;
+                        t.1 += report.faults;
+                        t.2 .0 += report.outcomes.0;
+                        t.2 .1 += report.outcomes.1;
+                        t.2 .2 += report.outcomes.2;
+                        if !report.violations.is_empty() {
+                            let lines: Vec<String> = report.violations.iter().map(|v| format!("    {v}")).collect();
+                            failures.push(format!(
+                                "seed {seed} FAILED:\n{}\n  {}",
+                                lines.join("\n"),
+                                repro(seed, &params)
+                            ));
+                        }
+                    }
+                    Err(panic) => failures.push(format!("seed {seed} PANICKED: {panic}\n  {}", repro(seed, &params))),
+                }
+            });
+        }
+    });
+    let wall = started.elapsed().as_secs_f64();
+    let (sim_secs, faults, (acked, failed, unknown)) = *totals.lock().unwrap_or_else(|e| e.into_inner());
+    println!(
+        "chaos: {count} seeds in {wall:.1} s wall ({:.1} seeds/min), {sim_secs:.0} simulated s ({:.1} sim s per wall s), \
+         {faults} faults, requests acked {acked} failed {failed} unknown {unknown}",
+        count as f64 * 60.0 / wall,
+        sim_secs / wall
+    );
+    let failures = failures.into_inner().unwrap_or_else(|e| e.into_inner());
+    for f in &failures {
+        println!("{f}");
+    }
+    assert!(failures.is_empty(), "{} of {count} seeds failed (see above)", failures.len());
+}
