@@ -4,7 +4,8 @@
 //! sequential client (with p50/p99 latency) and for 64 concurrent clients.
 //! Environment: `BENCH_SEQ_PINS` (default 2000), `BENCH_CONC_PINS` (default
 //! 20000), `BENCH_CLIENTS` (default 64), `BENCH_IN_FLIGHT` (proposals in
-//! flight per peer, default 1).
+//! flight per peer, default 1), `BENCH_WORKERS` (tokio worker threads,
+//! default 2).
 
 use std::time::{Duration, Instant};
 
@@ -143,7 +144,9 @@ fn main() {
     let seq = env_or("BENCH_SEQ_PINS", 2_000);
     let conc = env_or("BENCH_CONC_PINS", 20_000);
     let clients = env_or("BENCH_CLIENTS", 64).max(1);
+    let workers = env_or("BENCH_WORKERS", 2).max(1) as usize;
     let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
         .enable_all()
         .build()
         .expect("tokio runtime");

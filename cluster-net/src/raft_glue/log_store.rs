@@ -8,8 +8,9 @@ use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{ErrorSubject, ErrorVerb, LogState, OptionalSend, RaftLogReader, Vote};
 
 use super::codec::{decode, encode, sto_err};
+use super::runtime;
 use super::types::{LogId, NodeId, RaftEntry, StorageError, TypeConfig};
-use crate::store::{DurableStore, MetaKey, WriteBatch, WriteOp};
+use crate::store::{DurableStore, MetaKey, StoreError, WriteBatch, WriteOp};
 
 /// The Raft log, vote and committed index of one peer.
 pub(crate) struct LogStore<S: DurableStore> {
@@ -74,11 +75,31 @@ impl<S: DurableStore> LogStore<S> {
             .map_err(|e| sto_err(subject, ErrorVerb::Read, e))
     }
 
-    fn commit(&self, batch: WriteBatch, subject: ErrorSubject<u64>) -> Result<(), StorageError> {
-        self.store
-            .commit(batch)
+    /// Commits durably, off the async worker threads (the fsync blocks).
+    async fn commit(
+        &self,
+        batch: WriteBatch,
+        subject: ErrorSubject<u64>,
+    ) -> Result<(), StorageError> {
+        commit_off_thread(&self.store, batch)
+            .await
             .map_err(|e| sto_err(subject, ErrorVerb::Write, e))
     }
+}
+
+/// Runs `store.commit(batch)` through the runtime's blocking seam.
+pub(crate) async fn commit_off_thread<S: DurableStore>(
+    store: &Arc<S>,
+    batch: WriteBatch,
+) -> Result<(), StoreError> {
+    let store = Arc::clone(store);
+    runtime::blocking(move || store.commit(batch))
+        .await
+        .unwrap_or_else(|| {
+            Err(StoreError::Unavailable(
+                "runtime is shutting down".to_string(),
+            ))
+        })
 }
 
 fn bounds(range: &impl RangeBounds<u64>) -> std::ops::Range<u64> {
@@ -149,7 +170,7 @@ impl<S: DurableStore> RaftLogStorage<TypeConfig> for LogStore<S> {
         batch.push(WriteOp::PutMeta(MetaKey::Vote, bytes));
         // Durability order: the vote is on stable storage before this
         // returns, and openraft only answers the vote request afterwards.
-        self.commit(batch, ErrorSubject::Vote)
+        self.commit(batch, ErrorSubject::Vote).await
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>, StorageError> {
@@ -195,7 +216,7 @@ impl<S: DurableStore> RaftLogStorage<TypeConfig> for LogStore<S> {
                 .map_err(|e| sto_err(ErrorSubject::Log(entry.log_id), ErrorVerb::Write, e))?;
             batch.push(WriteOp::PutLog(entry.log_id.index, bytes));
         }
-        let result = self.store.commit(batch);
+        let result = commit_off_thread(&self.store, batch).await;
         // Durability order: the callback tells openraft the entries are
         // persisted (which lets it count this peer towards the commit quorum
         // and answer AppendEntries). It is only signalled here, after the
@@ -215,7 +236,7 @@ impl<S: DurableStore> RaftLogStorage<TypeConfig> for LogStore<S> {
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
         let mut batch = WriteBatch::durable();
         batch.push(WriteOp::TruncateLogFrom(log_id.index));
-        self.commit(batch, ErrorSubject::Logs)
+        self.commit(batch, ErrorSubject::Logs).await
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
@@ -227,6 +248,6 @@ impl<S: DurableStore> RaftLogStorage<TypeConfig> for LogStore<S> {
         batch
             .push(WriteOp::PutMeta(MetaKey::LastPurged, bytes))
             .push(WriteOp::PurgeLogUpTo(log_id.index));
-        self.commit(batch, ErrorSubject::Logs)
+        self.commit(batch, ErrorSubject::Logs).await
     }
 }

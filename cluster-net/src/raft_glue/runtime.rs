@@ -36,6 +36,30 @@ where
     drop(Runtime::spawn(future));
 }
 
+/// Runs blocking work (a durable store commit, i.e. an fsync) off the async
+/// worker threads: on tokio's blocking pool normally; inline under madsim,
+/// where stores are in memory and threads would break determinism.
+/// `None` when the runtime is shutting down and refused the work. A panic in
+/// `work` is propagated.
+pub(crate) async fn blocking<T, F>(work: F) -> Option<T>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    #[cfg(not(madsim))]
+    {
+        match tokio::task::spawn_blocking(work).await {
+            Ok(out) => Some(out),
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(_) => None,
+        }
+    }
+    #[cfg(madsim)]
+    {
+        Some(work())
+    }
+}
+
 #[cfg(madsim)]
 mod madsim_runtime {
     //! openraft's `AsyncRuntime` over madsim's tasks and timers.

@@ -12,6 +12,7 @@ use openraft::{
 };
 
 use super::codec::{decode, encode, sto_err};
+use super::log_store::commit_off_thread;
 use super::types::{LogId, RaftEntry, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
 use crate::store::{DurableStore, MetaKey, StoreError, WriteBatch, WriteOp};
 
@@ -60,7 +61,10 @@ fn load_snapshot<S: DurableStore>(store: &S) -> Result<Option<StoredSnapshot>, S
     }
 }
 
-fn save_snapshot<S: DurableStore>(store: &S, snap: &StoredSnapshot) -> Result<(), StoreError> {
+async fn save_snapshot<S: DurableStore>(
+    store: &Arc<S>,
+    snap: &StoredSnapshot,
+) -> Result<(), StoreError> {
     let mut batch = WriteBatch::durable();
     batch
         .push(WriteOp::PutMeta(
@@ -68,7 +72,7 @@ fn save_snapshot<S: DurableStore>(store: &S, snap: &StoredSnapshot) -> Result<()
             encode(&snap.meta, "snapshot meta")?,
         ))
         .push(WriteOp::PutMeta(MetaKey::SnapshotData, snap.data.clone()));
-    store.commit(batch)
+    commit_off_thread(store, batch).await
 }
 
 impl<S: DurableStore> StateMachine<S> {
@@ -96,7 +100,7 @@ impl<S: DurableStore> StateMachine<S> {
         Ok(sm)
     }
 
-    fn install(&mut self, snap: &StoredSnapshot) -> Result<(), StorageError> {
+    async fn install(&mut self, snap: &StoredSnapshot) -> Result<(), StorageError> {
         let subject = || ErrorSubject::Snapshot(Some(snap.meta.signature()));
         let restored = Pinset::restore(&snap.data).map_err(|e| {
             sto_err(
@@ -109,7 +113,9 @@ impl<S: DurableStore> StateMachine<S> {
             )
         })?;
         // Persist first: after a crash the peer restarts from this snapshot.
-        save_snapshot(&*self.store, snap).map_err(|e| sto_err(subject(), ErrorVerb::Write, e))?;
+        save_snapshot(&self.store, snap)
+            .await
+            .map_err(|e| sto_err(subject(), ErrorVerb::Write, e))?;
         *write_pinset(&self.pinset) = restored;
         self.last_applied = snap.meta.last_log_id;
         self.last_membership = snap.meta.last_membership.clone();
@@ -190,7 +196,7 @@ impl<S: DurableStore> RaftStateMachine<TypeConfig> for StateMachine<S> {
             meta: meta.clone(),
             data: snapshot.into_inner(),
         };
-        self.install(&snap)
+        self.install(&snap).await
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
@@ -228,7 +234,7 @@ impl<S: DurableStore> RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder<S> {
         };
         // Persisted before openraft learns about it (and may purge the log
         // it covers).
-        save_snapshot(&*self.store, &snap).map_err(|e| {
+        save_snapshot(&self.store, &snap).await.map_err(|e| {
             sto_err(
                 ErrorSubject::Snapshot(Some(snap.meta.signature())),
                 ErrorVerb::Write,
