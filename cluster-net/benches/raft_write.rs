@@ -4,7 +4,7 @@
 //! sequential client (with p50/p99 latency) and for 64 concurrent clients.
 //! Environment: `BENCH_SEQ_PINS` (default 2000), `BENCH_CONC_PINS` (default
 //! 20000), `BENCH_CLIENTS` (default 64), `BENCH_IN_FLIGHT` (proposals in
-//! flight per peer, default 1), `BENCH_WORKERS` (tokio worker threads,
+//! flight per peer, default 2), `BENCH_WORKERS` (tokio worker threads,
 //! default 2).
 
 use std::time::{Duration, Instant};
@@ -53,7 +53,7 @@ async fn form_cluster(root: &std::path::Path) -> (InProcRouter, Vec<ClusterRaft>
         heartbeat_interval_ms: 50,
         election_timeout_min_ms: 500,
         election_timeout_max_ms: 1_000,
-        proposals_in_flight_max: env_or("BENCH_IN_FLIGHT", 1) as usize,
+        proposals_in_flight_max: env_or("BENCH_IN_FLIGHT", 2) as usize,
         ..RaftConfig::default()
     };
     let mut peers: Vec<ClusterRaft> = Vec::new();

@@ -47,7 +47,7 @@ impl Default for RaftConfig {
             membership_timeout_ms: 120_000,
             leader_retry_delay_ms: 100,
             batch_entries_max: 1_024,
-            proposals_in_flight_max: 1,
+            proposals_in_flight_max: 2,
         }
     }
 }
