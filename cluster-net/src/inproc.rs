@@ -5,7 +5,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use crate::raft_glue::{NodeInfo, RpcRequest, RpcResponse};
+use crate::raft_glue::{CodecError, NodeInfo, RpcRequest, RpcResponse};
 use crate::transport::{BoxFuture, RaftTransport, RpcHandler, TransportError};
 
 #[derive(Default)]
@@ -126,11 +126,12 @@ impl RaftTransport for InProcTransport {
         Box::pin(async move {
             let unreachable = || TransportError::Unreachable { peer: to.clone() };
             let handler = router.route(&from, &to).ok_or_else(unreachable)?;
+            let failed = |e: CodecError| TransportError::Failed {
+                peer: to.clone(),
+                reason: e.to_string(),
+            };
             let request = if router.serialize {
-                RpcRequest::from_bytes(&request.to_bytes()).map_err(|e| TransportError::Failed {
-                    peer: to.clone(),
-                    reason: e.to_string(),
-                })?
+                RpcRequest::from_bytes(&request.to_bytes().map_err(failed)?).map_err(failed)?
             } else {
                 request
             };
@@ -144,10 +145,7 @@ impl RaftTransport for InProcTransport {
                 });
             }
             if router.serialize {
-                RpcResponse::from_bytes(&response.to_bytes()).map_err(|e| TransportError::Failed {
-                    peer: to.clone(),
-                    reason: e.to_string(),
-                })
+                RpcResponse::from_bytes(&response.to_bytes().map_err(failed)?).map_err(failed)
             } else {
                 Ok(response)
             }

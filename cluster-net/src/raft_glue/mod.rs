@@ -25,7 +25,7 @@ mod types;
 mod write_path;
 
 pub use node::ClusterRaft;
-pub use rpc::{DecodeError, RpcRequest, RpcResponse};
+pub use rpc::{CodecError, RpcRequest, RpcResponse};
 pub use types::{node_id_of, NodeInfo};
 
 #[cfg(test)]

@@ -11,10 +11,10 @@ use serde::{Deserialize, Serialize};
 
 use super::types::{NodeId, NodeInfo, TypeConfig};
 
-/// Error decoding a wire message.
+/// Error encoding or decoding a wire message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("malformed raft rpc message: {0}")]
-pub struct DecodeError(String);
+#[error("raft rpc message codec: {0}")]
+pub struct CodecError(String);
 
 /// A request from one peer to another.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -33,17 +33,14 @@ pub struct RpcResponse {
 macro_rules! wire_codec {
     ($t:ty) => {
         impl $t {
-            /// Serialises the message for a byte transport.
-            pub fn to_bytes(&self) -> Vec<u8> {
-                // Serialising into a Vec only fails for types serde cannot
-                // express (maps with non-string keys in some formats), which
-                // these messages do not contain.
-                postcard::to_allocvec(self).unwrap_or_default()
+            /// Serialises the message for a byte transport (postcard).
+            pub fn to_bytes(&self) -> Result<Vec<u8>, CodecError> {
+                postcard::to_allocvec(self).map_err(|e| CodecError(e.to_string()))
             }
 
             /// Parses a message produced by `to_bytes`.
-            pub fn from_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
-                postcard::from_bytes(bytes).map_err(|e| DecodeError(e.to_string()))
+            pub fn from_bytes(bytes: &[u8]) -> Result<Self, CodecError> {
+                postcard::from_bytes(bytes).map_err(|e| CodecError(e.to_string()))
             }
         }
     };
