@@ -244,3 +244,20 @@ async fn partitioned_peer_fails_fast_then_catches_up() {
     assert!(sets.iter().all(|s| *s == sets[0]));
     assert_eq!(sets[0].len(), 20);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_fail_fast_after_shutdown_and_before_bootstrap() {
+    let cluster = TestCluster::form(RaftConfig::fast_for_tests(), 1).await;
+    let raft = cluster.raft(0).clone();
+    raft.shutdown().await;
+    let started = std::time::Instant::now();
+    let result = raft.write(pin_entry(1)).await;
+    assert_eq!(result, Err(cluster_net::WriteError::Shutdown));
+    assert!(started.elapsed() < std::time::Duration::from_secs(1));
+
+    let mut fresh = TestCluster::new(RaftConfig::fast_for_tests());
+    let lonely = fresh.start_peer(0).await;
+    let result = lonely.write(pin_entry(2)).await;
+    assert_eq!(result, Err(cluster_net::WriteError::NotInCluster));
+    assert!(!lonely.is_member());
+}

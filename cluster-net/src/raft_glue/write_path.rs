@@ -151,6 +151,7 @@ impl Inner {
                 Ok(results)
             }
             Some(Ok(ResponseBody::Failed(reason))) => Err(WriteError::Raft(reason)),
+            Some(Ok(ResponseBody::Refused(RefusedReason::Shutdown))) => Err(WriteError::Shutdown),
             Some(Ok(other)) => Err(WriteError::Raft(format!("unexpected answer {other:?}"))),
         }
     }
@@ -203,6 +204,10 @@ impl Inner {
                         runtime::sleep(self.retry_delay()).await;
                     }
                     target = hint.or_else(|| self.leader_node());
+                }
+                // This peer's own Raft is shut down: no retry can succeed.
+                ResponseBody::Refused(RefusedReason::Shutdown) if node == self.me => {
+                    return Ok(ResponseBody::Refused(RefusedReason::Shutdown));
                 }
                 ResponseBody::Refused(RefusedReason::Shutdown) => {
                     runtime::sleep(self.retry_delay()).await;
