@@ -121,11 +121,23 @@ impl<S: DurableStore> RaftLogReader<TypeConfig> for LogStore<S> {
         &mut self,
         range: RB,
     ) -> Result<Vec<RaftEntry>, StorageError> {
+        let wanted = bounds(&range);
         let rows = self
             .store
-            .log_range(bounds(&range))
+            .log_range(wanted.clone())
             .map_err(|e| sto_err(ErrorSubject::Logs, ErrorVerb::Read, e))?;
-        rows.iter()
+        // openraft needs a consecutive run that starts at the range start: a
+        // run with a hole (entries purged by a concurrent compaction) would be
+        // sent after the wrong prev_log_id. Returning the prefix (or nothing)
+        // makes openraft see the missing entries and send a snapshot instead.
+        // Found by the simulator (sim seed 88 with 60 s of faults).
+        let consecutive = rows
+            .iter()
+            .enumerate()
+            .take_while(|(i, (index, _))| *index == wanted.start + *i as u64)
+            .count();
+        rows[..consecutive]
+            .iter()
             .map(|(index, bytes)| {
                 decode::<RaftEntry>(bytes, "log entry")
                     .map_err(|e| sto_err(ErrorSubject::LogIndex(*index), ErrorVerb::Read, e))

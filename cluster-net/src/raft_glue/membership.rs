@@ -210,3 +210,55 @@ pub(crate) async fn serve_remove(inner: &Arc<Inner>, peer: &str) -> ResponseBody
         },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inproc::InProcRouter;
+    use crate::store::MemStore;
+    use crate::RaftConfig;
+
+    #[tokio::test]
+    async fn join_with_colliding_node_id_is_refused() {
+        let router = InProcRouter::new();
+        let peer = PeerId::synthetic(1);
+        let raft = ClusterRaft::start(
+            &peer,
+            "inproc/1",
+            RaftConfig::fast_for_tests(),
+            MemStore::new(),
+            router.transport(peer.as_str()),
+        )
+        .await
+        .expect("start");
+        raft.initialize(7).await.expect("initialize");
+        raft.wait_for_leader(Duration::from_secs(5))
+            .await
+            .expect("leader");
+        // A member whose node id equals the joiner's, under another peer id:
+        // what a hash collision looks like.
+        let joiner = PeerId::synthetic(2);
+        let colliding_id = node_id_of_str(joiner.as_str());
+        let impostor = NodeInfo {
+            peer_id: PeerId::synthetic(3).to_string(),
+            addr: "inproc/3".to_string(),
+        };
+        raft.inner
+            .raft
+            .add_learner(colliding_id, impostor.clone(), false)
+            .await
+            .expect("add learner");
+        let node = NodeInfo {
+            peer_id: joiner.to_string(),
+            addr: "inproc/2".to_string(),
+        };
+        match serve_join(&raft.inner, node).await {
+            ResponseBody::Refused(RefusedReason::NodeIdCollision { node_id, existing }) => {
+                assert_eq!(node_id, colliding_id);
+                assert_eq!(existing, impostor.peer_id);
+            }
+            other => panic!("expected a collision refusal, got {other:?}"),
+        }
+        raft.shutdown().await;
+    }
+}
