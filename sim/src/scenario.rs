@@ -31,6 +31,8 @@ pub const SETTLE_BOUND_MS: u64 = 90_000;
 const CIDS: u64 = 24;
 /// How long a client waits for one request, in ms.
 const CLIENT_TIMEOUT_MS: u64 = 8_000;
+/// Attempts at joining or removing a peer before giving up.
+const JOIN_ATTEMPTS_MAX: usize = 20;
 
 /// What to simulate.
 #[derive(Debug, Clone)]
@@ -82,6 +84,7 @@ struct Sim {
     history: Mutex<History>,
     violations: Mutex<Vec<Violation>>,
     stop_clients: AtomicBool,
+    membership_busy: AtomicBool,
     faults: Mutex<usize>,
 }
 
@@ -228,20 +231,87 @@ impl Sim {
             .wait_running(index)
             .await
             .ok_or(format!("peer {index} never started"))?;
-        for attempt in 0..20 {
-            let via = self.live().into_iter().find(|i| *i != index).unwrap_or(0);
+        for attempt in 0..JOIN_ATTEMPTS_MAX {
+            // Ask the leader if one is known, else any other live peer.
+            let others: Vec<usize> = self.live().into_iter().filter(|i| *i != index).collect();
+            let via = self
+                .leader()
+                .filter(|l| *l != index)
+                .or_else(|| self.pick(&others))
+                .unwrap_or(0);
             match joiner.raft.join(&self.info(via)).await {
                 Ok(()) => {
                     self.event(format!("peer {index} joined via {via}"));
                     return Ok(());
                 }
                 Err(e) => {
-                    self.event(format!("join of {index} attempt {attempt} failed: {e}"));
+                    self.event(format!(
+                        "join of {index} via {via} attempt {attempt} failed: {e}"
+                    ));
                     sleep_ms(500).await;
                 }
             }
         }
         Err(format!("peer {index} could not join"))
+    }
+
+    /// Removes `index` from the cluster: Raft membership first, then its
+    /// allocations (so the leader re-allocates its pins).
+    async fn remove(self: &Arc<Self>, index: usize) -> Result<(), String> {
+        let id = self.peer(index).id.clone();
+        for attempt in 0..JOIN_ATTEMPTS_MAX {
+            let live: Vec<usize> = self.live();
+            let Some(r) = self.pick(&live).and_then(|i| self.registry.get(i)) else {
+                sleep_ms(500).await;
+                continue;
+            };
+            let result = match r.raft.remove_peer(&id).await {
+                Ok(()) => r
+                    .raft
+                    .write(Entry::new(Command::RemovePeer { peer: id.clone() }))
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            match result {
+                Ok(()) => {
+                    self.event(format!("peer {index} removed"));
+                    return Ok(());
+                }
+                Err(e) => {
+                    self.event(format!("removal of {index} attempt {attempt} failed: {e}"));
+                    sleep_ms(500).await;
+                }
+            }
+        }
+        Err(format!("peer {index} could not be removed"))
+    }
+
+    /// After the heal: peers that should be members are, and removed ones are not.
+    async fn repair_membership(self: &Arc<Self>) {
+        let Some(members) = self
+            .leader()
+            .and_then(|l| self.registry.get(l))
+            .map(|r| r.raft.members())
+        else {
+            return;
+        };
+        for i in self.live() {
+            if !members.contains(&self.peer(i).id) {
+                if let Err(e) = self.join(i).await {
+                    self.violation("membership", e);
+                }
+            }
+        }
+        let removed: Vec<usize> = lock(&self.removed).iter().copied().collect();
+        for i in removed {
+            if members.contains(&self.peer(i).id) {
+                if let Err(e) = self.remove(i).await {
+                    self.violation("membership", e);
+                }
+            }
+        }
     }
 
     // ---- clients ----------------------------------------------------------------
@@ -525,14 +595,17 @@ impl Sim {
                 Some(Box::new(move |_: &Sim| ipfs.heal()))
             }
             _ => {
-                self.membership_change().await;
+                // Runs beside the other faults; one membership change at a time.
+                if !self.membership_busy.swap(true, Ordering::Relaxed) {
+                    madsim::task::spawn(Arc::clone(self).membership_change());
+                }
                 None
             }
         }
     }
 
     /// Removes a live peer for good, or adds a fresh one, during load.
-    async fn membership_change(self: &Arc<Self>) {
+    async fn membership_change(self: Arc<Self>) {
         let members = self.live();
         let grow = lock(&self.peers).len() < self.params.peers + 2
             && (members.len() < self.params.peers || thread_rng().gen_bool(0.5));
@@ -542,48 +615,18 @@ impl Sim {
             if let Err(e) = self.join(index).await {
                 self.event(format!("join failed: {e}"));
             }
-            return;
-        }
-        if members.len() <= 3 {
-            return;
-        }
-        let Some(victim) = self.pick(&members) else {
-            return;
-        };
-        let Some(via) = members.iter().copied().find(|i| *i != victim) else {
-            return;
-        };
-        self.event(format!("fault membership remove {victim}"));
-        let id = self.peer(victim).id.clone();
-        lock(&self.removed).insert(victim);
-        self.crash(victim);
-        for _ in 0..20 {
-            let Some(r) = self
-                .registry
-                .get(via)
-                .or_else(|| self.live().first().and_then(|i| self.registry.get(*i)))
-            else {
-                break;
-            };
-            let removed = r.raft.remove_peer(&id).await;
-            let dropped = match removed {
-                Ok(()) => {
-                    r.raft
-                        .write(Entry::new(Command::RemovePeer { peer: id.clone() }))
-                        .await
-                }
-                Err(e) => {
-                    self.event(format!("remove {victim} failed: {e}"));
-                    sleep_ms(500).await;
-                    continue;
-                }
-            };
-            if dropped.is_ok() {
-                self.event(format!("peer {victim} removed"));
+        } else if members.len() > 3 {
+            let Some(victim) = self.pick(&members) else {
                 return;
+            };
+            self.event(format!("fault membership remove {victim}"));
+            lock(&self.removed).insert(victim);
+            self.crash(victim);
+            if let Err(e) = self.remove(victim).await {
+                self.event(format!("removal failed: {e}"));
             }
-            sleep_ms(500).await;
         }
+        self.membership_busy.store(false, Ordering::Relaxed);
     }
 
     async fn chaos(self: &Arc<Self>, until_ms: u64) {
@@ -762,6 +805,7 @@ pub async fn run(params: Params) -> Report {
         history: Mutex::new(History::default()),
         violations: Mutex::new(Vec::new()),
         stop_clients: AtomicBool::new(false),
+        membership_busy: AtomicBool::new(false),
         faults: Mutex::new(0),
     });
     for _ in 0..params.peers {
@@ -779,6 +823,11 @@ pub async fn run(params: Params) -> Report {
     sim.chaos(now_ms() + params.chaos_secs * 1_000).await;
     sim.heal().await;
     sim.check_liveness().await;
+    // A membership change cut short by the faults is finished now, as an operator would.
+    while sim.membership_busy.load(Ordering::Relaxed) {
+        sleep_ms(500).await;
+    }
+    sim.repair_membership().await;
     sim.stop_clients.store(true, Ordering::Relaxed);
     for c in clients {
         let _ = c.await;

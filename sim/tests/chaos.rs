@@ -12,14 +12,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-
 use sim::scenario::{self, Params, Report};
 
 fn env_u64(names: &[&str], default: u64) -> u64 {
     names
         .iter()
         .find_map(|n| std::env::var(n).ok())
-        .map(|v| v.parse().unwrap_or_else(|_| panic!("{names:?} must be a number, got {v:?}")))
+        .map(|v| {
+            v.parse()
+                .unwrap_or_else(|_| panic!("{names:?} must be a number, got {v:?}"))
+        })
         .unwrap_or(default)
 }
 
@@ -36,8 +38,12 @@ fn run_seed(seed: u64, params: &Params) -> Result<Report, String> {
         .env("SIM_PEERS", params.peers.to_string())
         .output()
         .map_err(|e| format!("spawn worker: {e}"))?;
-    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-    let Some(line) = text.lines().find_map(|l| l.split_once("SIM-REPORT ").map(|(_, r)| r)) else {
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    let Some(line) = text
+        .lines()
+        .find_map(|l| l.split_once("SIM-REPORT ").map(|(_, r)| r))
+    else {
         let tail: Vec<&str> = text.lines().rev().take(30).collect();
         let tail: Vec<&str> = tail.into_iter().rev().collect();
         return Err(format!("worker for seed {seed} died:\n{}", tail.join("\n")));
@@ -59,7 +65,11 @@ fn run_seed(seed: u64, params: &Params) -> Result<Report, String> {
     Ok(Report {
         digest: field("digest"),
         violations,
-        outcomes: (field("acked") as usize, field("failed") as usize, field("unknown") as usize),
+        outcomes: (
+            field("acked") as usize,
+            field("failed") as usize,
+            field("unknown") as usize,
+        ),
         faults: field("faults") as usize,
         sim_secs: field("sim_ms") as f64 / 1000.0,
     })
@@ -105,7 +115,11 @@ fn chaos() {
         work(seed.parse().expect("SIM_WORKER_SEED is a number"), params);
         return;
     }
-    let jobs = env_u64(&["SIM_JOBS"], std::thread::available_parallelism().map_or(2, |n| n.get() as u64)).max(1);
+    let jobs = env_u64(
+        &["SIM_JOBS"],
+        std::thread::available_parallelism().map_or(2, |n| n.get() as u64),
+    )
+    .max(1);
     println!(
         "chaos: seeds {first}..{} ({count}), {} peers, {} s of faults each, {jobs} in parallel",
         first + count,
@@ -114,17 +128,31 @@ fn chaos() {
     );
 
     // Reproducibility: one seed twice gives the same event digest.
-    let a = run_seed(first, &params).map(|r| r.digest);
-    let b = run_seed(first, &params).map(|r| r.digest);
-    if let (Err(e), _) | (_, Err(e)) = (&a, &b) {
-        panic!("{e}\n  {}", repro(first, &params));
+    let mut early_failures = Vec::new();
+    match (run_seed(first, &params), run_seed(first, &params)) {
+        (Ok(a), Ok(b)) => {
+            assert_eq!(
+                a.digest,
+                b.digest,
+                "seed {first} is not deterministic; {}",
+                repro(first, &params)
+            );
+            println!(
+                "determinism: seed {first} twice -> digest {:016x} both times",
+                a.digest
+            );
+        }
+        (Err(e), _) | (_, Err(e)) => {
+            early_failures.push(format!(
+                "seed {first} PANICKED: {e}\n  {}",
+                repro(first, &params)
+            ));
+        }
     }
-    assert_eq!(a, b, "seed {first} is not deterministic; {}", repro(first, &params));
-    println!("determinism: seed {first} twice -> digest {:016x} both times", a.clone().unwrap_or(0));
 
     let started = Instant::now();
     let next = AtomicU64::new(first);
-    let failures = Mutex::new(Vec::new());
+    let failures = Mutex::new(early_failures);
     let totals = Mutex::new((0f64, 0usize, (0usize, 0usize, 0usize)));
     std::thread::scope(|scope| {
         for _ in 0..jobs {
@@ -144,7 +172,11 @@ fn chaos() {
                         t.2 .1 += report.outcomes.1;
                         t.2 .2 += report.outcomes.2;
                         if !report.violations.is_empty() {
-                            let lines: Vec<String> = report.violations.iter().map(|v| format!("    {v}")).collect();
+                            let lines: Vec<String> = report
+                                .violations
+                                .iter()
+                                .map(|v| format!("    {v}"))
+                                .collect();
                             failures.push(format!(
                                 "seed {seed} FAILED:\n{}\n  {}",
                                 lines.join("\n"),
@@ -152,13 +184,17 @@ fn chaos() {
                             ));
                         }
                     }
-                    Err(panic) => failures.push(format!("seed {seed} PANICKED: {panic}\n  {}", repro(seed, &params))),
+                    Err(panic) => failures.push(format!(
+                        "seed {seed} PANICKED: {panic}\n  {}",
+                        repro(seed, &params)
+                    )),
                 }
             });
         }
     });
     let wall = started.elapsed().as_secs_f64();
-    let (sim_secs, faults, (acked, failed, unknown)) = *totals.lock().unwrap_or_else(|e| e.into_inner());
+    let (sim_secs, faults, (acked, failed, unknown)) =
+        *totals.lock().unwrap_or_else(|e| e.into_inner());
     println!(
         "chaos: {count} seeds in {wall:.1} s wall ({:.1} seeds/min), {sim_secs:.0} simulated s ({:.1} sim s per wall s), \
          {faults} faults, requests acked {acked} failed {failed} unknown {unknown}",
@@ -169,5 +205,9 @@ fn chaos() {
     for f in &failures {
         println!("{f}");
     }
-    assert!(failures.is_empty(), "{} of {count} seeds failed (see above)", failures.len());
+    assert!(
+        failures.is_empty(),
+        "{} of {count} seeds failed (see above)",
+        failures.len()
+    );
 }

@@ -23,7 +23,9 @@ const PASSED_THROUGH: [&str; 7] = [
 
 fn madsim_target_dir() -> PathBuf {
     // CARGO_TARGET_TMPDIR is <target>/tmp: keep the simulated build beside it.
-    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("..").join("madsim")
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join("..")
+        .join("madsim")
 }
 
 /// Runs `cargo test -p sim --test chaos` under madsim; returns (success, output).
@@ -61,7 +63,10 @@ fn run_nested(features: &[&str], env: &[(&str, &str)]) -> (bool, String) {
 fn simulations() {
     let (ok, output) = run_nested(&[], &[]);
     println!("{output}");
-    assert!(ok, "simulations failed; each failing seed above prints its repro command");
+    assert!(
+        ok,
+        "simulations failed; each failing seed above prints its repro command"
+    );
 }
 
 /// The checkers bite: with a disk that acknowledges writes before they are
@@ -73,9 +78,41 @@ fn checkers_catch_acknowledging_before_durable() {
         &["bug-ack-before-durable"],
         &[("SIM_SEED", "1"), ("SIM_SEEDS", "12"), ("SIM_SECS", "60")],
     );
-    let caught = output.lines().filter(|l| l.contains(" FAILED:") || l.contains(" PANICKED:")).count();
+    let caught = output
+        .lines()
+        .filter(|l| l.contains(" FAILED:") || l.contains(" PANICKED:"))
+        .count();
     println!("{output}");
-    assert!(!ok, "the broken build passed: the checkers did not notice lost writes");
+    assert!(
+        !ok,
+        "the broken build passed: the checkers did not notice lost writes"
+    );
     assert!(caught > 0, "no failing seed reported");
-    assert!(output.contains("repro: SIM_SEED="), "failures must print their repro command");
+    assert!(
+        output.contains("repro: SIM_SEED="),
+        "failures must print their repro command"
+    );
+}
+
+/// The checkers bite: when the leader never re-allocates the pins of a removed
+/// peer, the allocation checker fails the runs that removed one.
+#[test]
+fn checkers_catch_skipped_reallocation() {
+    let (ok, output) = run_nested(
+        &["bug-skip-reallocation"],
+        &[("SIM_SEED", "1"), ("SIM_SEEDS", "12"), ("SIM_SECS", "60")],
+    );
+    println!("{output}");
+    assert!(
+        !ok,
+        "the broken build passed: the checkers did not notice under-replicated pins"
+    );
+    assert!(
+        output.contains("allocations"),
+        "the allocation checker should be the one failing"
+    );
+    assert!(
+        output.contains("repro: SIM_SEED="),
+        "failures must print their repro command"
+    );
 }
