@@ -1,0 +1,12 @@
+//! Arbitrary bytes as a snapshot: restore must refuse or succeed, never panic,
+//! and a restored state must satisfy the invariants.
+#![no_main]
+
+use cluster_core::Pinset;
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    if let Ok(pinset) = Pinset::restore(data) {
+        let _ = pinset.check_invariants();
+    }
+});
