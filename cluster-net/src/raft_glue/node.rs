@@ -247,6 +247,11 @@ impl RpcHandler for ClusterRaft {
 }
 
 impl Inner {
+    /// Log index of the last entry applied on this peer.
+    pub(crate) fn applied_index(&self) -> u64 {
+        read_pinset(&self.pinset).applied_index()
+    }
+
     /// The leader's node record, from this peer's view.
     pub(crate) fn leader_node(&self) -> Option<NodeInfo> {
         let metrics = self.raft.metrics();

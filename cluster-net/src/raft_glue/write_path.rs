@@ -26,6 +26,16 @@ pub(crate) struct PendingWrite {
     reply: oneshot::Sender<Result<ApplyResult, WriteError>>,
 }
 
+/// A batch the leader committed and applied.
+pub(crate) struct Committed {
+    /// Log index of the entry that carried the batch.
+    index: u64,
+    /// One result per entry.
+    results: Vec<ApplyResult>,
+    /// End of the write's time budget.
+    deadline: <Runtime as AsyncRuntime>::Instant,
+}
+
 /// Why a leader call failed.
 #[derive(Debug)]
 pub(crate) enum LeaderCallError {
@@ -52,7 +62,9 @@ impl ClusterRaft {
 
     /// Replicates several writes as one log entry (no further batching).
     pub async fn write_batch(&self, entries: Vec<Entry>) -> Result<Vec<ApplyResult>, WriteError> {
-        self.inner.propose(entries).await
+        let committed = self.inner.propose(entries).await?;
+        self.inner.wait_applied_locally(&committed).await;
+        Ok(committed.results)
     }
 }
 
@@ -85,17 +97,22 @@ pub(crate) async fn run_batcher(inner: Weak<Inner>, mut queue: mpsc::Receiver<Pe
             let (entries, replies): (Vec<Entry>, Vec<_>) =
                 batch.into_iter().map(|w| (w.entry, w.reply)).unzip();
             let expected = entries.len();
-            match inner.propose(entries).await {
-                Ok(results) if results.len() == expected => {
-                    for (reply, result) in replies.into_iter().zip(results) {
+            let outcome = inner.propose(entries).await;
+            // The slot is free as soon as the leader answered: waiting for
+            // the local apply below does not hold back the next batch.
+            drop(permit);
+            match outcome {
+                Ok(committed) if committed.results.len() == expected => {
+                    inner.wait_applied_locally(&committed).await;
+                    for (reply, result) in replies.into_iter().zip(committed.results) {
                         // The writer may have given up; nothing to do then.
                         let _ = reply.send(Ok(result));
                     }
                 }
-                Ok(results) => {
+                Ok(committed) => {
                     let e = WriteError::Raft(format!(
                         "{} results for {expected} entries",
-                        results.len()
+                        committed.results.len()
                     ));
                     for reply in replies {
                         let _ = reply.send(Err(e.clone()));
@@ -107,7 +124,6 @@ pub(crate) async fn run_batcher(inner: Weak<Inner>, mut queue: mpsc::Receiver<Pe
                     }
                 }
             }
-            drop(permit);
         });
     }
 }
@@ -121,38 +137,50 @@ impl Inner {
     pub(crate) async fn propose(
         self: &Arc<Self>,
         entries: Vec<Entry>,
-    ) -> Result<Vec<ApplyResult>, WriteError> {
+    ) -> Result<Committed, WriteError> {
         if self.cluster_id.get().is_none() {
             return Err(WriteError::NotInCluster);
         }
         // Entries with request ids are applied once even if delivered twice,
         // so an ambiguous transport failure may be retried.
         let idempotent = entries.iter().all(|e| e.request.is_some());
-        let limit_ms = self.config.write_timeout_ms;
+        let limit = Duration::from_millis(self.config.write_timeout_ms);
         let call = self.call_leader(None, RequestBody::Forward(entries), idempotent);
-        let started = <Runtime as AsyncRuntime>::Instant::now();
-        match runtime::timeout(Duration::from_millis(limit_ms), call).await {
-            None => Err(WriteError::Timeout { ms: limit_ms }),
+        let deadline = <Runtime as AsyncRuntime>::Instant::now() + limit;
+        match runtime::timeout(limit, call).await {
+            None => Err(WriteError::Timeout {
+                ms: self.config.write_timeout_ms,
+            }),
             Some(Err(LeaderCallError::NoLeader)) => Err(WriteError::NoLeader),
             Some(Err(LeaderCallError::Transport(e))) => Err(WriteError::Transport(e)),
-            Some(Ok(ResponseBody::Applied { index, results })) => {
-                // Read-your-writes on this peer: a forwarded write returns
-                // once this peer applied it too (bounded by what is left of
-                // the write timeout; the write is committed either way).
-                let left = Duration::from_millis(limit_ms).saturating_sub(started.elapsed());
-                let wait = self.raft.wait(Some(left));
-                if wait
-                    .applied_index_at_least(Some(index), "forwarded write")
-                    .await
-                    .is_err()
-                {
-                    tracing::debug!(peer = %self.me, index, "write committed, not yet applied locally");
-                }
-                Ok(results)
-            }
+            Some(Ok(ResponseBody::Applied { index, results })) => Ok(Committed {
+                index,
+                results,
+                deadline,
+            }),
             Some(Ok(ResponseBody::Failed(reason))) => Err(WriteError::Raft(reason)),
             Some(Ok(ResponseBody::Refused(RefusedReason::Shutdown))) => Err(WriteError::Shutdown),
             Some(Ok(other)) => Err(WriteError::Raft(format!("unexpected answer {other:?}"))),
+        }
+    }
+
+    /// Read-your-writes on this peer: waits until this peer applied the
+    /// committed entry too (bounded by what is left of the write timeout;
+    /// the write is committed either way).
+    pub(crate) async fn wait_applied_locally(&self, committed: &Committed) {
+        if self.applied_index() >= committed.index {
+            return;
+        }
+        let left = committed
+            .deadline
+            .saturating_duration_since(<Runtime as AsyncRuntime>::Instant::now());
+        let wait = self.raft.wait(Some(left));
+        if wait
+            .applied_index_at_least(Some(committed.index), "forwarded write")
+            .await
+            .is_err()
+        {
+            tracing::debug!(peer = %self.me, index = committed.index, "write committed, not yet applied locally");
         }
     }
 
