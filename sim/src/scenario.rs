@@ -88,6 +88,9 @@ struct Sim {
     faults: Mutex<usize>,
 }
 
+/// How to take back a fault.
+type Undo = Box<dyn FnOnce(&Sim) + Send>;
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -465,7 +468,7 @@ impl Sim {
     }
 
     /// Injects one fault chosen at random; returns how to undo it later.
-    async fn inject(self: &Arc<Self>) -> Option<Box<dyn FnOnce(&Sim) + Send>> {
+    async fn inject(self: &Arc<Self>) -> Option<Undo> {
         let members: Vec<usize> = (0..lock(&self.peers).len())
             .filter(|i| !lock(&self.removed).contains(i))
             .collect();
@@ -630,7 +633,7 @@ impl Sim {
     }
 
     async fn chaos(self: &Arc<Self>, until_ms: u64) {
-        let mut undo: Vec<(u64, Box<dyn FnOnce(&Sim) + Send>)> = Vec::new();
+        let mut undo: Vec<(u64, Undo)> = Vec::new();
         while now_ms() < until_ms {
             sleep_ms(thread_rng().gen_range(500..3_000)).await;
             let now = now_ms();
