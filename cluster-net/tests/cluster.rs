@@ -261,3 +261,16 @@ async fn writes_fail_fast_after_shutdown_and_before_bootstrap() {
     assert_eq!(result, Err(cluster_net::WriteError::NotInCluster));
     assert!(!lonely.is_member());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leader_leaves_and_the_rest_carry_on() {
+    let mut cluster = TestCluster::form(RaftConfig::fast_for_tests(), 3).await;
+    let leader = cluster.leader().await;
+    cluster.raft(leader).leave().await.expect("leader leaves");
+    cluster.kill(leader).await;
+    cluster.wait_members(2).await;
+    let new_leader = cluster.leader().await;
+    assert_ne!(new_leader, leader);
+    let last = write_pins(&cluster, new_leader, 0..3).await;
+    cluster.wait_applied_everywhere(last).await;
+}

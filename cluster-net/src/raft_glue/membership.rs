@@ -166,8 +166,16 @@ pub(crate) async fn serve_join(inner: &Arc<Inner>, node: NodeInfo) -> ResponseBo
     if voters.contains(&node_id) {
         return done(inner);
     }
-    // Blocking: returns once the learner's log caught up with the leader.
-    if let Err(e) = inner.raft.add_learner(node_id, node, true).await {
+    // Blocking: returns once the learner's log caught up with the leader;
+    // bounded, so a joiner that dies half way does not pin this task.
+    let limit_ms = inner.config.membership_timeout_ms;
+    let catch_up = inner.raft.add_learner(node_id, node, true);
+    let Some(added) = runtime::timeout(Duration::from_millis(limit_ms), catch_up).await else {
+        return ResponseBody::Failed(format!(
+            "the new peer did not catch up within {limit_ms} ms"
+        ));
+    };
+    if let Err(e) = added {
         return match e {
             RaftError::APIError(api) => match inner.client_write_error(RaftError::APIError(api)) {
                 ResponseBody::Failed(reason) => not_leader_or_failed(inner, reason),
