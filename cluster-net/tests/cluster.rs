@@ -274,3 +274,45 @@ async fn leader_leaves_and_the_rest_carry_on() {
     let last = write_pins(&cluster, new_leader, 0..3).await;
     cluster.wait_applied_everywhere(last).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_restores_snapshot_then_replays_log_tail() {
+    let config = RaftConfig {
+        snapshot_every_logs: 10,
+        logs_to_keep: 3,
+        ..RaftConfig::fast_for_tests()
+    };
+    let mut cluster = TestCluster::form(config, 3).await;
+    let leader = cluster.leader().await;
+    // Sequential writes: one log entry each, so snapshots and purges happen
+    // several times and the last entries sit after the last snapshot.
+    let last = write_pins(&cluster, leader, 0..57).await;
+    cluster.wait_applied_everywhere(last).await;
+    let before = pinsets(&cluster);
+    let mut dirs = Vec::new();
+    for n in 0..3 {
+        dirs.push(cluster.kill(n).await);
+    }
+    {
+        // The restart really starts from a snapshot: the log head is gone.
+        let store = cluster_net::store::RedbStore::open(&dirs[0]).expect("reopen");
+        assert!(store
+            .get_meta(MetaKey::SnapshotMeta)
+            .expect("read")
+            .is_some());
+        assert!(store.get_meta(MetaKey::LastPurged).expect("read").is_some());
+        assert!(store.log_range(0..10).expect("read").is_empty());
+    }
+    for n in 0..3 {
+        cluster.start_peer(n).await;
+    }
+    let leader = cluster.leader().await;
+    let last = write_pins(&cluster, leader, 57..58).await;
+    cluster.wait_applied_everywhere(last).await;
+    let after = pinsets(&cluster);
+    assert_eq!(after[0].len(), 58);
+    assert!(after.iter().all(|s| *s == after[0]));
+    for (cid, pin) in &before[0] {
+        assert_eq!(after[0].get(cid), Some(pin));
+    }
+}
