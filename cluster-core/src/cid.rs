@@ -276,6 +276,27 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #[test]
+        fn text_and_bytes_round_trip_and_order_is_byte_order(
+            a in proptest::collection::vec(proptest::num::u8::ANY, 32..=64),
+            b in proptest::collection::vec(proptest::num::u8::ANY, 32..=64),
+            codec in proptest::sample::select(vec![0x55u8, 0x70, 0x71]),
+            v0 in proptest::bool::ANY,
+        ) {
+            let make = |digest: &[u8]| {
+                let mut bytes = if v0 { vec![0x12, 0x20] } else { vec![0x01, codec, 0x12 + (digest.len() > 32) as u8, digest.len() as u8] };
+                bytes.extend(if v0 { &digest[..32] } else { digest });
+                Cid::from_bytes(&bytes).unwrap()
+            };
+            let (x, y) = (make(&a), make(&b));
+            proptest::prop_assert_eq!(Cid::parse(&x.to_string()).unwrap(), x.clone());
+            proptest::prop_assert_eq!(x.cmp(&y), x.as_bytes().cmp(y.as_bytes()));
+            let json = serde_json::to_string(&x).unwrap();
+            proptest::prop_assert_eq!(serde_json::from_str::<Cid>(&json).unwrap(), x);
+        }
+    }
+
     #[test]
     fn stays_small() {
         assert!(std::mem::size_of::<Cid>() <= 40);

@@ -266,7 +266,7 @@ impl<'de> Visitor<'de> for AllocationsSeed<'_> {
 impl Pinset {
     /// Encodes the whole state (pins, applied index, remembered requests).
     pub fn snapshot(&self) -> Vec<u8> {
-        let peers: Vec<&PeerId> = self.pool.iter().collect();
+        let peers: Vec<&PeerId> = self.pool.sorted();
         let peer_index: BTreeMap<usize, u32> = peers
             .iter()
             .enumerate()

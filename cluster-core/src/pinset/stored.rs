@@ -1,6 +1,7 @@
 //! The compact in-memory form of a pin (the CID is the map key, peers are interned).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
 
 use serde::{Deserialize, Serialize};
 
@@ -40,9 +41,35 @@ impl PinExtra {
 }
 
 /// Shares one allocation per distinct peer id across the whole pinset.
+///
+/// A hash set with a fixed (unseeded) hasher: interning runs for every
+/// allocation of every applied pin, and hashing a peer id once beats several
+/// string comparisons in an ordered set. Nothing iterates it in hash order.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct PeerPool {
-    peers: BTreeSet<PeerId>,
+    peers: HashSet<PeerId, BuildHasherDefault<Fnv64>>,
+}
+
+/// FNV-1a: fixed, so the pool behaves the same on every peer and every run.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Fnv64(u64);
+
+impl Default for Fnv64 {
+    fn default() -> Self {
+        Fnv64(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Hasher for Fnv64 {
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 ^= u64::from(*b);
+            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
 }
 
 impl PeerPool {
@@ -59,8 +86,10 @@ impl PeerPool {
     }
 
     /// Every interned peer, sorted.
-    pub fn iter(&self) -> impl Iterator<Item = &PeerId> {
-        self.peers.iter()
+    pub fn sorted(&self) -> Vec<&PeerId> {
+        let mut peers: Vec<&PeerId> = self.peers.iter().collect();
+        peers.sort();
+        peers
     }
 
     pub fn is_interned(&self, peer: &PeerId) -> bool {
