@@ -5,14 +5,14 @@
 //! Environment: `BENCH_SEQ_PINS` (default 2000), `BENCH_CONC_PINS` (default
 //! 20000), `BENCH_CLIENTS` (default 64), `BENCH_IN_FLIGHT` (proposals in
 //! flight per peer, default 2), `BENCH_WORKERS` (tokio worker threads,
-//! default 2).
+//! default 2), `BENCH_STORE=mem` (in-memory store: the cost without fsync).
 
 use std::time::{Duration, Instant};
 
 use cluster_core::pinset::{Applied, Command, Entry, RequestId};
 use cluster_core::{Cid, Millis, PeerId, Pin, PinOptions};
 use cluster_net::inproc::InProcRouter;
-use cluster_net::store::RedbStore;
+use cluster_net::store::{MemStore, RedbStore};
 use cluster_net::{ClusterRaft, RaftConfig};
 
 const CLUSTER_ID: u128 = 0xbe4c_0000_0000_0000_0000_0000_0000_0001;
@@ -59,15 +59,14 @@ async fn form_cluster(root: &std::path::Path) -> (InProcRouter, Vec<ClusterRaft>
     let mut peers: Vec<ClusterRaft> = Vec::new();
     for n in 0..PEERS {
         let id = PeerId::synthetic(n as u64 + 1);
-        let store = RedbStore::open(&root.join(format!("peer-{n}"))).expect("open redb");
-        let raft = ClusterRaft::start(
-            &id,
-            format!("inproc/{n}"),
-            config.clone(),
-            store,
-            router.transport(id.as_str()),
-        )
-        .await
+        let transport = router.transport(id.as_str());
+        let addr = format!("inproc/{n}");
+        let raft = if std::env::var("BENCH_STORE").as_deref() == Ok("mem") {
+            ClusterRaft::start(&id, addr, config.clone(), MemStore::new(), transport).await
+        } else {
+            let store = RedbStore::open(&root.join(format!("peer-{n}"))).expect("open redb");
+            ClusterRaft::start(&id, addr, config.clone(), store, transport).await
+        }
         .expect("start");
         router.register(id.as_str(), raft.rpc_handler());
         if n == 0 {
@@ -163,10 +162,13 @@ fn main() {
             .find(|p| !p.is_leader())
             .expect("a follower")
             .clone();
-        println!(
-            "3-peer in-process cluster, redb (fsync per commit) in {}",
-            root.path().display()
-        );
+        match std::env::var("BENCH_STORE").as_deref() {
+            Ok("mem") => println!("3-peer in-process cluster, in-memory stores (no fsync)"),
+            _ => println!(
+                "3-peer in-process cluster, redb (fsync per commit) in {}",
+                root.path().display()
+            ),
+        }
         sequential(&leader, 0, seq, "sequential, 1 client on the leader").await;
         sequential(
             &follower,
