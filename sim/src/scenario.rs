@@ -655,23 +655,21 @@ impl Sim {
     /// During faults, safety only: invariants hold and replicas at the same
     /// index hold the same state.
     fn check_safety(&self) {
-        let mut by_index: BTreeMap<u64, (usize, Vec<u8>)> = BTreeMap::new();
-        for (i, r) in self.registry.all() {
-            let (index, snapshot, invariants) = r
-                .raft
-                .with_pinset(|p| (p.applied_index(), p.snapshot(), p.check_invariants()));
-            if let Err(e) = invariants {
-                self.violation("invariants", format!("peer {i}: {e}"));
-            }
-            match by_index.get(&index) {
-                Some((other, bytes)) if *bytes != snapshot => self.violation(
-                    "state_machine_safety",
-                    format!("peers {other} and {i} differ at index {index}"),
-                ),
-                _ => {
-                    by_index.insert(index, (i, snapshot));
-                }
-            }
+        let samples: Vec<checkers::ReplicaSample> = self
+            .registry
+            .all()
+            .into_iter()
+            .map(|(i, r)| {
+                r.raft.with_pinset(|p| checkers::ReplicaSample {
+                    name: format!("peer {i}"),
+                    applied_index: p.applied_index(),
+                    state: p.snapshot(),
+                    invariants: p.check_invariants(),
+                })
+            })
+            .collect();
+        if let Err(v) = checkers::check_replica_safety(&samples) {
+            self.violation(v.checker, v.detail);
         }
         for e in self.registry.invariant_errors() {
             self.violation("invariants", e);
@@ -698,7 +696,7 @@ impl Sim {
 
     /// After the heal a write must be acknowledged within the liveness bound.
     async fn check_liveness(self: &Arc<Self>) {
-        let start = now_ms();
+        let heal_ms = now_ms();
         let probe = Pin::new(
             pool_cid(u64::MAX),
             PinOptions {
@@ -706,31 +704,28 @@ impl Sim {
                 replication_factor_max: -1,
                 ..PinOptions::default()
             },
-            Millis(start),
+            Millis(heal_ms),
         );
-        while now_ms() < start + LIVENESS_BOUND_MS {
-            if let Some(i) = self.live().first().copied() {
-                if let Some(r) = self.registry.get(i) {
-                    let w = madsim::time::timeout(
-                        Duration::from_millis(2_000),
-                        r.raft.write(Entry::new(Command::Pin(probe.clone()))),
-                    )
-                    .await;
-                    if matches!(w, Ok(Ok(Ok(_)))) {
-                        self.event(format!(
-                            "liveness probe acknowledged after {} ms",
-                            now_ms() - start
-                        ));
-                        return;
-                    }
+        let mut acked_at = None;
+        while acked_at.is_none() && now_ms() <= heal_ms + LIVENESS_BOUND_MS {
+            let target = self.live().first().and_then(|i| self.registry.get(*i));
+            if let Some(r) = target {
+                let write = r.raft.write(Entry::new(Command::Pin(probe.clone())));
+                if let Ok(Ok(Ok(_))) =
+                    madsim::time::timeout(Duration::from_millis(2_000), write).await
+                {
+                    acked_at = Some(now_ms());
+                    continue;
                 }
             }
             sleep_ms(200).await;
         }
-        self.violation(
-            "liveness",
-            format!("no write acknowledged within {LIVENESS_BOUND_MS} ms of the heal"),
-        );
+        self.event(format!(
+            "liveness probe acknowledged at {acked_at:?}, heal at {heal_ms}"
+        ));
+        if let Err(v) = checkers::check_liveness(heal_ms, acked_at, LIVENESS_BOUND_MS) {
+            self.violation(v.checker, v.detail);
+        }
     }
 
     /// Waits for convergence, then runs the end-of-run checkers.

@@ -100,7 +100,36 @@ impl Pinset {
         if let Some(id) = entry.request {
             self.recent.remember(id, index, result.clone());
         }
+        if cfg!(debug_assertions) {
+            self.assert_step(&result);
+        }
         result
+    }
+
+    /// Post-condition of one apply, checked in debug builds (tests, the
+    /// simulator): the pin it touched is valid as stored. Cheap enough to run
+    /// after every entry, unlike the whole-state [`Pinset::check_invariants`].
+    fn assert_step(&self, result: &ApplyResult) {
+        if let Ok(Applied::Pinned { cid, .. }) = result {
+            let stored = self
+                .pins
+                .get(cid)
+                .expect("invariant: a pinned CID is in the pinset");
+            if let Err(e) = stored.to_pin(cid).validate() {
+                panic!("invariant: apply stored an invalid pin {cid}: {e}");
+            }
+            assert!(
+                stored.allocations.iter().all(|p| self.pool.is_interned(p)),
+                "invariant: allocations of {cid} are interned"
+            );
+        }
+        if let Ok(Applied::Unpinned { pin }) = result {
+            assert!(
+                !self.pins.contains_key(&pin.cid),
+                "invariant: an unpinned CID is gone"
+            );
+        }
+        debug_assert_eq!(self.recent.order.len(), self.recent.by_id.len());
     }
 
     /// Records that log position `index` was consumed by an entry that does not

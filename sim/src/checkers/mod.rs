@@ -5,11 +5,15 @@ mod acked_pins;
 mod allocations;
 mod converged;
 mod ipfs_matches;
+mod liveness;
+mod replica_safety;
 
 pub use acked_pins::check_acked_pins;
 pub use allocations::check_allocations;
 pub use converged::check_replicas_converged;
 pub use ipfs_matches::check_ipfs_matches_allocations;
+pub use liveness::check_liveness;
+pub use replica_safety::{check_replica_safety, ReplicaSample};
 
 /// A broken promise, with enough detail to debug it from the seed.
 #[derive(Debug, Clone, PartialEq, Eq)]
