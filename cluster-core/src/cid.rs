@@ -78,6 +78,9 @@ impl Cid {
         if bytes.len() > CID_MAX_BYTES {
             return Err(bad("too long".into()));
         }
+        if is_common_shape(bytes) {
+            return Ok(Self::from_valid_bytes(bytes));
+        }
         let parsed = CrateCid::try_from(bytes).map_err(|e| bad(e.to_string()))?;
         // Trailing bytes would make two different byte strings name one CID.
         if parsed.encoded_len() != bytes.len() {
@@ -115,6 +118,28 @@ impl Cid {
 
     fn to_crate(&self) -> CrateCid {
         CrateCid::try_from(self.as_bytes()).expect("invariant: Cid bytes were validated on entry")
+    }
+}
+
+/// Recognises, without the general parser, the shapes nearly every CID has:
+/// a CIDv0 (sha2-256 multihash) or a CIDv1 whose version, codec and multihash
+/// code and length are single-byte varints. Anything else goes through the
+/// `cid` crate, so this only ever accepts what the crate accepts (snapshots
+/// decode millions of CIDs; see BENCHMARKS.md).
+fn is_common_shape(bytes: &[u8]) -> bool {
+    const V0_BYTES: usize = 34;
+    const ONE_BYTE_VARINT_MAX: u8 = 0x7f;
+    match bytes {
+        [0x12, 0x20, rest @ ..] if bytes.len() == V0_BYTES => rest.len() == 32,
+        [0x01, codec, code, len, digest @ ..] => {
+            *codec <= ONE_BYTE_VARINT_MAX
+                && *code <= ONE_BYTE_VARINT_MAX
+                && *len <= 64
+                && digest.len() == usize::from(*len)
+                // A v1 CID must not look like a v0 one to the crate's parser.
+                && !(*codec == 0x12 && *code == 0x20)
+        }
+        _ => false,
     }
 }
 
@@ -295,6 +320,27 @@ mod tests {
             let json = serde_json::to_string(&x).unwrap();
             proptest::prop_assert_eq!(serde_json::from_str::<Cid>(&json).unwrap(), x);
         }
+    }
+
+    #[test]
+    fn fast_shape_check_never_accepts_what_the_crate_refuses() {
+        let mut accepted = 0;
+        for codec in [0x00u8, 0x12, 0x55, 0x70, 0x7f] {
+            for code in [0x00u8, 0x12, 0x13, 0x20, 0x7f] {
+                for len in [0u8, 1, 20, 32, 64] {
+                    let mut bytes = vec![0x01, codec, code, len];
+                    bytes.extend(std::iter::repeat_n(7u8, len as usize));
+                    if is_common_shape(&bytes) {
+                        accepted += 1;
+                        assert!(CrateCid::try_from(&bytes[..]).is_ok(), "{bytes:?}");
+                    }
+                }
+            }
+        }
+        assert!(accepted > 50);
+        let mut v0 = vec![0x12, 0x20];
+        v0.extend([1u8; 32]);
+        assert!(is_common_shape(&v0) && CrateCid::try_from(&v0[..]).is_ok());
     }
 
     #[test]

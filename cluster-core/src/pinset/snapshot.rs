@@ -289,9 +289,13 @@ impl Pinset {
                 })
                 .collect(),
         };
-        let mut out = vec![SNAPSHOT_VERSION];
-        let mut out = postcard::to_extend(&body, std::mem::take(&mut out))
-            .expect("invariant: encoding into a Vec cannot fail");
+        // Sized for a typical pin up front: growing an 80 MB buffer by
+        // doubling would copy it several times over.
+        const TYPICAL_PIN_BYTES: usize = 72;
+        let mut out = Vec::with_capacity(64 + self.pins.len() * TYPICAL_PIN_BYTES);
+        out.push(SNAPSHOT_VERSION);
+        let mut out =
+            postcard::to_extend(&body, out).expect("invariant: encoding into a Vec cannot fail");
         let checksum = checksum(&out[1..]);
         out.extend_from_slice(&checksum.to_le_bytes());
         out
