@@ -46,9 +46,9 @@ pub(crate) enum LeaderCallError {
 }
 
 impl ClusterRaft {
-    /// Replicates one write and returns its result once applied (on the
-    /// leader). Works on any peer; concurrent writes are batched into one
-    /// log entry. On `Timeout` or `Transport` errors the write may still be
+    /// Replicates one write and returns its result once it is committed and
+    /// applied on the leader and on this peer (read-your-writes). Works on
+    /// any peer; concurrent writes are batched into one log entry. On `Timeout` or `Transport` errors the write may still be
     /// applied: give entries a `RequestId` so that retries apply once.
     pub async fn write(&self, entry: Entry) -> Result<ApplyResult, WriteError> {
         let (reply, answer) = oneshot::channel();
