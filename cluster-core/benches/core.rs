@@ -70,6 +70,26 @@ fn entry(n: u64, peers: &[PeerId], request: bool) -> Entry {
 
 const CHUNK: u64 = 100_000;
 
+/// The floor for an ordered map of this many random keys on this machine:
+/// plain inserts of CID-sized keys and stored-pin-sized values, nothing else.
+fn btree_baseline(n: u64) -> f64 {
+    let keys: Vec<[u8; 40]> = (0..n)
+        .map(|i| {
+            let mut k = [0u8; 40];
+            k[..36].copy_from_slice(cid(i).as_bytes());
+            k
+        })
+        .collect();
+    let mut map = std::collections::BTreeMap::new();
+    let start = Instant::now();
+    for k in &keys {
+        map.insert(*k, [0u8; 64]);
+    }
+    let rate = n as f64 / start.elapsed().as_secs_f64();
+    assert_eq!(map.len() as u64, n);
+    rate
+}
+
 fn main() {
     let pins: u64 = std::env::var("PINS")
         .ok()
@@ -96,16 +116,42 @@ fn main() {
         state_bytes += LIVE_BYTES.load(Ordering::Relaxed) - before;
     }
     let bytes = state_bytes;
+    let baseline = btree_baseline(pins);
     println!(
         "apply (fill 0 -> {pins}):           {:>10.0} applies/s  ({:.2} s)",
         pins as f64 / fill.as_secs_f64(),
         fill.as_secs_f64()
     );
     println!(
+        "  same run, plain std BTreeMap<[u8; 40], [u8; 64]> inserts of {pins} such keys: {:.0}/s (apply = {:.0}% of that floor)",
+        baseline,
+        100.0 * pins as f64 / fill.as_secs_f64() / baseline
+    );
+    println!(
         "memory:                            {:>10.1} bytes/pin (heap, counted)",
         bytes as f64 / pins as f64
     );
 
+    let start = Instant::now();
+    let snap = set.snapshot();
+    let encode = start.elapsed();
+    let start = Instant::now();
+    let restored = Pinset::restore(&snap).expect("restore");
+    let decode = start.elapsed();
+    assert_eq!(restored.len(), set.len());
+    drop(restored);
+    println!(
+        "snapshot of {} pins:            {:>10.1} MB, {:.1} bytes/pin",
+        set.len(),
+        snap.len() as f64 / 1e6,
+        snap.len() as f64 / set.len() as f64
+    );
+    println!(
+        "snapshot encode + decode:          {:>10.3} s  (encode {:.3} s, decode {:.3} s)",
+        (encode + decode).as_secs_f64(),
+        encode.as_secs_f64(),
+        decode.as_secs_f64()
+    );
     let extra = 200_000u64;
     let more: Vec<Entry> = (pins..pins + extra)
         .map(|n| entry(n, &peers, true))
@@ -119,25 +165,5 @@ fn main() {
     println!(
         "apply into {pins}-pin state (+req id): {:>7.0} applies/s  ({extra} adds)",
         extra as f64 / t.as_secs_f64()
-    );
-
-    let start = Instant::now();
-    let snap = set.snapshot();
-    let encode = start.elapsed();
-    let start = Instant::now();
-    let restored = Pinset::restore(&snap).expect("restore");
-    let decode = start.elapsed();
-    assert_eq!(restored.len(), set.len());
-    println!(
-        "snapshot of {} pins:            {:>10.1} MB, {:.1} bytes/pin",
-        set.len(),
-        snap.len() as f64 / 1e6,
-        snap.len() as f64 / set.len() as f64
-    );
-    println!(
-        "snapshot encode + decode:          {:>10.3} s  (encode {:.3} s, decode {:.3} s)",
-        (encode + decode).as_secs_f64(),
-        encode.as_secs_f64(),
-        decode.as_secs_f64()
     );
 }

@@ -8,13 +8,12 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::de::{self, DeserializeSeed, SeqAccess, Visitor};
-use serde::ser::SerializeSeq;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use super::stored::{PeerPool, PinExtra, StoredPin};
 use super::{ApplyResult, Pinset, RecentRequests, RequestId};
 use crate::pin::PinType;
-use crate::{Cid, Millis, PeerId};
+use crate::{Cid, PeerId};
 
 /// Version byte of the snapshot format this build writes.
 pub const SNAPSHOT_VERSION: u8 = 1;
@@ -56,67 +55,90 @@ fn checksum(bytes: &[u8]) -> u64 {
     hash ^ (hash >> 32)
 }
 
-#[derive(Serialize)]
-struct BodyOut<'a> {
-    applied_index: u64,
-    peers: Vec<&'a PeerId>,
-    pins: PinsOut<'a>,
-    recent: Vec<(&'a RequestId, u64, &'a ApplyResult)>,
-}
+/// Appends to a plain `Vec` (postcard's generic `Extend` flavor copies byte
+/// by byte through an iterator, several times slower on 80 MB snapshots).
+struct VecFlavor(Vec<u8>);
 
-struct PinsOut<'a> {
-    pins: &'a BTreeMap<Cid, StoredPin>,
-    peer_index: &'a BTreeMap<usize, u32>,
-}
+impl postcard::ser_flavors::Flavor for VecFlavor {
+    type Output = Vec<u8>;
 
-#[derive(Serialize)]
-struct PinOut<'a> {
-    cid: &'a Cid,
-    pin_type: PinType,
-    allocations: Indices<'a>,
-    name: &'a str,
-    timestamp: Millis,
-    rmin: i32,
-    rmax: i32,
-    max_depth: i32,
-    under_replicated: bool,
-    extra: Option<&'a PinExtra>,
-}
+    fn try_push(&mut self, data: u8) -> postcard::Result<()> {
+        self.0.push(data);
+        Ok(())
+    }
 
-struct Indices<'a> {
-    peers: &'a [PeerId],
-    /// Keyed by the interned text's address: allocations are interned, so the
-    /// address identifies the peer without comparing strings.
-    peer_index: &'a BTreeMap<usize, u32>,
-}
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        self.0.extend_from_slice(data);
+        Ok(())
+    }
 
-impl Serialize for Indices<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut seq = s.serialize_seq(Some(self.peers.len()))?;
-        for p in self.peers {
-            seq.serialize_element(&self.peer_index[&p.addr()])?;
-        }
-        seq.end()
+    fn finalize(self) -> postcard::Result<Vec<u8>> {
+        Ok(self.0)
     }
 }
 
-impl Serialize for PinsOut<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(self.pins.iter().map(|(cid, p)| PinOut {
-            cid,
-            pin_type: p.pin_type,
-            allocations: Indices {
-                peers: &p.allocations,
-                peer_index: self.peer_index,
-            },
-            name: &p.name,
-            timestamp: p.timestamp,
-            rmin: p.rmin,
-            rmax: p.rmax,
-            max_depth: p.max_depth,
-            under_replicated: p.under_replicated,
-            extra: p.extra.as_deref(),
-        }))
+/// Writes the body in postcard's format (the decoder is serde's), by hand:
+/// a pin is a dozen small fields, and going through serde byte by byte cost
+/// more than everything else in a snapshot.
+struct BodyWriter<'a> {
+    out: Vec<u8>,
+    /// Interned peer text address -> position in the peer table.
+    peer_index: BTreeMap<usize, u32>,
+    peers: Vec<&'a PeerId>,
+}
+
+impl<'a> BodyWriter<'a> {
+    fn varint(&mut self, mut v: u64) {
+        while v >= 0x80 {
+            self.out.push((v as u8) | 0x80);
+            v >>= 7;
+        }
+        self.out.push(v as u8);
+    }
+
+    fn zigzag(&mut self, v: i32) {
+        self.varint(u64::from(((v << 1) ^ (v >> 31)) as u32));
+    }
+
+    fn bytes(&mut self, b: &[u8]) {
+        self.varint(b.len() as u64);
+        self.out.extend_from_slice(b);
+    }
+
+    /// Appends `value` with serde (rare or small parts: extras, requests).
+    fn serde<T: Serialize + ?Sized>(&mut self, value: &T) {
+        let out = std::mem::take(&mut self.out);
+        self.out = postcard::serialize_with_flavor(value, VecFlavor(out))
+            .expect("invariant: encoding into a Vec cannot fail");
+    }
+
+    fn pin(&mut self, cid: &Cid, p: &StoredPin) {
+        // Field order and encodings match `PinSeed` below.
+        self.bytes(cid.as_bytes());
+        self.varint(match p.pin_type {
+            PinType::Data => 0,
+            PinType::Meta => 1,
+            PinType::ClusterDag => 2,
+            PinType::Shard => 3,
+        });
+        self.varint(p.allocations.len() as u64);
+        for peer in p.allocations.iter() {
+            let index = self.peer_index[&peer.addr()];
+            self.varint(u64::from(index));
+        }
+        self.bytes(p.name.as_bytes());
+        self.varint(p.timestamp.0);
+        self.zigzag(p.rmin);
+        self.zigzag(p.rmax);
+        self.zigzag(p.max_depth);
+        self.out.push(u8::from(p.under_replicated));
+        match &p.extra {
+            None => self.out.push(0),
+            Some(extra) => {
+                self.out.push(1);
+                self.serde(&**extra);
+            }
+        }
     }
 }
 
@@ -129,9 +151,17 @@ struct BodyIn {
     recent: Vec<(RequestId, u64, ApplyResult)>,
 }
 
-impl<'de> Deserialize<'de> for BodyIn {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct BodyVisitor;
+/// Decodes the body; knows the body's length to bound allocations.
+struct BodySeed {
+    body_len: usize,
+}
+
+impl<'de> DeserializeSeed<'de> for BodySeed {
+    type Value = BodyIn;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<BodyIn, D::Error> {
+        struct BodyVisitor {
+            body_len: usize,
+        }
         impl<'de> Visitor<'de> for BodyVisitor {
             type Value = BodyIn;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
@@ -146,7 +176,10 @@ impl<'de> Deserialize<'de> for BodyIn {
                 let mut pool = PeerPool::default();
                 let peers: Vec<PeerId> = listed.iter().map(|p| pool.intern(p)).collect();
                 let pins = seq
-                    .next_element_seed(PinsSeed { peers: &peers })?
+                    .next_element_seed(PinsSeed {
+                        peers: &peers,
+                        body_len: self.body_len,
+                    })?
                     .ok_or_else(|| missing("pins"))?;
                 let recent = seq.next_element()?.ok_or_else(|| missing("requests"))?;
                 Ok(BodyIn {
@@ -157,12 +190,18 @@ impl<'de> Deserialize<'de> for BodyIn {
                 })
             }
         }
-        d.deserialize_tuple(4, BodyVisitor)
+        d.deserialize_tuple(
+            4,
+            BodyVisitor {
+                body_len: self.body_len,
+            },
+        )
     }
 }
 
 struct PinsSeed<'a> {
     peers: &'a [PeerId],
+    body_len: usize,
 }
 
 impl<'de> DeserializeSeed<'de> for PinsSeed<'_> {
@@ -178,9 +217,11 @@ impl<'de> Visitor<'de> for PinsSeed<'_> {
         f.write_str("a sequence of pins")
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        // Never trust a length prefix for the allocation size.
-        const PREALLOCATE_MAX: usize = 1 << 20;
-        let mut pins = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(PREALLOCATE_MAX));
+        // A pin takes at least MIN_PIN_BYTES of the body, so the body's
+        // length bounds the count (a length prefix alone is never trusted).
+        const MIN_PIN_BYTES: usize = 40;
+        let bound = self.body_len / MIN_PIN_BYTES;
+        let mut pins = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(bound));
         while let Some(pin) = seq.next_element_seed(PinSeed { peers: self.peers })? {
             pins.push(pin);
         }
@@ -263,39 +304,53 @@ impl<'de> Visitor<'de> for AllocationsSeed<'_> {
     }
 }
 
+fn decode_body(body: &[u8]) -> postcard::Result<BodyIn> {
+    let mut de = postcard::Deserializer::from_bytes(body);
+    BodySeed {
+        body_len: body.len(),
+    }
+    .deserialize(&mut de)
+}
+
 impl Pinset {
     /// Encodes the whole state (pins, applied index, remembered requests).
     pub fn snapshot(&self) -> Vec<u8> {
         let peers: Vec<&PeerId> = self.pool.sorted();
-        let peer_index: BTreeMap<usize, u32> = peers
+        let peer_index = peers
             .iter()
             .enumerate()
             .map(|(i, p)| (p.addr(), i as u32))
             .collect();
-        let body = BodyOut {
-            applied_index: self.applied_index,
-            peers,
-            pins: PinsOut {
-                pins: &self.pins,
-                peer_index: &peer_index,
-            },
-            recent: self
-                .recent
-                .order
-                .iter()
-                .map(|id| {
-                    let (index, result) = &self.recent.by_id[id];
-                    (id, *index, result)
-                })
-                .collect(),
-        };
         // Sized for a typical pin up front: growing an 80 MB buffer by
         // doubling would copy it several times over.
         const TYPICAL_PIN_BYTES: usize = 72;
-        let mut out = Vec::with_capacity(64 + self.pins.len() * TYPICAL_PIN_BYTES);
-        out.push(SNAPSHOT_VERSION);
-        let mut out =
-            postcard::to_extend(&body, out).expect("invariant: encoding into a Vec cannot fail");
+        let mut w = BodyWriter {
+            out: Vec::with_capacity(64 + self.pins.len() * TYPICAL_PIN_BYTES),
+            peer_index,
+            peers,
+        };
+        w.out.push(SNAPSHOT_VERSION);
+        w.varint(self.applied_index);
+        w.varint(w.peers.len() as u64);
+        for i in 0..w.peers.len() {
+            let peer = w.peers[i];
+            w.bytes(peer.as_str().as_bytes());
+        }
+        w.varint(self.pins.len() as u64);
+        for (cid, p) in &self.pins {
+            w.pin(cid, p);
+        }
+        let recent: Vec<(&RequestId, u64, &ApplyResult)> = self
+            .recent
+            .order
+            .iter()
+            .map(|id| {
+                let (index, result) = &self.recent.by_id[id];
+                (id, *index, result)
+            })
+            .collect();
+        w.serde(&recent);
+        let mut out = w.out;
         let checksum = checksum(&out[1..]);
         out.extend_from_slice(&checksum.to_le_bytes());
         out
@@ -315,8 +370,7 @@ impl Pinset {
         if checksum(body) != expected {
             return Err(SnapshotError::Checksum);
         }
-        let body: BodyIn =
-            postcard::from_bytes(body).map_err(|e| SnapshotError::Decode(e.to_string()))?;
+        let body: BodyIn = decode_body(body).map_err(|e| SnapshotError::Decode(e.to_string()))?;
         Self::from_body(body)
     }
 
