@@ -9,6 +9,8 @@
 //! - [`tracker`]: one peer's reconciler between the desired pins and its IPFS daemon.
 //! - [`Cid`], [`PeerId`], [`Pin`], [`PinOptions`], [`TrackerStatus`]: the shared vocabulary.
 
+#![warn(missing_docs)]
+
 pub mod allocator;
 mod cid;
 mod peer;

@@ -11,6 +11,8 @@
 //! that need madsim build only with `--cfg madsim`, which the launcher test in
 //! `tests/simulate.rs` sets for a nested `cargo test` (see the README).
 
+#![warn(missing_docs)]
+
 pub mod checkers;
 pub mod digest;
 pub mod history;
