@@ -11,7 +11,7 @@ use cluster_core::allocator::{allocate, AllocationRequest};
 use cluster_core::pinset::{Applied, Command, Entry, RequestId};
 use cluster_core::tracker::{Input, TrackerConfig};
 use cluster_core::{Cid, Millis, PeerId, Pin, PinOptions};
-use cluster_net::{NodeInfo, RaftConfig};
+use cluster_net::{MembershipError, NodeInfo, RaftConfig};
 use madsim::rand::{thread_rng, Rng};
 use madsim::runtime::Handle;
 
@@ -268,7 +268,13 @@ impl Sim {
                 sleep_ms(500).await;
                 continue;
             };
-            let result = match r.raft.remove_peer(&id).await {
+            let removed = match r.raft.remove_peer(&id).await {
+                // Already gone (an earlier attempt went through, or this
+                // peer's view of the membership was stale): removal is done.
+                Err(MembershipError::NotMember(who)) if who == id.as_str() => Ok(()),
+                other => other,
+            };
+            let result = match removed {
                 Ok(()) => r
                     .raft
                     .write(Entry::new(Command::RemovePeer { peer: id.clone() }))
@@ -333,7 +339,7 @@ impl Sim {
         if live.is_empty() {
             return;
         }
-        let (target, roll, n, m, rf) = {
+        let (target, roll, n, m, rf, flavour) = {
             let mut rng = thread_rng();
             let rf = [(-1, -1), (1, 1), (1, 2), (2, 3), (3, 3)][rng.gen_range(0..5)];
             (
@@ -342,6 +348,7 @@ impl Sim {
                 rng.gen_range(0..CIDS),
                 rng.gen_range(0..CIDS),
                 rf,
+                rng.gen_range(0..10u8),
             )
         };
         let Some(running) = self.registry.get(target) else {
@@ -351,12 +358,24 @@ impl Sim {
         let invoked_ms = now_ms();
         let (command, cid, effect) = match roll {
             0..=54 => {
-                let options = PinOptions {
+                let mut options = PinOptions {
                     replication_factor_min: rf.0,
                     replication_factor_max: rf.1,
                     name: format!("c{client}-{serial}"),
                     ..PinOptions::default()
                 };
+                // Random options beyond the factors: metadata, direct mode
+                // (refused over a recursive pin), an expiry.
+                match flavour {
+                    0 => {
+                        options
+                            .metadata
+                            .insert("owner".into(), format!("client-{client}"));
+                    }
+                    1 => options.mode = cluster_core::PinMode::Direct,
+                    2 => options.expire_at = Some(Millis(invoked_ms + 3_600_000)),
+                    _ => {}
+                }
                 let mut pin = Pin::new(pool_cid(n), options, Millis(invoked_ms));
                 // The peer that takes the request allocates, from its own view of metrics.
                 let metrics = self.board.view_from(&ctx.id, &self.net);
