@@ -185,7 +185,7 @@ pub async fn run_peer(ctx: Arc<PeerCtx>) {
             tracker: tx.clone(),
         },
     );
-    madsim::task::spawn(publish_metrics(Arc::clone(&ctx), raft.clone()));
+    madsim::task::spawn(publish_metrics(Arc::clone(&ctx)));
     madsim::task::spawn(repair_allocations(Arc::clone(&ctx), raft.clone()));
     drive_tracker(ctx, raft, tx, rx).await;
 }
@@ -277,7 +277,7 @@ async fn execute(ipfs: Arc<FakeIpfs>, cmd: IpfsCommand, answers: mpsc::Unbounded
     let _ = answers.send(input);
 }
 
-async fn publish_metrics(ctx: Arc<PeerCtx>, _raft: ClusterRaft) {
+async fn publish_metrics(ctx: Arc<PeerCtx>) {
     loop {
         let skew = ctx.clock_skew_ms.load(Ordering::Relaxed);
         let seen = (now_ms() as i64 + skew).max(0) as u64;
