@@ -76,7 +76,7 @@ fn simulations() {
 fn checkers_catch_acknowledging_before_durable() {
     let (ok, output) = run_nested(
         &["bug-ack-before-durable"],
-        &[("SIM_SEED", "1"), ("SIM_SEEDS", "12"), ("SIM_SECS", "60")],
+        &[("SIM_SEED", "1"), ("SIM_SEEDS", "30"), ("SIM_SECS", "60")],
     );
     let caught = output
         .lines()
@@ -100,7 +100,7 @@ fn checkers_catch_acknowledging_before_durable() {
 fn checkers_catch_skipped_reallocation() {
     let (ok, output) = run_nested(
         &["bug-skip-reallocation"],
-        &[("SIM_SEED", "1"), ("SIM_SEEDS", "12"), ("SIM_SECS", "60")],
+        &[("SIM_SEED", "1"), ("SIM_SEEDS", "30"), ("SIM_SECS", "60")],
     );
     println!("{output}");
     assert!(
