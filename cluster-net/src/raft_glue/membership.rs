@@ -17,10 +17,9 @@ use super::write_path::LeaderCallError;
 use crate::error::MembershipError;
 
 impl ClusterRaft {
-    /// Bootstraps a new single-peer cluster with id `cluster_id` (random,
-    /// chosen by the caller). Does nothing if this peer already has Raft
-    /// state for that cluster; refuses if its store belongs to another one.
-    pub async fn initialize(&self, cluster_id: u128) -> Result<(), MembershipError> {
+    /// Records `cluster_id` as this peer's cluster, or refuses if the store
+    /// already belongs to another one.
+    fn adopt_cluster_id(&self, cluster_id: u128) -> Result<(), MembershipError> {
         let inner = &self.inner;
         let id = inner
             .cluster_id
@@ -32,6 +31,15 @@ impl ClusterRaft {
                 theirs: cluster_id,
             });
         }
+        Ok(())
+    }
+
+    /// Bootstraps a new single-peer cluster with id `cluster_id` (random,
+    /// chosen by the caller). Does nothing if this peer already has Raft
+    /// state for that cluster; refuses if its store belongs to another one.
+    pub async fn initialize(&self, cluster_id: u128) -> Result<(), MembershipError> {
+        let inner = &self.inner;
+        self.adopt_cluster_id(cluster_id)?;
         let members = BTreeMap::from([(inner.my_id, inner.me.clone())]);
         match inner.raft.initialize(members).await {
             Ok(()) => Ok(()),
@@ -63,17 +71,7 @@ impl ClusterRaft {
             },
             other => other,
         })?;
-        let id = inner
-            .cluster_id
-            .adopt(&*inner.store, cluster_id)
-            .map_err(|e| MembershipError::Store(e.to_string()))?;
-        if id != cluster_id {
-            return Err(MembershipError::ClusterMismatch {
-                ours: id,
-                theirs: cluster_id,
-            });
-        }
-        Ok(())
+        self.adopt_cluster_id(cluster_id)
     }
 
     /// Removes `peer` (alive or dead) from the cluster. Works on any member.
