@@ -10,7 +10,7 @@ use std::fmt;
 use serde::de::{self, DeserializeSeed, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 
-use super::stored::{PeerPool, PinExtra, StoredPin};
+use super::stored::{Allocations, Name, PeerPool, PinExtra, StoredPin};
 use super::{ApplyResult, Pinset, RecentRequests, RequestId};
 use crate::pin::PinType;
 use crate::{Cid, PeerId};
@@ -126,7 +126,7 @@ impl<'a> BodyWriter<'a> {
             let index = self.peer_index[&peer.addr()];
             self.varint(u64::from(index));
         }
-        self.bytes(p.name.as_bytes());
+        self.bytes(&p.name);
         self.varint(p.timestamp.0);
         self.zigzag(p.rmin);
         self.zigzag(p.rmax);
@@ -258,7 +258,7 @@ impl<'de> Visitor<'de> for PinSeed<'_> {
         let name: &str = next(&mut seq)?;
         let stored = StoredPin {
             allocations,
-            name: name.into(),
+            name: Name::from_slice(name.as_bytes()),
             timestamp: next(&mut seq)?,
             rmin: next(&mut seq)?,
             rmax: next(&mut seq)?,
@@ -276,31 +276,30 @@ struct AllocationsSeed<'a> {
 }
 
 impl<'de> DeserializeSeed<'de> for AllocationsSeed<'_> {
-    type Value = Box<[PeerId]>;
+    type Value = Allocations;
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
         d.deserialize_seq(self)
     }
 }
 
 impl<'de> Visitor<'de> for AllocationsSeed<'_> {
-    type Value = Box<[PeerId]>;
+    type Value = Allocations;
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("peer indices")
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        let mut out = Vec::with_capacity(
-            seq.size_hint()
-                .unwrap_or(0)
-                .min(crate::pin::ALLOCATIONS_MAX),
-        );
+        let mut out = Allocations::new();
         while let Some(i) = seq.next_element::<u32>()? {
+            if out.len() >= crate::pin::ALLOCATIONS_MAX {
+                return Err(de::Error::custom("too many allocations"));
+            }
             let peer = self
                 .peers
                 .get(i as usize)
                 .ok_or_else(|| de::Error::custom(format!("peer index {i} out of range")))?;
             out.push(peer.clone());
         }
-        Ok(out.into_boxed_slice())
+        Ok(out)
     }
 }
 

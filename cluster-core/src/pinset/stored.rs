@@ -4,6 +4,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 
 use serde::{Deserialize, Serialize};
+use smallvec::SmallVec;
 
 use crate::pin::{Pin, PinMode, PinOptions, PinType};
 use crate::{Cid, Millis, PeerId};
@@ -12,8 +13,8 @@ use crate::{Cid, Millis, PeerId};
 /// pin stays small (see the memory figure in BENCHMARKS.md).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct StoredPin {
-    pub allocations: Box<[PeerId]>,
-    pub name: Box<str>,
+    pub allocations: Allocations,
+    pub name: Name,
     pub timestamp: Millis,
     pub rmin: i32,
     pub rmax: i32,
@@ -21,6 +22,20 @@ pub(crate) struct StoredPin {
     pub pin_type: PinType,
     pub under_replicated: bool,
     pub extra: Option<Box<PinExtra>>,
+}
+
+/// Allocation lists of up to three peers (the common replication factors)
+/// live inside the pin: no allocation to apply, no pointer to chase when a
+/// snapshot walks a million pins.
+pub(crate) type Allocations = SmallVec<[PeerId; 3]>;
+
+/// Pin names up to 16 bytes live inside the pin, for the same reasons.
+/// Always valid UTF-8 (it is only ever built from a `str`).
+pub(crate) type Name = SmallVec<[u8; 16]>;
+
+/// The name as text.
+pub(crate) fn name_str(name: &Name) -> &str {
+    std::str::from_utf8(name).expect("invariant: names are built from str")
 }
 
 /// Fields most pins leave empty.
@@ -112,7 +127,7 @@ impl StoredPin {
         };
         StoredPin {
             allocations: pin.allocations.iter().map(|p| pool.intern(p)).collect(),
-            name: pin.options.name.as_str().into(),
+            name: Name::from_slice(pin.options.name.as_bytes()),
             timestamp: pin.timestamp,
             rmin: o.replication_factor_min,
             rmax: o.replication_factor_max,
@@ -136,7 +151,7 @@ impl StoredPin {
             options: PinOptions {
                 replication_factor_min: self.rmin,
                 replication_factor_max: self.rmax,
-                name: self.name.to_string(),
+                name: name_str(&self.name).to_string(),
                 mode: if self.max_depth == 0 {
                     PinMode::Direct
                 } else {
