@@ -53,6 +53,8 @@ async fn form_cluster(root: &std::path::Path) -> (InProcRouter, Vec<ClusterRaft>
         heartbeat_interval_ms: 50,
         election_timeout_min_ms: 500,
         election_timeout_max_ms: 1_000,
+        // Below the election timeout (RaftConfig::validate).
+        rpc_timeout_ms: 400,
         proposals_in_flight_max: env_or("BENCH_IN_FLIGHT", 2) as usize,
         ..RaftConfig::default()
     };

@@ -1,5 +1,6 @@
 //! Errors of the public API.
 
+use crate::config::ConfigError;
 use crate::store::StoreError;
 use crate::transport::TransportError;
 
@@ -9,7 +10,10 @@ pub enum StartError {
     /// The storage backend failed or holds corrupt data.
     #[error(transparent)]
     Store(#[from] StoreError),
-    /// The configuration is not valid.
+    /// The settings contradict each other.
+    #[error("invalid raft configuration: {0}")]
+    InvalidConfig(#[from] ConfigError),
+    /// openraft refused the configuration derived from the settings.
     #[error("invalid raft configuration: {0}")]
     Config(String),
     /// The Raft engine refused to start.
@@ -32,6 +36,18 @@ pub enum WriteError {
     /// The transport failed after the request may have been delivered.
     #[error("write outcome unknown: {0}")]
     Transport(TransportError),
+    /// The leader accepted the write but could not confirm it (it shut
+    /// down or lost leadership): it may still be applied.
+    #[error("write outcome unknown: {0}")]
+    OutcomeUnknown(String),
+    /// One write is larger than a whole batch may be (`batch_bytes_max`).
+    #[error("write of {bytes} bytes exceeds the batch limit of {max} bytes")]
+    TooLarge {
+        /// Encoded size of the write.
+        bytes: usize,
+        /// The limit.
+        max: usize,
+    },
     /// The peer belongs to no cluster yet (bootstrap or join first).
     #[error("this peer is not part of a cluster")]
     NotInCluster,
@@ -41,6 +57,18 @@ pub enum WriteError {
     /// The leader failed to commit the entry.
     #[error("raft error: {0}")]
     Raft(String),
+}
+
+impl WriteError {
+    /// True when the write may have been applied although it failed: retry
+    /// it only if its entry has a `RequestId` (applied once however often
+    /// it is delivered).
+    pub fn outcome_unknown(&self) -> bool {
+        matches!(
+            self,
+            WriteError::Timeout { .. } | WriteError::Transport(_) | WriteError::OutcomeUnknown(_)
+        )
+    }
 }
 
 /// A membership change (bootstrap, join, remove, leave) failed.

@@ -13,7 +13,7 @@ mod raft_glue;
 pub mod store;
 pub mod transport;
 
-pub use config::RaftConfig;
+pub use config::{ConfigError, RaftConfig};
 pub use error::{MembershipError, StartError, WriteError};
 pub use raft_glue::{node_id_of, ClusterRaft, CodecError, NodeInfo, RpcRequest, RpcResponse};
 pub use transport::{RaftTransport, RpcHandler, TransportError};

@@ -116,9 +116,13 @@ fn raft_config() -> RaftConfig {
         snapshot_every_logs: 50,
         logs_to_keep: 20,
         snapshot_chunk_bytes: 512,
-        rpc_timeout_ms: 1_000,
+        // Below the election timeout (RaftConfig::validate).
+        rpc_timeout_ms: 350,
         write_timeout_ms: 5_000,
         membership_timeout_ms: 10_000,
+        membership_leader_wait_ms: 4_000,
+        membership_attempt_timeout_ms: 4_500,
+        membership_retry_delay_max_ms: 1_000,
         leader_retry_delay_ms: 50,
         ..RaftConfig::default()
     }

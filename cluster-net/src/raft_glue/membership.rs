@@ -57,11 +57,12 @@ impl ClusterRaft {
         let inner = &self.inner;
         let limit_ms = inner.config.membership_timeout_ms;
         let body = RequestBody::Join(inner.me.clone());
-        let call = inner.call_leader(Some(via.clone()), body, true);
+        let attempt = Duration::from_millis(inner.config.rpc_timeout_ms);
+        let call = inner.call_leader(Some(via.clone()), body, true, attempt);
         let response = runtime::timeout(Duration::from_millis(limit_ms), call)
             .await
             .ok_or(MembershipError::Timeout { ms: limit_ms })?;
-        let cluster_id = membership_result(response).map_err(|e| match e {
+        let cluster_id = membership_result(response.result).map_err(|e| match e {
             MembershipError::NodeIdCollision {
                 node_id, existing, ..
             } => MembershipError::NodeIdCollision {
@@ -81,11 +82,12 @@ impl ClusterRaft {
             return Err(MembershipError::NotMember(inner.me.peer_id.clone()));
         }
         let limit_ms = inner.config.membership_timeout_ms;
-        let call = inner.call_leader(None, RequestBody::Remove(peer.to_string()), true);
+        let attempt = Duration::from_millis(inner.config.rpc_timeout_ms);
+        let call = inner.call_leader(None, RequestBody::Remove(peer.to_string()), true, attempt);
         let response = runtime::timeout(Duration::from_millis(limit_ms), call)
             .await
             .ok_or(MembershipError::Timeout { ms: limit_ms })?;
-        membership_result(response).map(|_| ())
+        membership_result(response.result).map(|_| ())
     }
 
     /// Leaves the cluster (removes this peer) and shuts down.
@@ -103,7 +105,7 @@ fn membership_result(
 ) -> Result<u128, MembershipError> {
     match response {
         Err(LeaderCallError::NoLeader) => Err(MembershipError::NoLeader),
-        Err(LeaderCallError::Transport(e)) => Err(MembershipError::Transport(e)),
+        Err(LeaderCallError::Unknown(e)) => Err(MembershipError::Raft(e)),
         Ok(ResponseBody::MembershipDone { cluster_id }) => Ok(cluster_id),
         Ok(ResponseBody::ClusterMismatch { ours, theirs }) => {
             // `ours` is the answering member's cluster; from the caller's

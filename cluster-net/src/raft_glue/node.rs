@@ -70,6 +70,9 @@ fn openraft_config(config: &RaftConfig) -> Result<openraft::Config, StartError> 
         snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot_every_logs),
         max_in_snapshot_log_to_keep: config.logs_to_keep,
         snapshot_max_chunk_size: config.snapshot_chunk_bytes,
+        // openraft bounds AppendEntries by count; the count comes from the
+        // byte budget (every log entry is one batch of bounded bytes).
+        max_payload_entries: config.append_entries_max(),
         ..Default::default()
     }
     .validate()
@@ -92,11 +95,7 @@ impl ClusterRaft {
         store: S,
         transport: Arc<dyn RaftTransport>,
     ) -> Result<ClusterRaft, StartError> {
-        if config.batch_entries_max == 0 || config.proposals_in_flight_max == 0 {
-            return Err(StartError::Config(
-                "batch_entries_max and proposals_in_flight_max must be positive".to_string(),
-            ));
-        }
+        config.validate()?;
         let raft_config = Arc::new(openraft_config(&config)?);
         let store = Arc::new(store);
         let cluster_id = ClusterIdCell::load(&*store)?;
@@ -329,13 +328,7 @@ impl Inner {
     /// membership changes); answers `NotLeader` elsewhere.
     pub(crate) async fn serve_at_leader(self: &Arc<Self>, body: RequestBody) -> ResponseBody {
         match body {
-            RequestBody::Forward(entries) => match self.raft.client_write(entries).await {
-                Ok(response) => ResponseBody::Applied {
-                    index: response.log_id.index,
-                    results: response.data,
-                },
-                Err(e) => self.client_write_error(e),
-            },
+            RequestBody::Forward(entries) => write_path::serve_forward(self, entries).await,
             RequestBody::Join(node) => super::membership::serve_join(self, node).await,
             RequestBody::Remove(peer) => super::membership::serve_remove(self, &peer).await,
             _ => ResponseBody::Failed("not a leader request".to_string()),

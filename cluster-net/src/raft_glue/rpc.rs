@@ -103,9 +103,16 @@ pub(crate) enum ResponseBody {
     MembershipDone {
         cluster_id: u128,
     },
-    /// This peer is not the leader; retry at the hinted one.
+    /// This peer is not the leader and did not propose anything; retry at
+    /// the hinted one.
     NotLeader {
         leader: Option<NodeInfo>,
+    },
+    /// The leader proposed the request, then lost leadership or stopped
+    /// before it was committed: it may still be applied.
+    OutcomeUnknown {
+        leader: Option<NodeInfo>,
+        reason: String,
     },
     /// The request came from a different cluster.
     ClusterMismatch {
@@ -130,6 +137,6 @@ pub(crate) enum RefusedReason {
     NotMember(String),
     /// The removal would leave no voter.
     LastPeer,
-    /// The receiver is shutting down.
+    /// The receiver is shut down and did not propose anything.
     Shutdown,
 }
