@@ -97,6 +97,12 @@ pub enum MembershipError {
     /// The peer is not a member.
     #[error("peer {0} is not a member of the cluster")]
     NotMember(String),
+    /// `bootstrap` was given an initial peer list without this peer.
+    #[error("peer {0} is not in the initial peer list it was given")]
+    NotInInitialPeers(String),
+    /// The peer asked belongs to no cluster yet (it may be bootstrapping).
+    #[error("the peer asked belongs to no cluster yet")]
+    NoCluster,
     /// Removing the peer would leave the cluster without voters.
     #[error("cannot remove the last peer of a cluster")]
     LastPeer,

@@ -1,20 +1,35 @@
-//! Membership: bootstrap, join (learner, catch-up, promotion), removal and
-//! leave.
+//! Membership: bootstrap (alone or together with the initial peers), join
+//! (learner, catch-up, promotion), removal and leave.
+//!
+//! Joins and removals are idempotent: the leader looks at the current
+//! membership and does only the steps still missing, and answers "done" for
+//! a change that is already in place once that membership is committed. So
+//! the caller retries every attempt whose outcome it does not know, with
+//! back-off, within `membership_timeout_ms`; each forwarded attempt gets
+//! `membership_attempt_timeout_ms`, which covers the leader-side wait
+//! (`membership_leader_wait_ms`). A change that meets another one in
+//! progress waits for it on the leader instead of failing.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use cluster_core::PeerId;
-use openraft::error::{InitializeError, RaftError};
-use openraft::ChangeMembers;
+use openraft::error::{ChangeMembershipError, ClientWriteError, InitializeError, RaftError};
+use openraft::{AsyncRuntime, ChangeMembers};
 
 use super::node::{ClusterRaft, Inner};
 use super::rpc::{RefusedReason, RequestBody, ResponseBody};
-use super::runtime;
-use super::types::{node_id_of_str, NodeInfo};
+use super::runtime::{self, Runtime};
+use super::types::{node_id_of_str, NodeId, NodeInfo};
 use super::write_path::LeaderCallError;
 use crate::error::MembershipError;
+
+type Instant = <Runtime as AsyncRuntime>::Instant;
+
+fn now() -> Instant {
+    <Instant as openraft::Instant>::now()
+}
 
 impl ClusterRaft {
     /// Records `cluster_id` as this peer's cluster, or refuses if the store
@@ -38,12 +53,84 @@ impl ClusterRaft {
     /// chosen by the caller). Does nothing if this peer already has Raft
     /// state for that cluster; refuses if its store belongs to another one.
     pub async fn initialize(&self, cluster_id: u128) -> Result<(), MembershipError> {
+        let me = self.inner.me.clone();
+        self.initialize_with(cluster_id, BTreeMap::from([(self.inner.my_id, me)]))
+            .await
+    }
+
+    /// Bootstraps cluster `cluster_id` together with the other peers of
+    /// `initial` (which must list this peer), all of them voters, and
+    /// returns once this peer sees a leader of it (within
+    /// `membership_timeout_ms`).
+    ///
+    /// Meant for peers started together, each given the same list and id
+    /// (like IPFS Cluster's `init_peerset`): every one of them writes the
+    /// same initial membership, which openraft documents as safe, and the
+    /// first election among them decides the leader. No peer is special, so
+    /// the cluster forms as soon as a majority of the list is up, whichever
+    /// peers those are. Lists that differ between peers would form
+    /// different clusters: the caller must hand out one list. A peer that
+    /// already has Raft state (a restart) keeps it and only waits for a
+    /// leader.
+    pub async fn bootstrap(
+        &self,
+        cluster_id: u128,
+        initial: &[NodeInfo],
+    ) -> Result<(), MembershipError> {
         let inner = &self.inner;
+        if !initial.iter().any(|n| n.peer_id == inner.me.peer_id) {
+            return Err(MembershipError::NotInInitialPeers(inner.me.peer_id.clone()));
+        }
+        let mut members = BTreeMap::new();
+        for node in initial {
+            let node_id = node_id_of_str(&node.peer_id);
+            match members.insert(node_id, node.clone()) {
+                Some(other) if other.peer_id != node.peer_id => {
+                    return Err(MembershipError::NodeIdCollision {
+                        peer: node.peer_id.clone(),
+                        node_id,
+                        existing: other.peer_id,
+                    });
+                }
+                _ => {}
+            }
+        }
+        self.initialize_with(cluster_id, members).await?;
+        let limit_ms = inner.config.membership_timeout_ms;
+        let my_id = inner.my_id;
+        let formed = inner
+            .raft
+            .wait(Some(Duration::from_millis(limit_ms)))
+            .metrics(
+                |m| {
+                    m.current_leader.is_some()
+                        && m.membership_config
+                            .membership()
+                            .voter_ids()
+                            .any(|v| v == my_id)
+                },
+                "bootstrapped cluster has a leader",
+            )
+            .await;
+        match formed {
+            Ok(_) => Ok(()),
+            Err(openraft::metrics::WaitError::Timeout(..)) => {
+                Err(MembershipError::Timeout { ms: limit_ms })
+            }
+            Err(openraft::metrics::WaitError::ShuttingDown) => Err(MembershipError::Shutdown),
+        }
+    }
+
+    async fn initialize_with(
+        &self,
+        cluster_id: u128,
+        members: BTreeMap<NodeId, NodeInfo>,
+    ) -> Result<(), MembershipError> {
         self.adopt_cluster_id(cluster_id)?;
-        let members = BTreeMap::from([(inner.my_id, inner.me.clone())]);
-        match inner.raft.initialize(members).await {
+        match self.inner.raft.initialize(members).await {
             Ok(()) => Ok(()),
-            // Already initialised: the stored state wins (like init_peerset).
+            // Already initialised (or already part of a cluster): the stored
+            // state wins (like init_peerset).
             Err(RaftError::APIError(InitializeError::NotAllowed(_))) => Ok(()),
             Err(RaftError::APIError(e)) => Err(MembershipError::Raft(e.to_string())),
             Err(RaftError::Fatal(_)) => Err(MembershipError::Shutdown),
@@ -52,42 +139,38 @@ impl ClusterRaft {
 
     /// Joins the cluster that `via` (any member) belongs to: the leader adds
     /// this peer as a learner, waits until it caught up, then promotes it to
-    /// voter. Returns once this peer is a voter.
+    /// voter. Returns once this peer is a voter. Idempotent (joining again
+    /// is a no-op) and retried with back-off within `membership_timeout_ms`.
     pub async fn join(&self, via: &NodeInfo) -> Result<(), MembershipError> {
         let inner = &self.inner;
-        let limit_ms = inner.config.membership_timeout_ms;
         let body = RequestBody::Join(inner.me.clone());
-        let attempt = Duration::from_millis(inner.config.rpc_timeout_ms);
-        let call = inner.call_leader(Some(via.clone()), body, true, attempt);
-        let response = runtime::timeout(Duration::from_millis(limit_ms), call)
+        let cluster_id = inner
+            .membership_call(Some(via.clone()), body)
             .await
-            .ok_or(MembershipError::Timeout { ms: limit_ms })?;
-        let cluster_id = membership_result(response.result).map_err(|e| match e {
-            MembershipError::NodeIdCollision {
-                node_id, existing, ..
-            } => MembershipError::NodeIdCollision {
-                peer: inner.me.peer_id.clone(),
-                node_id,
-                existing,
-            },
-            other => other,
-        })?;
+            .map_err(|e| match e {
+                MembershipError::NodeIdCollision {
+                    node_id, existing, ..
+                } => MembershipError::NodeIdCollision {
+                    peer: inner.me.peer_id.clone(),
+                    node_id,
+                    existing,
+                },
+                other => other,
+            })?;
         self.adopt_cluster_id(cluster_id)
     }
 
     /// Removes `peer` (alive or dead) from the cluster. Works on any member.
+    /// Idempotent: removing a peer that is no longer a member succeeds.
     pub async fn remove_peer(&self, peer: &PeerId) -> Result<(), MembershipError> {
         let inner = &self.inner;
         if inner.cluster_id.get().is_none() {
             return Err(MembershipError::NotMember(inner.me.peer_id.clone()));
         }
-        let limit_ms = inner.config.membership_timeout_ms;
-        let attempt = Duration::from_millis(inner.config.rpc_timeout_ms);
-        let call = inner.call_leader(None, RequestBody::Remove(peer.to_string()), true, attempt);
-        let response = runtime::timeout(Duration::from_millis(limit_ms), call)
+        inner
+            .membership_call(None, RequestBody::Remove(peer.to_string()))
             .await
-            .ok_or(MembershipError::Timeout { ms: limit_ms })?;
-        membership_result(response.result).map(|_| ())
+            .map(|_| ())
     }
 
     /// Leaves the cluster (removes this peer) and shuts down.
@@ -97,6 +180,128 @@ impl ClusterRaft {
         self.remove_peer(&me).await?;
         self.shutdown().await;
         Ok(())
+    }
+}
+
+/// Errors after which another attempt may succeed.
+fn retryable(e: &MembershipError) -> bool {
+    matches!(
+        e,
+        MembershipError::NoLeader
+            | MembershipError::Timeout { .. }
+            | MembershipError::Transport(_)
+            | MembershipError::Raft(_)
+            | MembershipError::NoCluster
+    )
+}
+
+impl Inner {
+    /// Sends an idempotent membership request to the leader, retrying
+    /// failed attempts with doubling back-off until `membership_timeout_ms`.
+    async fn membership_call(
+        self: &Arc<Self>,
+        first: Option<NodeInfo>,
+        body: RequestBody,
+    ) -> Result<u128, MembershipError> {
+        let limit_ms = self.config.membership_timeout_ms;
+        let deadline = now() + Duration::from_millis(limit_ms);
+        let attempt = Duration::from_millis(self.config.membership_attempt_timeout_ms);
+        let mut delay = Duration::from_millis(self.config.leader_retry_delay_ms);
+        let delay_max = Duration::from_millis(self.config.membership_retry_delay_max_ms);
+        loop {
+            let left = deadline.saturating_duration_since(now());
+            // A member knows the leader; a joiner keeps asking `first`.
+            let target = self.leader_node().or_else(|| first.clone());
+            let call = self.call_leader(target, body.clone(), true, attempt);
+            let result = match runtime::timeout(left, call).await {
+                None => return Err(MembershipError::Timeout { ms: limit_ms }),
+                Some(answer) => membership_result(answer.result),
+            };
+            match result {
+                Err(e) if retryable(&e) => {
+                    if now() + delay >= deadline {
+                        return Err(e);
+                    }
+                    tracing::debug!(peer = %self.me, error = %e, ?delay, "membership change failed, retrying");
+                    runtime::sleep(delay).await;
+                    delay = (delay * 2).min(delay_max);
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Waits until the membership this peer sees is committed (applied
+    /// here), so that "already done" is only said of a durable change.
+    async fn membership_settled(&self, deadline: Instant) -> bool {
+        let left = deadline.saturating_duration_since(now());
+        self.raft
+            .wait(Some(left))
+            .metrics(
+                |m| {
+                    m.membership_config.log_id().map(|l| l.index) <= m.last_applied.map(|l| l.index)
+                },
+                "membership committed",
+            )
+            .await
+            .is_ok()
+    }
+
+    /// Waits until the leader's replication to learner `node_id` reached
+    /// the leader's last log index as of now.
+    async fn caught_up(&self, node_id: NodeId, deadline: Instant) -> bool {
+        let target = self.raft.metrics().borrow().last_log_index;
+        let left = deadline.saturating_duration_since(now());
+        self.raft
+            .wait(Some(left))
+            .metrics(
+                |m| {
+                    let matched = m
+                        .replication
+                        .as_ref()
+                        .and_then(|r| r.get(&node_id).cloned())
+                        .flatten()
+                        .map(|l| l.index);
+                    // Not leading any more: the next step says so.
+                    m.replication.is_none() || matched >= target
+                },
+                "learner caught up",
+            )
+            .await
+            .is_ok()
+    }
+
+    /// Proposes one membership change. `Ok(true)`: proposed and committed;
+    /// `Ok(false)`: another change is in progress (try again later);
+    /// `Err`: the answer for the caller.
+    async fn change(&self, change: ChangeMembers<NodeId, NodeInfo>) -> Result<bool, ResponseBody> {
+        match self.raft.change_membership(change, false).await {
+            Ok(_) => Ok(true),
+            Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(
+                ChangeMembershipError::InProgress(_),
+            ))) => Ok(false),
+            Err(e) => Err(match self.client_write_error(e) {
+                ResponseBody::Failed(reason) => not_leader_or_failed(self, reason),
+                other => other,
+            }),
+        }
+    }
+
+    /// Sleeps for the next back-off step, or says the leader-side wait is
+    /// over.
+    async fn pause(&self, delay: &mut Duration, deadline: Instant) -> bool {
+        if now() + *delay >= deadline {
+            return false;
+        }
+        runtime::sleep(*delay).await;
+        *delay = (*delay * 2).min(Duration::from_millis(
+            self.config.membership_retry_delay_max_ms,
+        ));
+        true
+    }
+
+    fn leader_wait_deadline(&self) -> Instant {
+        now() + Duration::from_millis(self.config.membership_leader_wait_ms)
     }
 }
 
@@ -127,8 +332,10 @@ fn membership_result(
         }
         Ok(ResponseBody::Refused(RefusedReason::LastPeer)) => Err(MembershipError::LastPeer),
         Ok(ResponseBody::Refused(RefusedReason::Shutdown)) => Err(MembershipError::Shutdown),
+        Ok(ResponseBody::Refused(RefusedReason::NoCluster)) => Err(MembershipError::NoCluster),
         Ok(ResponseBody::Refused(r)) => Err(MembershipError::Raft(format!("refused: {r:?}"))),
         Ok(ResponseBody::Failed(reason)) => Err(MembershipError::Raft(reason)),
+        Ok(ResponseBody::OutcomeUnknown { reason, .. }) => Err(MembershipError::Raft(reason)),
         Ok(other) => Err(MembershipError::Raft(format!(
             "unexpected answer {other:?}"
         ))),
@@ -151,71 +358,96 @@ fn done(inner: &Inner) -> ResponseBody {
     }
 }
 
-/// Leader side of a join: collision check, learner, catch-up, promotion.
-pub(crate) async fn serve_join(inner: &Arc<Inner>, node: NodeInfo) -> ResponseBody {
-    let node_id = node_id_of_str(&node.peer_id);
-    let (nodes, voters) = inner.membership();
-    if let Some(existing) = nodes.get(&node_id) {
-        if existing.peer_id != node.peer_id {
-            return ResponseBody::Refused(RefusedReason::NodeIdCollision {
-                node_id,
-                existing: existing.peer_id.clone(),
-            });
-        }
-    }
-    if voters.contains(&node_id) {
-        return done(inner);
-    }
-    // Blocking: returns once the learner's log caught up with the leader;
-    // bounded, so a joiner that dies half way does not pin this task.
-    let limit_ms = inner.config.membership_timeout_ms;
-    let catch_up = inner.raft.add_learner(node_id, node, true);
-    let Some(added) = runtime::timeout(Duration::from_millis(limit_ms), catch_up).await else {
-        return ResponseBody::Failed(format!(
-            "the new peer did not catch up within {limit_ms} ms"
-        ));
-    };
-    if let Err(e) = added {
-        return match e {
-            RaftError::APIError(api) => match inner.client_write_error(RaftError::APIError(api)) {
-                ResponseBody::Failed(reason) => not_leader_or_failed(inner, reason),
-                other => other,
-            },
-            RaftError::Fatal(_) => ResponseBody::Refused(RefusedReason::Shutdown),
-        };
-    }
-    let promote = ChangeMembers::AddVoterIds(BTreeSet::from([node_id]));
-    match inner.raft.change_membership(promote, false).await {
-        Ok(_) => done(inner),
-        Err(e) => match inner.client_write_error(e) {
-            ResponseBody::Failed(reason) => not_leader_or_failed(inner, reason),
-            other => other,
-        },
+/// Answer once the membership in place is committed.
+async fn settled(inner: &Inner, deadline: Instant) -> ResponseBody {
+    if inner.membership_settled(deadline).await {
+        done(inner)
+    } else {
+        not_leader_or_failed(inner, "membership change not committed in time")
     }
 }
 
-/// Leader side of a removal.
+/// Leader side of a join. Each round looks at the current membership and
+/// takes the next missing step: add as learner, wait for catch-up, promote.
+/// A learner already present (an earlier attempt) is not added again; a
+/// voter is done; a change in progress is waited out with back-off.
+pub(crate) async fn serve_join(inner: &Arc<Inner>, node: NodeInfo) -> ResponseBody {
+    let node_id = node_id_of_str(&node.peer_id);
+    let deadline = inner.leader_wait_deadline();
+    let mut delay = Duration::from_millis(inner.config.leader_retry_delay_ms);
+    loop {
+        let (nodes, voters) = inner.membership();
+        match nodes.get(&node_id) {
+            Some(existing) if existing.peer_id != node.peer_id => {
+                return ResponseBody::Refused(RefusedReason::NodeIdCollision {
+                    node_id,
+                    existing: existing.peer_id.clone(),
+                });
+            }
+            _ => {}
+        }
+        let step = if voters.contains(&node_id) {
+            return settled(inner, deadline).await;
+        } else if nodes.contains_key(&node_id) {
+            // Blocking for a while: a joiner that dies half way leaves a
+            // learner behind, removable with `remove_peer`.
+            if !inner.caught_up(node_id, deadline).await {
+                return not_leader_or_failed(
+                    inner,
+                    format!(
+                        "the new peer did not catch up within {} ms",
+                        inner.config.membership_leader_wait_ms
+                    ),
+                );
+            }
+            ChangeMembers::AddVoterIds(BTreeSet::from([node_id]))
+        } else {
+            ChangeMembers::AddNodes(BTreeMap::from([(node_id, node.clone())]))
+        };
+        match inner.change(step).await {
+            Ok(true) => {}
+            Ok(false) if inner.pause(&mut delay, deadline).await => {}
+            Ok(false) => {
+                return ResponseBody::Failed(
+                    "another membership change stayed in progress".to_string(),
+                )
+            }
+            Err(answer) => return answer,
+        }
+    }
+}
+
+/// Leader side of a removal: done once the peer is no longer a member.
 pub(crate) async fn serve_remove(inner: &Arc<Inner>, peer: &str) -> ResponseBody {
     let node_id = node_id_of_str(peer);
-    let (nodes, voters) = inner.membership();
-    match nodes.get(&node_id) {
-        Some(n) if n.peer_id == peer => {}
-        _ => return ResponseBody::Refused(RefusedReason::NotMember(peer.to_string())),
-    }
-    let change = if voters.contains(&node_id) {
-        if voters.len() == 1 {
-            return ResponseBody::Refused(RefusedReason::LastPeer);
+    let deadline = inner.leader_wait_deadline();
+    let mut delay = Duration::from_millis(inner.config.leader_retry_delay_ms);
+    loop {
+        let (nodes, voters) = inner.membership();
+        match nodes.get(&node_id) {
+            Some(n) if n.peer_id == peer => {}
+            // Not (or no longer) a member: an earlier attempt succeeded, or
+            // it never was one; either way it is not a member now.
+            _ => return settled(inner, deadline).await,
         }
-        ChangeMembers::RemoveVoters(BTreeSet::from([node_id]))
-    } else {
-        ChangeMembers::RemoveNodes(BTreeSet::from([node_id]))
-    };
-    match inner.raft.change_membership(change, false).await {
-        Ok(_) => done(inner),
-        Err(e) => match inner.client_write_error(e) {
-            ResponseBody::Failed(reason) => not_leader_or_failed(inner, reason),
-            other => other,
-        },
+        let step = if voters.contains(&node_id) {
+            if voters.len() == 1 {
+                return ResponseBody::Refused(RefusedReason::LastPeer);
+            }
+            ChangeMembers::RemoveVoters(BTreeSet::from([node_id]))
+        } else {
+            ChangeMembers::RemoveNodes(BTreeSet::from([node_id]))
+        };
+        match inner.change(step).await {
+            Ok(true) => {}
+            Ok(false) if inner.pause(&mut delay, deadline).await => {}
+            Ok(false) => {
+                return ResponseBody::Failed(
+                    "another membership change stayed in progress".to_string(),
+                )
+            }
+            Err(answer) => return answer,
+        }
     }
 }
 
@@ -223,8 +455,172 @@ pub(crate) async fn serve_remove(inner: &Arc<Inner>, peer: &str) -> ResponseBody
 mod tests {
     use super::*;
     use crate::inproc::InProcRouter;
+    use crate::raft_glue::log_store::LogStore;
     use crate::store::MemStore;
-    use crate::RaftConfig;
+    use crate::transport::{BoxFuture, RaftTransport, TransportError};
+    use crate::{RaftConfig, RpcRequest, RpcResponse};
+    use openraft::RaftLogReader;
+
+    /// Log indices of the membership entries after `after`.
+    async fn membership_entries(store: &MemStore, after: Option<u64>) -> Vec<u64> {
+        let log = LogStore::new(Arc::new(store.clone()))
+            .try_get_log_entries(after.map_or(0, |i| i + 1)..)
+            .await
+            .expect("read log");
+        log.iter()
+            .filter(|e| matches!(e.payload, openraft::EntryPayload::Membership(_)))
+            .map(|e| e.log_id.index)
+            .collect()
+    }
+
+    /// Item 15: a retried join of a peer that an earlier attempt already
+    /// added as a learner added it again (openraft 0.9 writes a new
+    /// membership entry for that). Now only the promotion is written.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn join_of_an_existing_learner_does_not_add_it_again() {
+        let router = InProcRouter::new();
+        let (a, b) = (PeerId::synthetic(1), PeerId::synthetic(2));
+        let store = MemStore::new();
+        let config = RaftConfig::fast_for_tests();
+        let leader = ClusterRaft::start(
+            &a,
+            "inproc/1",
+            config.clone(),
+            store.clone(),
+            router.transport(a.as_str()),
+        )
+        .await
+        .expect("start");
+        router.register(a.as_str(), leader.rpc_handler());
+        leader.initialize(7).await.expect("initialize");
+        leader
+            .wait_for_leader(Duration::from_secs(5))
+            .await
+            .expect("leader");
+        let joiner = ClusterRaft::start(
+            &b,
+            "inproc/2",
+            config,
+            MemStore::new(),
+            router.transport(b.as_str()),
+        )
+        .await
+        .expect("start");
+        router.register(b.as_str(), joiner.rpc_handler());
+        // What the first attempt did before its answer was lost.
+        leader
+            .inner
+            .raft
+            .add_learner(node_id_of_str(b.as_str()), joiner.node_info().clone(), true)
+            .await
+            .expect("add learner");
+        let before = leader.inner.raft.metrics().borrow().last_log_index;
+        let answer = serve_join(&leader.inner, joiner.node_info().clone()).await;
+        assert!(
+            matches!(answer, ResponseBody::MembershipDone { .. }),
+            "{answer:?}"
+        );
+        let changes = membership_entries(&store, before).await;
+        assert_eq!(
+            changes.len(),
+            2,
+            "membership entries at {changes:?} (joint, voters)"
+        );
+        leader.shutdown().await;
+        joiner.shutdown().await;
+    }
+
+    /// Holds the first `stalls` AppendEntries its peer sends to `slow` past
+    /// openraft's time limit for them (the heartbeat interval), so that the
+    /// leader hears nothing from that peer for a while.
+    struct SlowTo {
+        inner: Arc<dyn RaftTransport>,
+        slow: String,
+        stalls: std::sync::atomic::AtomicU32,
+        delay: Duration,
+    }
+
+    impl RaftTransport for SlowTo {
+        fn call(
+            &self,
+            target: &NodeInfo,
+            request: RpcRequest,
+        ) -> BoxFuture<Result<RpcResponse, TransportError>> {
+            let stall = target.peer_id == self.slow
+                && request.kind() == "append_entries"
+                && self
+                    .stalls
+                    .fetch_update(
+                        std::sync::atomic::Ordering::SeqCst,
+                        std::sync::atomic::Ordering::SeqCst,
+                        |n| n.checked_sub(1),
+                    )
+                    .is_ok();
+            let delay = self.delay;
+            let call = self.inner.call(target, request);
+            Box::pin(async move {
+                if stall {
+                    runtime::sleep(delay).await;
+                }
+                call.await
+            })
+        }
+    }
+
+    /// Item 15: a join whose leader-side work outlasts one forwarded attempt
+    /// was cut at the rpc timeout and retried, and the retry, finding the
+    /// joiner among the voters of the (uncommitted) joint configuration,
+    /// answered "done" before the final membership was even written. Now one
+    /// attempt covers the leader-side wait, and "done" waits for the
+    /// membership to be committed: the join has written exactly its three
+    /// membership entries (learner, joint, voters) when it returns.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn slow_join_writes_each_membership_step_once() {
+        let router = InProcRouter::new();
+        let config = RaftConfig::fast_for_tests();
+        let (a, b) = (PeerId::synthetic(1), PeerId::synthetic(2));
+        let slow: Arc<dyn RaftTransport> = Arc::new(SlowTo {
+            inner: router.transport(a.as_str()),
+            slow: b.to_string(),
+            // About ten forwarded-rpc timeouts of silence.
+            stalls: std::sync::atomic::AtomicU32::new(25),
+            delay: Duration::from_millis(100),
+        });
+        let store = MemStore::new();
+        let leader = ClusterRaft::start(&a, "inproc/1", config.clone(), store.clone(), slow)
+            .await
+            .expect("start");
+        router.register(a.as_str(), leader.rpc_handler());
+        leader.initialize(7).await.expect("initialize");
+        leader
+            .wait_for_leader(Duration::from_secs(5))
+            .await
+            .expect("leader");
+        for n in 0..20u64 {
+            let entry =
+                cluster_core::pinset::Entry::new(cluster_core::pinset::Command::RemovePeer {
+                    peer: PeerId::synthetic(100 + n),
+                });
+            let _applied = leader.write(entry).await.expect("write");
+        }
+        let before = leader.inner.raft.metrics().borrow().last_log_index;
+        let joiner = ClusterRaft::start(
+            &b,
+            "inproc/2",
+            config,
+            MemStore::new(),
+            router.transport(b.as_str()),
+        )
+        .await
+        .expect("start");
+        router.register(b.as_str(), joiner.rpc_handler());
+        joiner.join(leader.node_info()).await.expect("join");
+        let changes = membership_entries(&store, before).await;
+        assert_eq!(changes.len(), 3, "membership entries at {changes:?}");
+        assert_eq!(leader.members().len(), 2);
+        leader.shutdown().await;
+        joiner.shutdown().await;
+    }
 
     #[tokio::test]
     async fn join_with_colliding_node_id_is_refused() {
