@@ -177,7 +177,8 @@ impl Swarm {
             write_timeout_ms: 5_000,
             membership_timeout_ms: 10_000,
             membership_leader_wait_ms: 4_000,
-            membership_attempt_timeout_ms: 4_500,
+            // Covers the leader-side wait plus one rpc (RaftConfig::validate).
+            membership_attempt_timeout_ms: 4_000 + election_min * 3 / 4,
             membership_retry_delay_max_ms: 1_000,
             leader_retry_delay_ms: 50,
             ..RaftConfig::default()
