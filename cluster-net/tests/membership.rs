@@ -150,3 +150,23 @@ async fn bootstrap_requires_this_peer_in_the_list() {
         "{result:?}"
     );
 }
+
+/// Item 15: a join that meets a transient failure (here: the member asked
+/// has not bootstrapped yet) failed at once; it is retried with back-off
+/// within `membership_timeout_ms` now.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn join_is_retried_until_the_member_is_ready() {
+    let router = InProcRouter::new();
+    let config = RaftConfig::fast_for_tests();
+    let first = start(1, &router, &config).await;
+    let joiner = start(2, &router, &config).await;
+    let via = first.node_info().clone();
+    let join = {
+        let joiner = joiner.clone();
+        tokio::spawn(async move { joiner.join(&via).await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    first.initialize(CLUSTER_ID).await.expect("initialize");
+    assert_eq!(join.await.expect("task"), Ok(()));
+    wait_voters(&[first, joiner], 2).await;
+}
