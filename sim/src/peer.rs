@@ -5,7 +5,7 @@
 //! all of it and a restart runs it again from the peer's disk.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU16, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -95,6 +95,8 @@ pub struct PeerCtx {
     pub group: String,
     /// Its free space, in bytes.
     pub free_space_bytes: u64,
+    /// Tracker instances started so far: the next one's epoch.
+    pub tracker_starts: AtomicU16,
 }
 
 /// A running peer as the controller sees it.
@@ -197,7 +199,14 @@ async fn drive_tracker(
     tx: mpsc::UnboundedSender<Input>,
     mut rx: mpsc::UnboundedReceiver<Input>,
 ) {
-    let mut tracker = Tracker::new(ctx.tracker_config.clone(), Millis(now_ms()));
+    let epoch = ctx.tracker_starts.fetch_add(1, Ordering::Relaxed);
+    let mut tracker = match Tracker::new(ctx.tracker_config.clone(), epoch, Millis(now_ms())) {
+        Ok(tracker) => tracker,
+        Err(e) => {
+            lock(&ctx.registry.start_errors).push(format!("peer {} tracker: {e}", ctx.index));
+            return;
+        }
+    };
     let mut known: BTreeMap<Cid, Desire> = BTreeMap::new();
     let mut seen_index = u64::MAX;
     loop {

@@ -33,9 +33,48 @@ pub const QUEUE_FULL_ERROR: &str =
 /// Error text of an operation IPFS never answered in time.
 pub const OP_TIMEOUT_ERROR: &str = "operation timed out waiting for IPFS";
 
-/// Identifies one command sent to IPFS, so its answer can be matched.
+/// Identifies one command sent to IPFS, so its answer can be matched: the
+/// tracker instance's epoch in the high 16 bits, a sequence number below.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct OpId(pub u64);
+
+/// Bits of an [`OpId`] that number the commands of one tracker instance.
+const OP_SEQ_BITS: u32 = 48;
+const OP_SEQ_MASK: u64 = (1 << OP_SEQ_BITS) - 1;
+
+impl OpId {
+    /// The `seq`-th command of the tracker started with `epoch`.
+    pub fn new(epoch: u16, seq: u64) -> OpId {
+        OpId((u64::from(epoch) << OP_SEQ_BITS) | (seq & OP_SEQ_MASK))
+    }
+
+    /// The epoch of the tracker instance that sent it.
+    pub fn epoch(self) -> u16 {
+        (self.0 >> OP_SEQ_BITS) as u16
+    }
+
+    /// Its number among that instance's commands.
+    pub fn seq(self) -> u64 {
+        self.0 & OP_SEQ_MASK
+    }
+}
+
+/// A [`TrackerConfig`] setting that cannot work.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TrackerConfigError {
+    /// A count or duration that must be positive is zero (a zero back-off or
+    /// reconcile interval makes the tracker spin; zero concurrency stalls it).
+    #[error("tracker setting {0} must be positive")]
+    Zero(&'static str),
+    /// The first retry delay is longer than the longest.
+    #[error("backoff_base_ms ({base}) exceeds backoff_max_ms ({max})")]
+    BackoffOrder {
+        /// `backoff_base_ms`.
+        base: u64,
+        /// `backoff_max_ms`.
+        max: u64,
+    },
+}
 
 /// Tracker settings (IPFS Cluster's `pin_tracker.stateless` plus back-off).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -70,6 +109,32 @@ impl Default for TrackerConfig {
             reconcile_interval_ms: 12 * 60_000,
             op_timeout_ms: 10 * 60_000,
         }
+    }
+}
+
+impl TrackerConfig {
+    /// Checks the settings can work; [`Tracker::new`] refuses any that cannot.
+    pub fn validate(&self) -> Result<(), TrackerConfigError> {
+        let positive = [
+            ("concurrent_pins", self.concurrent_pins as u64),
+            ("concurrent_unpins", self.concurrent_unpins as u64),
+            ("queue_max", self.queue_max as u64),
+            ("attempts_max", u64::from(self.attempts_max)),
+            ("backoff_base_ms", self.backoff_base_ms),
+            ("backoff_max_ms", self.backoff_max_ms),
+            ("reconcile_interval_ms", self.reconcile_interval_ms),
+            ("op_timeout_ms", self.op_timeout_ms),
+        ];
+        if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
+            return Err(TrackerConfigError::Zero(name));
+        }
+        if self.backoff_base_ms > self.backoff_max_ms {
+            return Err(TrackerConfigError::BackoffOrder {
+                base: self.backoff_base_ms,
+                max: self.backoff_max_ms,
+            });
+        }
+        Ok(())
     }
 }
 
@@ -222,6 +287,7 @@ pub struct Tracker {
     in_flight: BTreeMap<OpId, Cid>,
     deadlines: BTreeSet<(Millis, OpId)>,
     retries: BTreeSet<(Millis, Cid)>,
+    epoch: u16,
     next_op: u64,
     next_generation: u64,
     listing: Option<OpId>,
@@ -235,8 +301,16 @@ pub struct Tracker {
 
 impl Tracker {
     /// A tracker that knows nothing yet: its first command lists the daemon's pins.
-    pub fn new(config: TrackerConfig, now: Millis) -> Tracker {
-        Tracker {
+    ///
+    /// `epoch` must differ from that of any earlier instance whose answers may
+    /// still arrive (a per-start counter), so they never match this one's commands.
+    pub fn new(
+        config: TrackerConfig,
+        epoch: u16,
+        now: Millis,
+    ) -> Result<Tracker, TrackerConfigError> {
+        config.validate()?;
+        Ok(Tracker {
             next_reconcile: now.plus(config.reconcile_interval_ms),
             config,
             items: BTreeMap::new(),
@@ -249,6 +323,7 @@ impl Tracker {
             in_flight: BTreeMap::new(),
             deadlines: BTreeSet::new(),
             retries: BTreeSet::new(),
+            epoch,
             next_op: 1,
             next_generation: 1,
             listing: None,
@@ -257,7 +332,7 @@ impl Tracker {
             touched_since_listing: BTreeSet::new(),
             list_wanted: true,
             failed: 0,
-        }
+        })
     }
 
     /// Feeds one fact observed at `now`.
@@ -695,7 +770,7 @@ impl Tracker {
     }
 
     fn new_op_id(&mut self) -> OpId {
-        let id = OpId(self.next_op);
+        let id = OpId::new(self.epoch, self.next_op);
         self.next_op += 1;
         id
     }

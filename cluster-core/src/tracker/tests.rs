@@ -53,7 +53,7 @@ fn run_script(script: &str) -> String {
             .expect("cid")]
     };
     let mut now = Millis(0);
-    let mut t = Tracker::new(config(), now);
+    let mut t = Tracker::new(config(), 0, now).expect("valid config");
     let mut out = String::new();
     for line in script.lines() {
         if line.starts_with("< ") {
@@ -148,7 +148,7 @@ fn transcripts() {
 
 #[test]
 fn first_command_lists_ipfs_and_nothing_is_decided_before_it() {
-    let mut t = Tracker::new(config(), Millis(0));
+    let mut t = Tracker::new(config(), 0, Millis(0)).expect("valid config");
     t.handle_input(
         Input::Desired {
             cid: cid(1),
@@ -163,7 +163,7 @@ fn first_command_lists_ipfs_and_nothing_is_decided_before_it() {
 
 #[test]
 fn user_pins_outside_the_cluster_are_never_touched() {
-    let mut t = Tracker::new(config(), Millis(0));
+    let mut t = Tracker::new(config(), 0, Millis(0)).expect("valid config");
     drain(&mut t, Millis(0));
     t.handle_input(
         Input::IpfsPins {
@@ -178,6 +178,96 @@ fn user_pins_outside_the_cluster_are_never_touched() {
     let (cmds, _) = drain(&mut t, Millis(1));
     assert!(cmds.is_empty(), "{cmds:?}");
     assert_eq!(t.status(&cid(7)).status, TrackerStatus::Unpinned);
+}
+
+#[test]
+fn validate_refuses_settings_that_spin_or_stall() {
+    assert_eq!(config().validate(), Ok(()));
+    assert_eq!(TrackerConfig::default().validate(), Ok(()));
+    type Setter = fn(&mut TrackerConfig);
+    let zeroes: [(&str, Setter); 8] = [
+        ("concurrent_pins", |c| c.concurrent_pins = 0),
+        ("concurrent_unpins", |c| c.concurrent_unpins = 0),
+        ("queue_max", |c| c.queue_max = 0),
+        ("attempts_max", |c| c.attempts_max = 0),
+        ("backoff_base_ms", |c| c.backoff_base_ms = 0),
+        ("backoff_max_ms", |c| c.backoff_max_ms = 0),
+        ("reconcile_interval_ms", |c| c.reconcile_interval_ms = 0),
+        ("op_timeout_ms", |c| c.op_timeout_ms = 0),
+    ];
+    for (name, set) in zeroes {
+        let mut c = config();
+        set(&mut c);
+        assert_eq!(
+            c.validate(),
+            Err(TrackerConfigError::Zero(name)),
+            "{name} = 0 accepted"
+        );
+        assert!(Tracker::new(c, 0, Millis(0)).is_err());
+    }
+    let mut c = config();
+    c.backoff_base_ms = c.backoff_max_ms + 1;
+    assert_eq!(
+        c.validate(),
+        Err(TrackerConfigError::BackoffOrder {
+            base: 1001,
+            max: 1000
+        })
+    );
+    c.backoff_base_ms = c.backoff_max_ms;
+    assert_eq!(c.validate(), Ok(()));
+}
+
+#[test]
+fn op_ids_carry_the_epoch() {
+    let id = OpId::new(7, 42);
+    assert_eq!((id.epoch(), id.seq()), (7, 42));
+    assert_ne!(OpId::new(1, 1), OpId::new(2, 1));
+    assert_eq!(
+        OpId::new(3, u64::MAX).epoch(),
+        3,
+        "seq never spills into the epoch"
+    );
+}
+
+#[test]
+fn answers_meant_for_an_earlier_instance_never_match() {
+    let mut old = Tracker::new(config(), 1, Millis(0)).expect("valid config");
+    let (old_cmds, _) = drain(&mut old, Millis(0));
+    let mut t = Tracker::new(config(), 2, Millis(0)).expect("valid config");
+    let (cmds, _) = drain(&mut t, Millis(0));
+    let [IpfsCommand::ListPins { op: old_op }] = old_cmds[..] else {
+        panic!("{old_cmds:?}")
+    };
+    let [IpfsCommand::ListPins { op }] = cmds[..] else {
+        panic!("{cmds:?}")
+    };
+    assert_ne!(old_op, op);
+    // The earlier instance's listing (of a pin the new one wants) changes nothing.
+    t.handle_input(
+        Input::Desired {
+            cid: cid(1),
+            desire: Some(Desire::Pin { max_depth: -1 }),
+        },
+        Millis(1),
+    );
+    t.handle_input(
+        Input::IpfsPins {
+            op: old_op,
+            result: Ok(vec![]),
+        },
+        Millis(1),
+    );
+    assert_eq!(drain(&mut t, Millis(1)).0, vec![]);
+    t.handle_input(
+        Input::IpfsPins {
+            op,
+            result: Ok(vec![]),
+        },
+        Millis(2),
+    );
+    let (cmds, _) = drain(&mut t, Millis(2));
+    assert!(matches!(cmds[..], [IpfsCommand::Pin { op: pin_op, .. }] if pin_op.epoch() == 2));
 }
 
 // ---- properties --------------------------------------------------------------------
@@ -266,7 +356,7 @@ type Desired = BTreeMap<Cid, Option<Desire>>;
 /// Runs steps, answering commands at once; checks each command is wanted when issued.
 fn run(steps: &[Step], ipfs: &mut FakeIpfs) -> Result<(Tracker, Desired, Millis), TestCaseError> {
     let mut now = Millis(0);
-    let mut t = Tracker::new(config(), now);
+    let mut t = Tracker::new(config(), 0, now).expect("valid config");
     let mut desired: BTreeMap<Cid, Option<Desire>> = BTreeMap::new();
     let mut owned: BTreeSet<Cid> = BTreeSet::new();
     let settle = |t: &mut Tracker,
