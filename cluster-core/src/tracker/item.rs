@@ -12,6 +12,24 @@ pub(super) enum IpfsView {
     NotPinned,
 }
 
+/// Whose pin IPFS holds for a CID, as far as the tracker knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(super) enum Owner {
+    /// No pin, or a user's own: the cluster never removes it.
+    #[default]
+    NotOurs,
+    /// The listing showed the cluster's mark (made before a restart, maybe).
+    Marked,
+    /// A pin operation of this tracker made it.
+    Made,
+}
+
+impl Owner {
+    pub fn is_ours(self) -> bool {
+        self != Owner::NotOurs
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum OpKind {
     Pin { max_depth: i32 },
@@ -47,8 +65,9 @@ pub(super) struct Op {
 pub(super) struct Item {
     pub desire: Option<Desire>,
     pub ipfs: IpfsView,
-    /// The cluster asked this peer to pin it (so the cluster may unpin it).
-    pub owned: bool,
+    /// Whether the pin IPFS holds is the cluster's (so the cluster may
+    /// unpin it). Wanting a CID does not make a user's pin of it ours.
+    pub owner: Owner,
     pub op: Option<Op>,
 }
 
@@ -72,10 +91,10 @@ impl Item {
             }
             // Only what the cluster pinned here is unpinned here (after a
             // re-allocation or a removal); a user's own pin of the same CID stays.
-            Some(Desire::Remote) if self.owned => {
+            Some(Desire::Remote) if self.owner.is_ours() => {
                 (view == IpfsView::Pinned).then_some(OpKind::Unpin)
             }
-            None if self.owned => (view != IpfsView::NotPinned).then_some(OpKind::Unpin),
+            None if self.owner.is_ours() => (view != IpfsView::NotPinned).then_some(OpKind::Unpin),
             None | Some(Desire::Remote) | Some(Desire::Sharded) => None,
         }
     }
@@ -84,6 +103,6 @@ impl Item {
     pub fn is_idle_and_empty(&self) -> bool {
         self.desire.is_none()
             && self.op.is_none()
-            && !(self.owned && self.ipfs != IpfsView::NotPinned)
+            && !(self.owner.is_ours() && self.ipfs != IpfsView::NotPinned)
     }
 }

@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use crate::pin::{Pin, PinType};
 use crate::{Cid, Millis, PeerId, TrackerStatus};
 pub use backoff::backoff_ms;
-use item::{IpfsView, Item, Op, OpKind, Phase};
+use item::{IpfsView, Item, Op, OpKind, Owner, Phase};
 
 /// Error text of an operation refused because the queue is full (as IPFS Cluster words it).
 pub const QUEUE_FULL_ERROR: &str =
@@ -434,9 +434,6 @@ impl Tracker {
 
     fn on_desired(&mut self, cid: Cid, desire: Option<Desire>, now: Millis) {
         let item = self.items.entry(cid.clone()).or_default();
-        if matches!(desire, Some(Desire::Pin { .. })) {
-            item.owned = true;
-        }
         item.desire = desire;
         self.reconcile_item(&cid, now);
     }
@@ -464,13 +461,10 @@ impl Tracker {
         self.touched_since_listing.insert(cid.clone());
         match result {
             Ok(()) => {
-                item.ipfs = match op.kind {
-                    OpKind::Pin { .. } => IpfsView::Pinned,
-                    OpKind::Unpin => IpfsView::NotPinned,
+                (item.ipfs, item.owner) = match op.kind {
+                    OpKind::Pin { .. } => (IpfsView::Pinned, Owner::Made),
+                    OpKind::Unpin => (IpfsView::NotPinned, Owner::NotOurs),
                 };
-                if op.kind == OpKind::Unpin && item.desire.is_none() {
-                    item.owned = false;
-                }
                 item.op = None;
             }
             Err(error) => {
@@ -513,7 +507,10 @@ impl Tracker {
         for pin in listed {
             if pin.by_cluster && !touched.contains(&pin.cid) {
                 // Ours even if this tracker never saw it wanted (made before a restart).
-                self.items.entry(pin.cid.clone()).or_default().owned = true;
+                let item = self.items.entry(pin.cid.clone()).or_default();
+                if item.owner == Owner::NotOurs {
+                    item.owner = Owner::Marked;
+                }
             }
             pinned.insert(pin.cid);
         }
@@ -526,11 +523,12 @@ impl Tracker {
                 .items
                 .get_mut(&cid)
                 .expect("invariant: key just listed");
-            item.ipfs = if pinned.contains(&cid) {
-                IpfsView::Pinned
+            if pinned.contains(&cid) {
+                item.ipfs = IpfsView::Pinned;
             } else {
-                IpfsView::NotPinned
-            };
+                // Nothing left in IPFS to call ours.
+                (item.ipfs, item.owner) = (IpfsView::NotPinned, Owner::NotOurs);
+            }
             self.reconcile_item(&cid, now);
         }
     }

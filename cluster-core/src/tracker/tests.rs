@@ -115,6 +115,11 @@ fn run_script(script: &str) -> String {
                 ));
                 continue;
             }
+            ["items"] => {
+                let known: Vec<&str> = t.statuses().map(|(c, _)| name_of(c)).collect();
+                out.push_str(&format!("< items {}\n", known.join(" ")));
+                continue;
+            }
             other => panic!("bad transcript line {other:?}"),
         };
         t.handle_input(input, now);
@@ -358,12 +363,10 @@ fn run(steps: &[Step], ipfs: &mut FakeIpfs) -> Result<(Tracker, Desired, Millis)
     let mut now = Millis(0);
     let mut t = Tracker::new(config(), 0, now).expect("valid config");
     let mut desired: BTreeMap<Cid, Option<Desire>> = BTreeMap::new();
-    let mut owned: BTreeSet<Cid> = BTreeSet::new();
     let settle = |t: &mut Tracker,
                   ipfs: &mut FakeIpfs,
                   now: Millis,
-                  desired: &BTreeMap<Cid, Option<Desire>>,
-                  owned: &BTreeSet<Cid>| {
+                  desired: &BTreeMap<Cid, Option<Desire>>| {
         for _ in 0..10_000 {
             match t.poll_output(now) {
                 Output::Timeout(_) => return Ok(()),
@@ -383,9 +386,11 @@ fn run(steps: &[Step], ipfs: &mut FakeIpfs) -> Result<(Tracker, Desired, Millis)
                                 "unpin of wanted {:?}",
                                 cid
                             );
+                            // Only a pin the cluster made may go, never a user's own.
                             prop_assert!(
-                                !ipfs.user_pins.contains(cid) || owned.contains(cid),
-                                "unpin of user pin"
+                                !ipfs.user_pins.contains(cid) || ipfs.pins.contains(cid),
+                                "unpin of user pin {:?}",
+                                cid
                             );
                         }
                         IpfsCommand::ListPins { .. } => {}
@@ -401,9 +406,6 @@ fn run(steps: &[Step], ipfs: &mut FakeIpfs) -> Result<(Tracker, Desired, Millis)
     for step in steps {
         match step {
             Step::Desire(n, d) => {
-                if matches!(d, Some(Desire::Pin { .. })) {
-                    owned.insert(cid(*n));
-                }
                 desired.insert(cid(*n), *d);
                 t.handle_input(
                     Input::Desired {
@@ -421,7 +423,7 @@ fn run(steps: &[Step], ipfs: &mut FakeIpfs) -> Result<(Tracker, Desired, Millis)
             Step::Heal => ipfs.fail.clear(),
         }
         t.check_invariants().map_err(TestCaseError::fail)?;
-        settle(&mut t, ipfs, now, &desired, &owned)?;
+        settle(&mut t, ipfs, now, &desired)?;
     }
     Ok((t, desired, now))
 }
