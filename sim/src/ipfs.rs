@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use cluster_core::tracker::ListedPin;
+use cluster_core::tracker::{IpfsPinType, ListedPin};
 use cluster_core::Cid;
 use madsim::rand::{thread_rng, Rng};
 
@@ -103,6 +103,8 @@ impl FakeIpfs {
             .iter()
             .map(|cid| ListedPin {
                 cid: cid.clone(),
+                // Every fake pin is a full recursive one, as Kubo lists it.
+                pin_type: IpfsPinType::Recursive { max_depth: None },
                 by_cluster: true,
             })
             .collect())

@@ -8,8 +8,46 @@ use crate::Millis;
 pub(super) enum IpfsView {
     #[default]
     Unknown,
-    Pinned,
+    Pinned(Held),
     NotPinned,
+}
+
+/// A pin IPFS holds (an indirect one is no pin of its own).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Held {
+    Direct,
+    /// To this depth (-1: all), `None` when the daemon did not say.
+    Recursive(Option<i32>),
+}
+
+impl Held {
+    /// The pin a pin operation with `max_depth` makes.
+    pub fn made_with(max_depth: i32) -> Held {
+        match max_depth {
+            0 => Held::Direct,
+            d => Held::Recursive(Some(d.max(-1))),
+        }
+    }
+
+    /// Whether this pin is exactly what `max_depth` asks for, as the
+    /// cluster's own pin must be (else a depth or mode change re-pins it).
+    pub fn is_exactly(self, max_depth: i32) -> bool {
+        match self {
+            Held::Direct => max_depth == 0,
+            Held::Recursive(None) => max_depth != 0,
+            Held::Recursive(Some(depth)) => max_depth != 0 && depth == max_depth.max(-1),
+        }
+    }
+
+    /// Whether this pin holds at least what `max_depth` asks for, as a user's
+    /// pin must to serve the cluster (the cluster never weakens a user's pin).
+    pub fn covers(self, max_depth: i32) -> bool {
+        match self {
+            Held::Direct => max_depth == 0,
+            Held::Recursive(None | Some(-1)) => true,
+            Held::Recursive(Some(depth)) => (0..=depth).contains(&max_depth),
+        }
+    }
 }
 
 /// Whose pin IPFS holds for a CID, as far as the tracker knows.
@@ -82,17 +120,26 @@ impl Item {
         }
     }
 
+    /// Whether what IPFS holds serves a pin to `max_depth`.
+    pub fn is_pinned_as(&self, max_depth: i32) -> bool {
+        match self.ipfs {
+            IpfsView::Pinned(held) if self.owner.is_ours() => held.is_exactly(max_depth),
+            IpfsView::Pinned(held) => held.covers(max_depth),
+            IpfsView::Unknown | IpfsView::NotPinned => false,
+        }
+    }
+
     /// The operation the item needs, or `None` when IPFS already matches.
     pub fn wanted_op(&self, have_listing: bool) -> Option<OpKind> {
         let view = self.ipfs_view(have_listing);
         match self.desire {
-            Some(Desire::Pin { max_depth }) => {
-                (view == IpfsView::NotPinned).then_some(OpKind::Pin { max_depth })
-            }
+            Some(Desire::Pin { max_depth }) => (view != IpfsView::Unknown
+                && !self.is_pinned_as(max_depth))
+            .then_some(OpKind::Pin { max_depth }),
             // Only what the cluster pinned here is unpinned here (after a
             // re-allocation or a removal); a user's own pin of the same CID stays.
             Some(Desire::Remote) if self.owner.is_ours() => {
-                (view == IpfsView::Pinned).then_some(OpKind::Unpin)
+                matches!(view, IpfsView::Pinned(_)).then_some(OpKind::Unpin)
             }
             None if self.owner.is_ours() => (view != IpfsView::NotPinned).then_some(OpKind::Unpin),
             None | Some(Desire::Remote) | Some(Desire::Sharded) => None,

@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use crate::pin::{Pin, PinType};
 use crate::{Cid, Millis, PeerId, TrackerStatus};
 pub use backoff::backoff_ms;
-use item::{IpfsView, Item, Op, OpKind, Owner, Phase};
+use item::{Held, IpfsView, Item, Op, OpKind, Owner, Phase};
 
 /// Error text of an operation refused because the queue is full (as IPFS Cluster words it).
 pub const QUEUE_FULL_ERROR: &str =
@@ -200,11 +200,29 @@ pub enum Input {
     Tick,
 }
 
+/// How IPFS holds a listed CID (the types Kubo's `pin ls` reports).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum IpfsPinType {
+    /// The DAG below the CID, down to `max_depth` when the daemon reports a
+    /// limit (`None`: not reported, as Kubo's plain recursive pins; -1: all).
+    Recursive {
+        /// The depth limit, if reported.
+        max_depth: Option<i32>,
+    },
+    /// The block itself only.
+    Direct,
+    /// Held only because another pin's DAG contains it. Not a pin of its own:
+    /// it satisfies no desire, and goes when that other pin goes.
+    Indirect,
+}
+
 /// One pin of an IPFS listing.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ListedPin {
     /// The pinned CID.
     pub cid: Cid,
+    /// How it is pinned.
+    pub pin_type: IpfsPinType,
     /// The pin carries the cluster's mark (the connector names the pins it
     /// makes), so the cluster may remove it even after a restart.
     pub by_cluster: bool,
@@ -394,9 +412,9 @@ impl Tracker {
             None => none(TrackerStatus::Unpinned),
             Some(Desire::Remote) => none(TrackerStatus::Remote),
             Some(Desire::Sharded) => none(TrackerStatus::Sharded),
-            Some(Desire::Pin { .. }) => match item.ipfs_view(self.have_listing) {
-                IpfsView::Pinned => none(TrackerStatus::Pinned),
-                IpfsView::NotPinned => PinStatus {
+            Some(Desire::Pin { max_depth }) => match item.ipfs_view(self.have_listing) {
+                IpfsView::Pinned(_) if item.is_pinned_as(max_depth) => none(TrackerStatus::Pinned),
+                IpfsView::Pinned(_) | IpfsView::NotPinned => PinStatus {
                     error: "the item should be pinned but it is not".into(),
                     ..none(TrackerStatus::UnexpectedlyUnpinned)
                 },
@@ -425,7 +443,7 @@ impl Tracker {
             pinned: self
                 .items
                 .values()
-                .filter(|i| i.ipfs == IpfsView::Pinned)
+                .filter(|i| matches!(i.ipfs, IpfsView::Pinned(_)))
                 .count(),
         }
     }
@@ -462,7 +480,9 @@ impl Tracker {
         match result {
             Ok(()) => {
                 (item.ipfs, item.owner) = match op.kind {
-                    OpKind::Pin { .. } => (IpfsView::Pinned, Owner::Made),
+                    OpKind::Pin { max_depth } => {
+                        (IpfsView::Pinned(Held::made_with(max_depth)), Owner::Made)
+                    }
                     OpKind::Unpin => (IpfsView::NotPinned, Owner::NotOurs),
                 };
                 item.op = None;
@@ -503,8 +523,19 @@ impl Tracker {
         self.listing_error = None;
         self.have_listing = true;
         let touched = std::mem::take(&mut self.touched_since_listing);
-        let mut pinned = BTreeSet::new();
+        let mut pinned: BTreeMap<Cid, Held> = BTreeMap::new();
         for pin in listed {
+            let held = match pin.pin_type {
+                IpfsPinType::Indirect => continue, // No pin of its own, nobody's mark.
+                IpfsPinType::Direct => Held::Direct,
+                IpfsPinType::Recursive { max_depth } => Held::Recursive(max_depth),
+            };
+            // Kubo lists a CID once; should a daemon list it twice, the
+            // recursive pin is the one that holds the most.
+            let entry = pinned.entry(pin.cid.clone()).or_insert(held);
+            if held != Held::Direct {
+                *entry = held;
+            }
             if pin.by_cluster && !touched.contains(&pin.cid) {
                 // Ours even if this tracker never saw it wanted (made before a restart).
                 let item = self.items.entry(pin.cid.clone()).or_default();
@@ -512,7 +543,6 @@ impl Tracker {
                     item.owner = Owner::Marked;
                 }
             }
-            pinned.insert(pin.cid);
         }
         let cids: Vec<Cid> = self.items.keys().cloned().collect();
         for cid in cids {
@@ -523,8 +553,15 @@ impl Tracker {
                 .items
                 .get_mut(&cid)
                 .expect("invariant: key just listed");
-            if pinned.contains(&cid) {
-                item.ipfs = IpfsView::Pinned;
+            if let Some(&held) = pinned.get(&cid) {
+                item.ipfs = match (held, item.ipfs) {
+                    // The depth this tracker pinned with stays known when the
+                    // daemon does not report depths.
+                    (Held::Recursive(None), IpfsView::Pinned(Held::Recursive(Some(depth)))) => {
+                        IpfsView::Pinned(Held::Recursive(Some(depth)))
+                    }
+                    (held, _) => IpfsView::Pinned(held),
+                };
             } else {
                 // Nothing left in IPFS to call ours.
                 (item.ipfs, item.owner) = (IpfsView::NotPinned, Owner::NotOurs);

@@ -36,6 +36,25 @@ fn drain(t: &mut Tracker, now: Millis) -> (Vec<IpfsCommand>, Millis) {
     }
 }
 
+/// Parses a transcript's listed pin: `name[*][:type]`.
+fn listed_pin(word: &str, cid_of: &dyn Fn(&str) -> Cid) -> ListedPin {
+    let (name, kind) = word.split_once(':').unwrap_or((word, "recursive"));
+    let pin_type = match kind.split_once('=') {
+        None if kind == "recursive" => IpfsPinType::Recursive { max_depth: None },
+        None if kind == "direct" => IpfsPinType::Direct,
+        None if kind == "indirect" => IpfsPinType::Indirect,
+        Some(("recursive", depth)) => IpfsPinType::Recursive {
+            max_depth: Some(depth.parse().expect("depth")),
+        },
+        _ => panic!("bad pin type {kind}"),
+    };
+    ListedPin {
+        cid: cid_of(name.trim_end_matches('*')),
+        pin_type,
+        by_cluster: name.ends_with('*'),
+    }
+}
+
 // ---- transcripts ----------------------------------------------------------------
 
 /// Runs one transcript script: inputs as lines, outputs rendered as `< …` lines.
@@ -53,8 +72,14 @@ fn run_script(script: &str) -> String {
             .expect("cid")]
     };
     let mut now = Millis(0);
-    let mut t = Tracker::new(config(), 0, now).expect("valid config");
+    let mut epoch = 0u16;
+    let mut t = Tracker::new(config(), epoch, now).expect("valid config");
     let mut out = String::new();
+    // `3` is op 3 of the current instance, `1.3` op 3 of the one with epoch 1.
+    let op_of = |word: &str, epoch: u16| match word.split_once('.') {
+        Some((e, seq)) => OpId::new(e.parse().expect("epoch"), seq.parse().expect("op")),
+        None => OpId::new(epoch, word.parse().expect("op")),
+    };
     for line in script.lines() {
         if line.starts_with("< ") {
             continue;
@@ -73,6 +98,9 @@ fn run_script(script: &str) -> String {
                 desire: match *what {
                     "pin" => Some(Desire::Pin { max_depth: -1 }),
                     "direct" => Some(Desire::Pin { max_depth: 0 }),
+                    depth if depth.starts_with("depth=") => Some(Desire::Pin {
+                        max_depth: depth["depth=".len()..].parse().expect("depth"),
+                    }),
                     "remote" => Some(Desire::Remote),
                     "sharded" => Some(Desire::Sharded),
                     "none" => None,
@@ -80,29 +108,31 @@ fn run_script(script: &str) -> String {
                 },
             },
             ["done", op, "ok"] => Input::IpfsDone {
-                op: OpId(op.parse().expect("op")),
+                op: op_of(op, epoch),
                 result: Ok(()),
             },
             ["done", op, "err", msg @ ..] => Input::IpfsDone {
-                op: OpId(op.parse().expect("op")),
+                op: op_of(op, epoch),
                 result: Err(msg.join(" ")),
             },
-            // `A*` is a pin that carries the cluster's mark.
+            // `A*` is a pin that carries the cluster's mark; `A:direct`,
+            // `A:indirect`, `A:recursive=3` give its type (default: recursive,
+            // depth not reported).
             ["list", op, "ok", pins @ ..] => Input::IpfsPins {
-                op: OpId(op.parse().expect("op")),
-                result: Ok(pins
-                    .iter()
-                    .map(|n| ListedPin {
-                        cid: cid_of(n.trim_end_matches('*')),
-                        by_cluster: n.ends_with('*'),
-                    })
-                    .collect()),
+                op: op_of(op, epoch),
+                result: Ok(pins.iter().map(|p| listed_pin(p, &cid_of)).collect()),
             },
             ["list", op, "err", msg @ ..] => Input::IpfsPins {
-                op: OpId(op.parse().expect("op")),
+                op: op_of(op, epoch),
                 result: Err(msg.join(" ")),
             },
             ["tick"] => Input::Tick,
+            // A new tracker instance (the peer restarted), with this epoch.
+            ["restart", e] => {
+                epoch = e.parse().expect("epoch");
+                t = Tracker::new(config(), epoch, now).expect("valid config");
+                Input::Tick
+            }
             ["recover"] => Input::Recover { cid: None },
             ["recover", name] => Input::Recover {
                 cid: Some(cid_of(name)),
@@ -128,10 +158,12 @@ fn run_script(script: &str) -> String {
         for c in cmds {
             let line = match c {
                 IpfsCommand::Pin { op, cid, max_depth } => {
-                    format!("pin op={} {} depth={max_depth}", op.0, name_of(&cid))
+                    format!("pin op={} {} depth={max_depth}", op.seq(), name_of(&cid))
                 }
-                IpfsCommand::Unpin { op, cid } => format!("unpin op={} {}", op.0, name_of(&cid)),
-                IpfsCommand::ListPins { op } => format!("list op={}", op.0),
+                IpfsCommand::Unpin { op, cid } => {
+                    format!("unpin op={} {}", op.seq(), name_of(&cid))
+                }
+                IpfsCommand::ListPins { op } => format!("list op={}", op.seq()),
             };
             out.push_str(&format!("< {line}\n"));
         }
@@ -175,6 +207,7 @@ fn user_pins_outside_the_cluster_are_never_touched() {
             op: OpId(1),
             result: Ok(vec![ListedPin {
                 cid: cid(7),
+                pin_type: IpfsPinType::Recursive { max_depth: None },
                 by_cluster: false,
             }]),
         },
@@ -339,6 +372,7 @@ impl FakeIpfs {
                 } else {
                     let ours = self.pins.iter().map(|c| ListedPin {
                         cid: c.clone(),
+                        pin_type: IpfsPinType::Recursive { max_depth: None },
                         by_cluster: true,
                     });
                     let users = self
@@ -347,6 +381,7 @@ impl FakeIpfs {
                         .filter(|c| !self.pins.contains(*c))
                         .map(|c| ListedPin {
                             cid: c.clone(),
+                            pin_type: IpfsPinType::Recursive { max_depth: None },
                             by_cluster: false,
                         });
                     Ok(ours.chain(users).collect())
