@@ -130,7 +130,9 @@ impl Item {
     }
 
     /// The operation the item needs, or `None` when IPFS already matches.
-    pub fn wanted_op(&self, have_listing: bool) -> Option<OpKind> {
+    /// `desired_complete`: the desire of every CID is known (see
+    /// [`Input::DesiredComplete`](super::Input::DesiredComplete)).
+    pub fn wanted_op(&self, have_listing: bool, desired_complete: bool) -> Option<OpKind> {
         let view = self.ipfs_view(have_listing);
         match self.desire {
             Some(Desire::Pin { max_depth }) => (view != IpfsView::Unknown
@@ -138,12 +140,24 @@ impl Item {
             .then_some(OpKind::Pin { max_depth }),
             // Only what the cluster pinned here is unpinned here (after a
             // re-allocation or a removal); a user's own pin of the same CID stays.
-            Some(Desire::Remote) if self.owner.is_ours() => {
-                matches!(view, IpfsView::Pinned(_)).then_some(OpKind::Unpin)
+            None | Some(Desire::Remote) | Some(Desire::Sharded) => {
+                let removable = match self.owner {
+                    Owner::NotOurs => false,
+                    Owner::Marked => desired_complete,
+                    Owner::Made => true,
+                };
+                (removable && matches!(view, IpfsView::Pinned(_))).then_some(OpKind::Unpin)
             }
-            None if self.owner.is_ours() => (view != IpfsView::NotPinned).then_some(OpKind::Unpin),
-            None | Some(Desire::Remote) | Some(Desire::Sharded) => None,
         }
+    }
+
+    /// A cluster pin known only from its mark, unwanted as far as the
+    /// desired set goes, which is not complete yet: it waits.
+    pub fn awaits_desired_set(&self, desired_complete: bool) -> bool {
+        !desired_complete
+            && self.owner == Owner::Marked
+            && !matches!(self.desire, Some(Desire::Pin { .. }))
+            && matches!(self.ipfs, IpfsView::Pinned(_))
     }
 
     /// Nothing wanted, nothing pending, nothing of ours in IPFS: forget it.

@@ -191,6 +191,11 @@ pub enum Input {
         /// The pins, or the error text.
         result: Result<Vec<ListedPin>, String>,
     },
+    /// The desired set is complete: the local pinset has caught up with the
+    /// leader's commit index seen at start-up, so a CID not desired now is
+    /// truly unwanted. Until then the cluster's pins known only from a
+    /// listing's mark are kept, as they may be wanted by entries still to come.
+    DesiredComplete,
     /// Retry failed operations now (one CID, or all) and re-check IPFS.
     Recover {
         /// The CID, or `None` for everything.
@@ -315,6 +320,8 @@ pub struct Tracker {
     next_reconcile: Millis,
     list_wanted: bool,
     failed: usize,
+    /// The driver said every desire is known (see [`Input::DesiredComplete`]).
+    desired_complete: bool,
 }
 
 impl Tracker {
@@ -350,6 +357,7 @@ impl Tracker {
             touched_since_listing: BTreeSet::new(),
             list_wanted: true,
             failed: 0,
+            desired_complete: false,
         })
     }
 
@@ -361,6 +369,7 @@ impl Tracker {
             Input::IpfsDone { op, result } => self.on_done(op, result, now),
             Input::IpfsPins { op, result } => self.on_listing(op, result, now),
             Input::Recover { cid } => self.on_recover(cid, now),
+            Input::DesiredComplete => self.on_desired_complete(now),
             Input::Tick => {}
         }
     }
@@ -407,6 +416,10 @@ impl Tracker {
                 attempts: op.attempts,
                 priority: matches!(op.phase, Phase::Queued { priority: true, .. }),
             };
+        }
+        if item.awaits_desired_set(self.desired_complete) {
+            // Unpinned once the desired set is complete, unless desired by then.
+            return none(TrackerStatus::UnpinQueued);
         }
         match item.desire {
             None => none(TrackerStatus::Unpinned),
@@ -570,6 +583,17 @@ impl Tracker {
         }
     }
 
+    fn on_desired_complete(&mut self, now: Millis) {
+        if self.desired_complete {
+            return;
+        }
+        self.desired_complete = true;
+        let cids: Vec<Cid> = self.items.keys().cloned().collect();
+        for cid in cids {
+            self.reconcile_item(&cid, now);
+        }
+    }
+
     fn on_recover(&mut self, cid: Option<Cid>, now: Millis) {
         let cids: Vec<Cid> = match cid {
             Some(c) => vec![c],
@@ -600,7 +624,7 @@ impl Tracker {
         let Some(item) = self.items.get(cid) else {
             return;
         };
-        let want = item.wanted_op(self.have_listing);
+        let want = item.wanted_op(self.have_listing, self.desired_complete);
         let have = item.op.as_ref().map(|op| (op.kind, op.phase.clone()));
         match (want, have) {
             (_, Some((_, Phase::InFlight { .. }))) => {} // Re-decided when it answers.

@@ -127,6 +127,7 @@ fn run_script(script: &str) -> String {
                 result: Err(msg.join(" ")),
             },
             ["tick"] => Input::Tick,
+            ["complete"] => Input::DesiredComplete,
             // A new tracker instance (the peer restarted), with this epoch.
             ["restart", e] => {
                 epoch = e.parse().expect("epoch");
