@@ -580,6 +580,7 @@ impl Tracker {
                 (item.ipfs, item.owner) = (IpfsView::NotPinned, Owner::NotOurs);
             }
             self.reconcile_item(&cid, now);
+            self.retry_exhausted(&cid, now);
         }
     }
 
@@ -641,6 +642,20 @@ impl Tracker {
         let item = self.items.get(cid).expect("invariant: item present");
         if item.is_idle_and_empty() {
             self.items.remove(cid);
+        }
+    }
+
+    /// Queues one more attempt of an operation that ran out of automatic
+    /// ones (IPFS Cluster's periodic recover): the reconcile interval is its
+    /// back-off, and it waits behind first attempts.
+    fn retry_exhausted(&mut self, cid: &Cid, now: Millis) {
+        let Some(op) = self.items.get(cid).and_then(|i| i.op.as_ref()) else {
+            return;
+        };
+        if op.phase == (Phase::Failed { retry_at: None }) {
+            let (kind, attempts) = (op.kind, op.attempts);
+            self.failed -= 1;
+            self.enqueue(cid, kind, attempts, now);
         }
     }
 
