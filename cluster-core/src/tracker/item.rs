@@ -10,6 +10,8 @@ pub(super) enum IpfsView {
     Unknown,
     Pinned(Held),
     NotPinned,
+    /// An operation is outstanding past its deadline: it may yet take effect.
+    Unsure,
 }
 
 /// A pin IPFS holds (an indirect one is no pin of its own).
@@ -125,7 +127,7 @@ impl Item {
         match self.ipfs {
             IpfsView::Pinned(held) if self.owner.is_ours() => held.is_exactly(max_depth),
             IpfsView::Pinned(held) => held.covers(max_depth),
-            IpfsView::Unknown | IpfsView::NotPinned => false,
+            IpfsView::Unknown | IpfsView::NotPinned | IpfsView::Unsure => false,
         }
     }
 
@@ -146,7 +148,8 @@ impl Item {
                     Owner::Marked => desired_complete,
                     Owner::Made => true,
                 };
-                (removable && matches!(view, IpfsView::Pinned(_))).then_some(OpKind::Unpin)
+                let maybe_pinned = matches!(view, IpfsView::Pinned(_) | IpfsView::Unsure);
+                (removable && maybe_pinned).then_some(OpKind::Unpin)
             }
         }
     }
@@ -157,7 +160,7 @@ impl Item {
         !desired_complete
             && self.owner == Owner::Marked
             && !matches!(self.desire, Some(Desire::Pin { .. }))
-            && matches!(self.ipfs, IpfsView::Pinned(_))
+            && matches!(self.ipfs, IpfsView::Pinned(_) | IpfsView::Unsure)
     }
 
     /// Nothing wanted, nothing pending, nothing of ours in IPFS: forget it.

@@ -32,6 +32,11 @@ pub const QUEUE_FULL_ERROR: &str =
     "pin/unpin operation queue is full. Try increasing max_pin_queue_size";
 /// Error text of an operation IPFS never answered in time.
 pub const OP_TIMEOUT_ERROR: &str = "operation timed out waiting for IPFS";
+/// Pin and unpin operations past their deadline whose answers are still
+/// awaited, at most; beyond it the oldest answers are no longer used.
+const TIMED_OUT_REMEMBERED_MAX: usize = 4096;
+/// Listings past their deadline whose answers are still used, at most.
+const LATE_LISTINGS_MAX: usize = 4;
 
 /// Identifies one command sent to IPFS, so its answer can be matched: the
 /// tracker instance's epoch in the high 16 bits, a sequence number below.
@@ -313,7 +318,13 @@ pub struct Tracker {
     epoch: u16,
     next_op: u64,
     next_generation: u64,
-    listing: Option<OpId>,
+    /// The listing in flight and its deadline.
+    listing: Option<(OpId, Millis)>,
+    /// Listings past their deadline whose answers are still used, oldest first.
+    late_listings: VecDeque<OpId>,
+    /// Pin and unpin operations past their deadline: a late answer still
+    /// tells what IPFS did.
+    timed_out: BTreeMap<OpId, (Cid, OpKind)>,
     listing_error: Option<String>,
     have_listing: bool,
     touched_since_listing: BTreeSet<Cid>,
@@ -352,6 +363,8 @@ impl Tracker {
             next_op: 1,
             next_generation: 1,
             listing: None,
+            late_listings: VecDeque::new(),
+            timed_out: BTreeMap::new(),
             listing_error: None,
             have_listing: false,
             touched_since_listing: BTreeSet::new(),
@@ -380,8 +393,11 @@ impl Tracker {
         if self.list_wanted && self.listing.is_none() {
             self.list_wanted = false;
             let op = self.new_op_id();
-            self.listing = Some(op);
-            self.touched_since_listing.clear();
+            self.listing = Some((op, now.plus(self.config.op_timeout_ms)));
+            if self.late_listings.is_empty() {
+                // Kept while a late listing may still answer: it is older.
+                self.touched_since_listing.clear();
+            }
             return Output::Command(IpfsCommand::ListPins { op });
         }
         if let Some(cmd) = self.dispatch(now) {
@@ -431,6 +447,10 @@ impl Tracker {
                     error: "the item should be pinned but it is not".into(),
                     ..none(TrackerStatus::UnexpectedlyUnpinned)
                 },
+                IpfsView::Unsure => PinStatus {
+                    error: "IPFS did not answer in time: what it holds is unknown".into(),
+                    ..none(TrackerStatus::ClusterError)
+                },
                 IpfsView::Unknown => match &self.listing_error {
                     Some(e) => PinStatus {
                         error: format!("could not list IPFS pins: {e}"),
@@ -470,9 +490,17 @@ impl Tracker {
     }
 
     fn on_done(&mut self, op_id: OpId, result: Result<(), String>, now: Millis) {
-        let Some(cid) = self.in_flight.remove(&op_id) else {
-            return; // Late answer to an operation that timed out or was superseded.
-        };
+        if let Some(cid) = self.in_flight.remove(&op_id) {
+            self.finish_op(cid, op_id, result, now);
+        } else if let Some((cid, kind)) = self.timed_out.remove(&op_id) {
+            self.on_late_answer(cid, kind, result, now);
+        }
+        // Anything else answers an earlier instance (another epoch) or an
+        // operation forgotten long ago.
+    }
+
+    /// The operation `op_id` on `cid` ended: answered, or timed out.
+    fn finish_op(&mut self, cid: Cid, op_id: OpId, result: Result<(), String>, now: Millis) {
         let item = self
             .items
             .get_mut(&cid)
@@ -519,23 +547,78 @@ impl Tracker {
         self.reconcile_item(&cid, now);
     }
 
+    /// IPFS gave up waiting on nothing: the operation may still take effect,
+    /// so what IPFS holds is unknown until its answer or a listing tells.
+    fn on_timeout(&mut self, op_id: OpId, now: Millis) {
+        let cid = self
+            .in_flight
+            .remove(&op_id)
+            .expect("invariant: a deadline belongs to an in-flight op");
+        let item = self
+            .items
+            .get_mut(&cid)
+            .expect("invariant: in-flight op has an item");
+        let kind = item
+            .op
+            .as_ref()
+            .expect("invariant: in-flight op is on its item")
+            .kind;
+        item.ipfs = IpfsView::Unsure;
+        if self.timed_out.len() >= TIMED_OUT_REMEMBERED_MAX {
+            self.timed_out.pop_first();
+        }
+        self.timed_out.insert(op_id, (cid.clone(), kind));
+        self.finish_op(cid, op_id, Err(OP_TIMEOUT_ERROR.into()), now);
+    }
+
+    /// The answer to an operation that had timed out: if it succeeded, IPFS
+    /// did what it was asked (the item may have been forgotten meanwhile).
+    fn on_late_answer(&mut self, cid: Cid, kind: OpKind, result: Result<(), String>, now: Millis) {
+        if result.is_err() {
+            return; // It changed nothing; the retry goes on.
+        }
+        self.touched_since_listing.insert(cid.clone());
+        let item = self.items.entry(cid.clone()).or_default();
+        (item.ipfs, item.owner) = match kind {
+            OpKind::Pin { max_depth } => {
+                (IpfsView::Pinned(Held::made_with(max_depth)), Owner::Made)
+            }
+            OpKind::Unpin => (IpfsView::NotPinned, Owner::NotOurs),
+        };
+        self.reconcile_item(&cid, now);
+    }
+
     fn on_listing(&mut self, op: OpId, result: Result<Vec<ListedPin>, String>, now: Millis) {
-        if self.listing != Some(op) {
+        let live = self.listing.is_some_and(|(live, _)| live == op);
+        if !live && !self.late_listings.contains(&op) {
             return;
         }
-        self.listing = None;
+        // Its answer supersedes those of listings sent before it.
+        self.late_listings.retain(|late| *late > op);
+        if live {
+            self.listing = None;
+        }
+        let newer_pending = self.listing.is_some() || !self.late_listings.is_empty();
         let listed = match result {
             Ok(listed) => listed,
             Err(e) => {
-                self.listing_error = Some(e);
-                // Try again soon rather than at the next reconcile interval.
-                self.next_reconcile = now.plus(self.config.backoff_base_ms);
+                if !newer_pending {
+                    self.listing_error = Some(e);
+                    // Try again soon rather than at the next reconcile interval.
+                    self.next_reconcile = now.plus(self.config.backoff_base_ms);
+                }
                 return;
             }
         };
         self.listing_error = None;
         self.have_listing = true;
-        let touched = std::mem::take(&mut self.touched_since_listing);
+        // A newer listing still pending needs what was touched since it was
+        // sent: a superset is kept (skipping too much only delays a view).
+        let touched = if newer_pending {
+            self.touched_since_listing.clone()
+        } else {
+            std::mem::take(&mut self.touched_since_listing)
+        };
         let mut pinned: BTreeMap<Cid, Held> = BTreeMap::new();
         for pin in listed {
             let held = match pin.pin_type {
@@ -810,7 +893,7 @@ impl Tracker {
             if at > now {
                 break;
             }
-            self.on_done(op, Err(OP_TIMEOUT_ERROR.into()), now);
+            self.on_timeout(op, now);
         }
         while let Some((at, cid)) = self.retries.first().cloned() {
             if at > now {
@@ -826,6 +909,17 @@ impl Tracker {
             self.failed -= 1;
             self.enqueue(&cid, kind, attempts, now);
         }
+        if let Some((op, deadline)) = self.listing {
+            if deadline <= now {
+                self.listing = None;
+                if self.late_listings.len() >= LATE_LISTINGS_MAX {
+                    self.late_listings.pop_front();
+                }
+                self.late_listings.push_back(op);
+                self.listing_error = Some(OP_TIMEOUT_ERROR.into());
+                self.next_reconcile = now.plus(self.config.backoff_base_ms);
+            }
+        }
         if now >= self.next_reconcile {
             self.next_reconcile = now.plus(self.config.reconcile_interval_ms);
             self.list_wanted = true;
@@ -834,6 +928,9 @@ impl Tracker {
 
     fn next_deadline(&self) -> Millis {
         let mut next = self.next_reconcile;
+        if let Some((_, deadline)) = self.listing {
+            next = next.min(deadline);
+        }
         if let Some((at, _)) = self.deadlines.first() {
             next = next.min(*at);
         }
@@ -893,6 +990,20 @@ impl Tracker {
             (
                 self.deadlines.len() == self.in_flight.len(),
                 "deadline per in-flight op",
+            ),
+            (
+                self.timed_out.len() <= TIMED_OUT_REMEMBERED_MAX,
+                "timed-out ops bound",
+            ),
+            (
+                self.timed_out
+                    .keys()
+                    .all(|op| !self.in_flight.contains_key(op)),
+                "timed-out op still in flight",
+            ),
+            (
+                self.late_listings.len() <= LATE_LISTINGS_MAX,
+                "late listings bound",
             ),
         ];
         match checks.iter().find(|(ok, _)| !ok) {
