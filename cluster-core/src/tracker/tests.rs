@@ -318,74 +318,124 @@ enum Step {
     Recover,
     /// IPFS stops failing.
     Heal,
+    /// The peer restarts: a new tracker instance is fed the pinset as it was
+    /// this many changes ago (a snapshot), and is not told it is complete.
+    Restart(usize),
+    /// The pinset caught up: every current desire is fed, then `DesiredComplete`.
+    CatchUp,
 }
 
-fn arb_step() -> impl Strategy<Value = Step> {
-    let desire = prop_oneof![
+fn arb_desire() -> impl Strategy<Value = Option<Desire>> {
+    prop_oneof![
         3 => Just(Some(Desire::Pin { max_depth: -1 })),
         1 => Just(Some(Desire::Pin { max_depth: 0 })),
+        1 => Just(Some(Desire::Pin { max_depth: 2 })),
         1 => Just(Some(Desire::Remote)),
         1 => Just(Some(Desire::Sharded)),
         2 => Just(None),
-    ];
-    prop_oneof![
-        6 => (0u64..12, desire).prop_map(|(n, d)| Step::Desire(n, d)),
-        2 => (0u64..3000).prop_map(Step::Advance),
-        1 => Just(Step::Recover),
     ]
 }
 
-/// A fake daemon: answers every command at once, failing on the given schedule.
+fn arb_step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        12 => (0u64..12, arb_desire()).prop_map(|(n, d)| Step::Desire(n, d)),
+        4 => (0u64..3000).prop_map(Step::Advance),
+        2 => Just(Step::Recover),
+        1 => (0usize..6).prop_map(Step::Restart),
+        1 => Just(Step::CatchUp),
+    ]
+}
+
+/// A fake daemon: answers every command at once, failing on the given
+/// schedule. Like Kubo it holds one pin per CID: a pin replaces whatever
+/// pin was there, an unpin removes it whoever made it.
 struct FakeIpfs {
-    pins: BTreeSet<Cid>,
-    user_pins: BTreeSet<Cid>,
+    /// Depth of each pin (0 direct, -1 full) and whether it bears the cluster's mark.
+    held: BTreeMap<Cid, (i32, bool)>,
+    /// Users' own pins at the start.
+    user_pins: BTreeMap<Cid, i32>,
+    /// User pins a cluster pin replaced (they are the cluster's from then on).
+    replaced: BTreeSet<Cid>,
+    /// Listed as indirect (inside some other DAG) when not pinned themselves.
+    indirect: BTreeSet<Cid>,
     fail: Vec<bool>,
     calls: usize,
 }
 
 impl FakeIpfs {
+    fn new(user: &BTreeMap<u64, bool>, leftover: &BTreeSet<u64>, indirect: &BTreeSet<u64>) -> Self {
+        let user_pins: BTreeMap<Cid, i32> = user
+            .iter()
+            .map(|(n, recursive)| (cid(*n), if *recursive { -1 } else { 0 }))
+            .collect();
+        let mut held: BTreeMap<Cid, (i32, bool)> =
+            leftover.iter().map(|n| (cid(*n), (-1, true))).collect();
+        held.extend(user_pins.iter().map(|(c, d)| (c.clone(), (*d, false))));
+        FakeIpfs {
+            held,
+            user_pins,
+            replaced: BTreeSet::new(),
+            indirect: indirect.iter().map(|n| cid(*n)).collect(),
+            fail: vec![],
+            calls: 0,
+        }
+    }
+
+    fn is_users(&self, cid: &Cid) -> bool {
+        self.held.get(cid).is_some_and(|(_, marked)| !marked)
+    }
+
     fn answer(&mut self, cmd: &IpfsCommand) -> Input {
         let fail = self.fail.get(self.calls).copied().unwrap_or(false);
         self.calls += 1;
+        let done = |op: &OpId| Input::IpfsDone {
+            op: *op,
+            result: if fail { Err("boom".into()) } else { Ok(()) },
+        };
         match cmd {
-            IpfsCommand::Pin { op, cid, .. } => {
+            IpfsCommand::Pin { op, cid, max_depth } => {
                 if !fail {
-                    self.pins.insert(cid.clone());
+                    if self.is_users(cid) {
+                        self.replaced.insert(cid.clone());
+                    }
+                    self.held.insert(cid.clone(), ((*max_depth).max(-1), true));
                 }
-                Input::IpfsDone {
-                    op: *op,
-                    result: if fail { Err("boom".into()) } else { Ok(()) },
-                }
+                done(op)
             }
             IpfsCommand::Unpin { op, cid } => {
                 if !fail {
-                    self.pins.remove(cid);
+                    self.held.remove(cid);
                 }
-                Input::IpfsDone {
-                    op: *op,
-                    result: if fail { Err("boom".into()) } else { Ok(()) },
-                }
+                done(op)
             }
             IpfsCommand::ListPins { op } => Input::IpfsPins {
                 op: *op,
                 result: if fail {
                     Err("down".into())
                 } else {
-                    let ours = self.pins.iter().map(|c| ListedPin {
+                    let pins = self.held.iter().map(|(c, (depth, marked))| ListedPin {
                         cid: c.clone(),
-                        pin_type: IpfsPinType::Recursive { max_depth: None },
-                        by_cluster: true,
+                        // A daemon that reports depths (Kubo does not: the
+                        // transcripts cover that).
+                        pin_type: if *depth == 0 {
+                            IpfsPinType::Direct
+                        } else {
+                            IpfsPinType::Recursive {
+                                max_depth: Some(*depth),
+                            }
+                        },
+                        by_cluster: *marked,
                     });
-                    let users = self
-                        .user_pins
+                    let indirect = self
+                        .indirect
                         .iter()
-                        .filter(|c| !self.pins.contains(*c))
+                        .filter(|c| !self.held.contains_key(*c))
                         .map(|c| ListedPin {
                             cid: c.clone(),
-                            pin_type: IpfsPinType::Recursive { max_depth: None },
+                            pin_type: IpfsPinType::Indirect,
                             by_cluster: false,
                         });
-                    Ok(ours.chain(users).collect())
+                    Ok(pins.chain(indirect).collect())
                 },
             },
         }
@@ -394,121 +444,237 @@ impl FakeIpfs {
 
 type Desired = BTreeMap<Cid, Option<Desire>>;
 
-/// Runs steps, answering commands at once; checks each command is wanted when issued.
-fn run(steps: &[Step], ipfs: &mut FakeIpfs) -> Result<(Tracker, Desired, Millis), TestCaseError> {
-    let mut now = Millis(0);
-    let mut t = Tracker::new(config(), 0, now).expect("valid config");
-    let mut desired: BTreeMap<Cid, Option<Desire>> = BTreeMap::new();
-    let settle = |t: &mut Tracker,
-                  ipfs: &mut FakeIpfs,
-                  now: Millis,
-                  desired: &BTreeMap<Cid, Option<Desire>>| {
-        for _ in 0..10_000 {
-            match t.poll_output(now) {
-                Output::Timeout(_) => return Ok(()),
-                Output::Command(cmd) => {
-                    let want = |c: &Cid| desired.get(c).copied().flatten();
-                    match &cmd {
-                        IpfsCommand::Pin { cid, .. } => {
-                            prop_assert!(
-                                matches!(want(cid), Some(Desire::Pin { .. })),
-                                "pin of unwanted {:?}",
-                                cid
-                            )
-                        }
-                        IpfsCommand::Unpin { cid, .. } => {
-                            prop_assert!(
-                                !matches!(want(cid), Some(Desire::Pin { .. })),
-                                "unpin of wanted {:?}",
-                                cid
-                            );
-                            // Only a pin the cluster made may go, never a user's own.
-                            prop_assert!(
-                                !ipfs.user_pins.contains(cid) || ipfs.pins.contains(cid),
-                                "unpin of user pin {:?}",
-                                cid
-                            );
-                        }
-                        IpfsCommand::ListPins { .. } => {}
-                    }
-                    let answer = ipfs.answer(&cmd);
-                    t.handle_input(answer, now);
-                    t.check_invariants().map_err(TestCaseError::fail)?;
-                }
-            }
-        }
-        Err(TestCaseError::fail("tracker never went idle"))
-    };
-    for step in steps {
-        match step {
-            Step::Desire(n, d) => {
-                desired.insert(cid(*n), *d);
+/// One tracker instance and what the model knows it was told.
+struct Instance {
+    t: Tracker,
+    /// Desires fed to this instance.
+    fed: Desired,
+    /// Told `DesiredComplete`.
+    complete: bool,
+    /// CIDs whose pin this instance's own operation made.
+    made: BTreeSet<Cid>,
+}
+
+impl Instance {
+    fn start(epoch: u16, now: Millis, snapshot: &Desired) -> Instance {
+        let mut t = Tracker::new(config(), epoch, now).expect("valid config");
+        for (c, d) in snapshot {
+            if d.is_some() {
                 t.handle_input(
                     Input::Desired {
-                        cid: cid(*n),
+                        cid: c.clone(),
                         desire: *d,
                     },
                     now,
                 );
             }
+        }
+        let fed = snapshot
+            .iter()
+            .filter(|(_, d)| d.is_some())
+            .map(|(c, d)| (c.clone(), *d))
+            .collect();
+        Instance {
+            t,
+            fed,
+            complete: false,
+            made: BTreeSet::new(),
+        }
+    }
+
+    fn feed(&mut self, c: &Cid, desire: Option<Desire>, now: Millis) {
+        self.fed.insert(c.clone(), desire);
+        self.t.handle_input(
+            Input::Desired {
+                cid: c.clone(),
+                desire,
+            },
+            now,
+        );
+    }
+
+    /// Answers commands until the tracker is idle; checks each command is
+    /// one the model allows when issued.
+    fn settle(&mut self, ipfs: &mut FakeIpfs, now: Millis) -> Result<(), TestCaseError> {
+        for _ in 0..10_000 {
+            let cmd = match self.t.poll_output(now) {
+                Output::Timeout(_) => return Ok(()),
+                Output::Command(cmd) => cmd,
+            };
+            let fed = |c: &Cid| self.fed.get(c).copied().flatten();
+            match &cmd {
+                IpfsCommand::Pin { cid, max_depth, .. } => prop_assert_eq!(
+                    fed(cid),
+                    Some(Desire::Pin {
+                        max_depth: *max_depth
+                    }),
+                    "pin of {:?} not wanted so",
+                    cid
+                ),
+                IpfsCommand::Unpin { cid, .. } => {
+                    prop_assert!(
+                        !matches!(fed(cid), Some(Desire::Pin { .. })),
+                        "unpin of wanted {:?}",
+                        cid
+                    );
+                    // Only a pin the cluster made may go, never a user's own.
+                    prop_assert!(!ipfs.is_users(cid), "unpin of user pin {:?}", cid);
+                    // Before the desired set is complete, only what this
+                    // instance pinned itself may go.
+                    prop_assert!(
+                        self.complete || self.made.contains(cid),
+                        "unpin of {:?} before the desired set is complete",
+                        cid
+                    );
+                }
+                IpfsCommand::ListPins { .. } => {}
+            }
+            let answer = ipfs.answer(&cmd);
+            if let (IpfsCommand::Pin { cid, .. }, Input::IpfsDone { result: Ok(()), .. }) =
+                (&cmd, &answer)
+            {
+                self.made.insert(cid.clone());
+            }
+            self.t.handle_input(answer, now);
+            self.t.check_invariants().map_err(TestCaseError::fail)?;
+        }
+        Err(TestCaseError::fail("tracker never went idle"))
+    }
+}
+
+/// Runs steps, answering commands at once; ends with a catch-up so the
+/// final state can be compared with the desires.
+fn run(steps: &[Step], ipfs: &mut FakeIpfs) -> Result<(Tracker, Desired, Millis), TestCaseError> {
+    let mut now = Millis(0);
+    let mut epoch = 0u16;
+    let mut truth: Desired = BTreeMap::new();
+    let mut history: Vec<Desired> = vec![truth.clone()];
+    let mut inst = Instance::start(epoch, now, &truth);
+    for step in steps.iter().chain([&Step::CatchUp]) {
+        match step {
+            Step::Desire(n, d) => {
+                truth.insert(cid(*n), *d);
+                history.push(truth.clone());
+                inst.feed(&cid(*n), *d, now);
+            }
             Step::Advance(ms) => {
                 now = now.plus(*ms);
-                t.handle_input(Input::Tick, now);
+                inst.t.handle_input(Input::Tick, now);
             }
-            Step::Recover => t.handle_input(Input::Recover { cid: None }, now),
+            Step::Recover => inst.t.handle_input(Input::Recover { cid: None }, now),
             Step::Heal => ipfs.fail.clear(),
+            Step::Restart(ago) => {
+                epoch += 1;
+                let snapshot = &history[history.len() - 1 - (*ago).min(history.len() - 1)];
+                inst = Instance::start(epoch, now, snapshot);
+            }
+            Step::CatchUp => {
+                let cids: BTreeSet<Cid> = truth.keys().chain(inst.fed.keys()).cloned().collect();
+                for c in cids {
+                    let want = truth.get(&c).copied().flatten();
+                    if inst.fed.get(&c).copied().flatten() != want {
+                        inst.feed(&c, want, now);
+                    }
+                }
+                inst.complete = true;
+                inst.t.handle_input(Input::DesiredComplete, now);
+            }
         }
-        t.check_invariants().map_err(TestCaseError::fail)?;
-        settle(&mut t, ipfs, now, &desired)?;
+        inst.t.check_invariants().map_err(TestCaseError::fail)?;
+        inst.settle(ipfs, now)?;
     }
-    Ok((t, desired, now))
+    Ok((inst.t, truth, now))
+}
+
+/// Whether IPFS holds what `max_depth` asks: exactly, for the cluster's own
+/// pin; at least, for a user's.
+fn holds(ipfs: &FakeIpfs, c: &Cid, max_depth: i32) -> bool {
+    match ipfs.held.get(c) {
+        Some((depth, true)) => *depth == max_depth.max(-1),
+        Some((-1, false)) => true,
+        Some((depth, false)) => *depth == max_depth,
+        None => false,
+    }
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(200))]
+    #![proptest_config(ProptestConfig::with_cases(300))]
 
     #[test]
     fn every_desired_pin_is_pinned_when_ipfs_always_succeeds(
         steps in prop::collection::vec(arb_step(), 0..80),
-        user in prop::collection::btree_set(0u64..16, 0..4),
+        user in prop::collection::btree_map(0u64..16, any::<bool>(), 0..4),
+        leftover in prop::collection::btree_set(0u64..16, 0..4),
+        indirect in prop::collection::btree_set(0u64..16, 0..3),
     ) {
-        let user_pins: BTreeSet<Cid> = user.into_iter().map(cid).collect();
-        let mut ipfs = FakeIpfs { pins: BTreeSet::new(), user_pins: user_pins.clone(), fail: vec![], calls: 0 };
+        let mut ipfs = FakeIpfs::new(&user, &leftover, &indirect);
         let (t, desired, _) = run(&steps, &mut ipfs)?;
         for (c, d) in &desired {
             let status = t.status(c).status;
+            let marked = ipfs.held.get(c).is_some_and(|(_, m)| *m);
             match d {
-                Some(Desire::Pin { .. }) => {
-                    prop_assert!(ipfs.pins.contains(c) || user_pins.contains(c));
+                Some(Desire::Pin { max_depth }) => {
+                    prop_assert!(holds(&ipfs, c, *max_depth), "{:?} not held as {}", c, max_depth);
                     prop_assert_eq!(status, TrackerStatus::Pinned);
                 }
                 Some(Desire::Remote) => {
-                    prop_assert!(!ipfs.pins.contains(c));
+                    prop_assert!(!marked, "cluster pin of remote {:?} left", c);
                     prop_assert_eq!(status, TrackerStatus::Remote);
                 }
-                Some(Desire::Sharded) => prop_assert_eq!(status, TrackerStatus::Sharded),
+                Some(Desire::Sharded) => {
+                    prop_assert!(!marked, "cluster pin of sharded {:?} left", c);
+                    prop_assert_eq!(status, TrackerStatus::Sharded);
+                }
                 None => {
-                    prop_assert!(!ipfs.pins.contains(c), "stray cluster pin {:?} left", c);
+                    prop_assert!(!marked, "stray cluster pin {:?} left", c);
                     prop_assert_eq!(status, TrackerStatus::Unpinned);
                 }
             }
         }
+        // Leftover cluster pins nobody wants are gone.
+        for (c, (_, marked)) in &ipfs.held {
+            if *marked {
+                prop_assert!(
+                    matches!(desired.get(c), Some(Some(Desire::Pin { .. }))),
+                    "stray cluster pin {:?} left", c
+                );
+            }
+        }
+        // Users' pins stay, unless a cluster pin replaced them.
+        for (c, depth) in &ipfs.user_pins {
+            if !ipfs.replaced.contains(c) {
+                prop_assert_eq!(ipfs.held.get(c), Some(&(*depth, false)), "user pin {:?} lost", c);
+            }
+        }
+        // The tracker forgets CIDs it has nothing to do with.
+        let known: Vec<&Cid> = t.statuses().map(|(c, _)| c).collect();
+        let wanted: Vec<&Cid> = desired.iter().filter(|(_, d)| d.is_some()).map(|(c, _)| c).collect();
+        prop_assert_eq!(known, wanted);
+        prop_assert_eq!(t.counts().queued + t.counts().in_flight + t.counts().failed, 0);
     }
 
     #[test]
     fn converges_after_failures_stop(
         steps in prop::collection::vec(arb_step(), 0..60),
         fail in prop::collection::vec(prop::bool::weighted(0.3), 0..60),
+        leftover in prop::collection::btree_set(0u64..16, 0..3),
     ) {
         let mut all = steps;
-        all.extend([Step::Heal, Step::Recover, Step::Advance(120_000)]);
-        let mut ipfs = FakeIpfs { pins: BTreeSet::new(), user_pins: BTreeSet::new(), fail, calls: 0 };
+        all.extend([Step::Heal, Step::CatchUp, Step::Recover, Step::Advance(120_000)]);
+        let mut ipfs = FakeIpfs::new(&BTreeMap::new(), &leftover, &BTreeSet::new());
+        ipfs.fail = fail;
         let (t, desired, _) = run(&all, &mut ipfs)?;
         for (c, d) in &desired {
-            if let Some(Desire::Pin { .. }) = d {
+            if let Some(Desire::Pin { max_depth }) = d {
                 prop_assert_eq!(t.status(c).status, TrackerStatus::Pinned);
-                prop_assert!(ipfs.pins.contains(c));
+                prop_assert!(holds(&ipfs, c, *max_depth));
             }
+        }
+        for (c, (_, marked)) in &ipfs.held {
+            prop_assert!(
+                !*marked || matches!(desired.get(c), Some(Some(Desire::Pin { .. }))),
+                "stray cluster pin {:?} left", c
+            );
         }
     }
 }
