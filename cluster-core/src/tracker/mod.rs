@@ -9,11 +9,24 @@
 //! Policy: pin operations run at most `concurrent_pins` at once (unpins have
 //! their own limit); first attempts go before retries; a failed operation is
 //! retried with exponential back-off up to `attempts_max` times, then stays in
-//! error until `recover` or the periodic reconcile. The reconcile lists the
-//! daemon's pins: pins IPFS lost are pinned again, and pins the cluster made
-//! here but no longer wants are removed, including ones made before a restart
-//! (the connector marks cluster pins, see [`ListedPin`]). Pins the cluster
-//! never made are left alone.
+//! error until `recover` or the periodic reconcile, which retries it once per
+//! interval. An operation IPFS does not answer within `op_timeout_ms` counts
+//! as failed, and what IPFS holds is unknown until its late answer (which is
+//! used: a late success means IPFS did it) or the next listing.
+//!
+//! The reconcile lists the daemon's pins (a listing has the same deadline):
+//! pins IPFS lost are pinned again, a pin of the wrong type or depth is
+//! re-pinned (a direct or indirect pin does not serve a recursive desire), and
+//! pins of the cluster's that are no longer wanted are removed. A pin is the
+//! cluster's when this tracker's pin operation made it, or when the listing
+//! shows the connector's mark (see [`ListedPin`]): that is how pins made before
+//! a restart are found. A user's own pin is never removed, even while it
+//! serves a desire. After a restart the pinset may be behind, so marked pins
+//! are only removed once the driver says the desired set is complete
+//! ([`Input::DesiredComplete`]), as IPFS Cluster waits for consensus.
+//!
+//! Op ids carry the instance's epoch ([`Tracker::new`]): answers meant for an
+//! earlier instance never match.
 
 mod backoff;
 mod item;

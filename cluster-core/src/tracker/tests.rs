@@ -58,6 +58,13 @@ fn listed_pin(word: &str, cid_of: &dyn Fn(&str) -> Cid) -> ListedPin {
 // ---- transcripts ----------------------------------------------------------------
 
 /// Runs one transcript script: inputs as lines, outputs rendered as `< …` lines.
+///
+/// Lines: `at MS` (time passes), `desire X pin|direct|depth=N|remote|sharded|none`,
+/// `done OP ok|err MSG`, `list OP ok PINS…|err MSG` (pins as `X[*][:type]`,
+/// see [`listed_pin`]), `tick`, `recover [X]`, `complete`
+/// (`Input::DesiredComplete`), `restart EPOCH` (a new tracker instance),
+/// and the queries `status X`, `items` (the CIDs the tracker keeps) and
+/// `counts`. `OP` is a number of the current instance or `EPOCH.NUMBER`.
 fn run_script(script: &str) -> String {
     let names: Vec<&str> = ["A", "B", "C", "D", "E", "F"].to_vec();
     let cid_of = |name: &str| {
@@ -143,6 +150,14 @@ fn run_script(script: &str) -> String {
                 out.push_str(&format!(
                     "< {} attempts={} priority={} error={:?}\n",
                     s.status, s.attempts, s.priority, s.error
+                ));
+                continue;
+            }
+            ["counts"] => {
+                let c = t.counts();
+                out.push_str(&format!(
+                    "< queued={} in_flight={} failed={} pinned={}\n",
+                    c.queued, c.in_flight, c.failed, c.pinned
                 ));
                 continue;
             }
