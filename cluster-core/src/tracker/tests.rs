@@ -324,6 +324,165 @@ fn answers_meant_for_an_earlier_instance_never_match() {
     assert!(matches!(cmds[..], [IpfsCommand::Pin { op: pin_op, .. }] if pin_op.epoch() == 2));
 }
 
+/// A tracker with work in every state: queued, in flight, failed, timed out.
+fn busy_tracker() -> Tracker {
+    let mut t = Tracker::new(config(), 0, Millis(0)).expect("valid config");
+    drain(&mut t, Millis(0));
+    t.handle_input(
+        Input::IpfsPins {
+            op: OpId::new(0, 1),
+            result: Ok(vec![ListedPin {
+                cid: cid(20),
+                pin_type: IpfsPinType::Recursive { max_depth: None },
+                by_cluster: true,
+            }]),
+        },
+        Millis(0),
+    );
+    for n in 0..5 {
+        t.handle_input(
+            Input::Desired {
+                cid: cid(n),
+                desire: Some(Desire::Pin { max_depth: -1 }),
+            },
+            Millis(0),
+        );
+    }
+    let (cmds, _) = drain(&mut t, Millis(0));
+    assert_eq!(cmds.len(), 2, "{cmds:?}");
+    // The first pin times out; the second fails.
+    let IpfsCommand::Pin { op, .. } = cmds[1] else {
+        panic!("{cmds:?}")
+    };
+    t.handle_input(
+        Input::IpfsDone {
+            op,
+            result: Err("boom".into()),
+        },
+        Millis(1),
+    );
+    t.handle_input(Input::Tick, Millis(10_000));
+    // Only now may the marked pin go: an unpin in flight too.
+    t.handle_input(Input::DesiredComplete, Millis(10_000));
+    drain(&mut t, Millis(10_000));
+    t.check_invariants().expect("a consistent tracker");
+    assert_eq!(t.unpins_in_flight, 1);
+    let c = t.counts();
+    assert!(c.queued > 0 && c.in_flight > 0 && c.failed > 0, "{c:?}");
+    assert!(!t.timed_out.is_empty());
+    t
+}
+
+#[test]
+fn check_invariants_catches_each_broken_count() {
+    type Break = fn(&mut Tracker);
+    let breaks: [(&str, Break); 11] = [
+        ("queued count", |t| t.queued += 1),
+        ("failed count", |t| t.failed += 1),
+        ("pins in flight count", |t| t.pins_in_flight += 1),
+        ("unpins in flight count", |t| t.unpins_in_flight += 1),
+        ("in-flight map size", |t| {
+            t.in_flight.insert(OpId::new(9, 9), cid(0));
+        }),
+        ("pin concurrency", |t| t.config.concurrent_pins = 1),
+        ("unpin concurrency", |t| t.config.concurrent_unpins = 0),
+        ("queue bound", |t| t.config.queue_max = 1),
+        ("deadline per in-flight op", |t| {
+            t.deadlines.insert((Millis(1), OpId::new(9, 9)));
+        }),
+        ("timed-out op still in flight", |t| {
+            let (op, cid) = t.in_flight.first_key_value().expect("in flight");
+            t.timed_out.insert(*op, (cid.clone(), OpKind::Unpin));
+        }),
+        ("late listings bound", |t| {
+            t.late_listings.extend((0..5).map(|n| OpId::new(9, n)));
+        }),
+    ];
+    for (what, corrupt) in breaks {
+        let mut t = busy_tracker();
+        corrupt(&mut t);
+        let err = t.check_invariants().expect_err(what);
+        assert!(err.contains(what), "{what}: got {err}");
+    }
+    let mut t = busy_tracker();
+    let (op, c) = t.in_flight.pop_first().expect("in flight");
+    t.in_flight.insert(op, cid(99));
+    let err = t.check_invariants().expect_err("unregistered op");
+    assert!(err.contains("not registered"), "{err} for {c}");
+    let mut t = busy_tracker();
+    t.items.insert(cid(50), Default::default());
+    let err = t.check_invariants().expect_err("empty item");
+    assert!(err.contains("empty item kept"), "{err}");
+    let mut t = busy_tracker();
+    for n in 0..=TIMED_OUT_REMEMBERED_MAX as u64 {
+        t.timed_out.insert(OpId::new(9, n), (cid(0), OpKind::Unpin));
+    }
+    let err = t.check_invariants().expect_err("timed-out bound");
+    assert!(err.contains("timed-out ops bound"), "{err}");
+}
+
+#[test]
+fn cancelled_queue_entries_are_compacted() {
+    let mut t = Tracker::new(
+        TrackerConfig {
+            queue_max: 10_000,
+            ..config()
+        },
+        0,
+        Millis(0),
+    )
+    .expect("valid config");
+    drain(&mut t, Millis(0));
+    t.handle_input(
+        Input::IpfsPins {
+            op: OpId::new(0, 1),
+            result: Ok(vec![]),
+        },
+        Millis(0),
+    );
+    // Two pins fill the slots; the rest queue and are cancelled again.
+    for n in 0..3000 {
+        for desire in [Some(Desire::Pin { max_depth: -1 }), None] {
+            t.handle_input(
+                Input::Desired {
+                    cid: cid(n),
+                    desire,
+                },
+                Millis(0),
+            );
+            if n < 2 {
+                break;
+            }
+        }
+    }
+    let entries = t.queue_new.len() + t.queue_retry.len() + t.queue_unpin.len();
+    assert_eq!(t.counts().queued, 2);
+    assert!(entries <= 2 * 2 + 1024 + 1, "{entries} queue entries kept");
+    assert!(entries > 2, "compaction runs only past the slack");
+    let (cmds, _) = drain(&mut t, Millis(0));
+    assert_eq!(cmds.len(), 2, "{cmds:?}");
+    t.check_invariants().expect("invariants");
+}
+
+#[test]
+fn desire_of_a_pin_for_a_peer() {
+    use crate::pin::{PinMode, PinOptions};
+    let (here, there) = (PeerId::synthetic(1), PeerId::synthetic(2));
+    let options = PinOptions {
+        replication_factor_min: 1,
+        replication_factor_max: 1,
+        mode: PinMode::Direct,
+        ..PinOptions::default()
+    };
+    let mut pin = Pin::new(cid(1), options, Millis(0));
+    pin.allocations = [here.clone()].into_iter().collect();
+    assert_eq!(Desire::of(&pin, &here), Desire::Pin { max_depth: 0 });
+    assert_eq!(Desire::of(&pin, &there), Desire::Remote);
+    pin.pin_type = PinType::Meta;
+    assert_eq!(Desire::of(&pin, &here), Desire::Sharded);
+    assert_eq!(Desire::of(&pin, &there), Desire::Sharded);
+}
+
 // ---- properties --------------------------------------------------------------------
 
 #[derive(Debug, Clone)]
