@@ -454,16 +454,13 @@ impl Tracker {
             None => none(TrackerStatus::Unpinned),
             Some(Desire::Remote) => none(TrackerStatus::Remote),
             Some(Desire::Sharded) => none(TrackerStatus::Sharded),
-            Some(Desire::Pin { max_depth }) => match item.ipfs_view(self.have_listing) {
-                IpfsView::Pinned(_) if item.is_pinned_as(max_depth) => none(TrackerStatus::Pinned),
-                IpfsView::Pinned(_) | IpfsView::NotPinned => PinStatus {
-                    error: "the item should be pinned but it is not".into(),
-                    ..none(TrackerStatus::UnexpectedlyUnpinned)
-                },
-                IpfsView::Unsure => PinStatus {
-                    error: "IPFS did not answer in time: what it holds is unknown".into(),
-                    ..none(TrackerStatus::ClusterError)
-                },
+            // Once IPFS is known, a pin that is missing, of the wrong type or
+            // unsure has an operation, shown above (see `check_invariants`):
+            // what IPFS Cluster calls `unexpectedly_unpinned` is `pin_queued` here.
+            Some(Desire::Pin { .. }) => match item.ipfs_view(self.have_listing) {
+                IpfsView::Pinned(_) | IpfsView::NotPinned | IpfsView::Unsure => {
+                    none(TrackerStatus::Pinned)
+                }
                 IpfsView::Unknown => match &self.listing_error {
                     Some(e) => PinStatus {
                         error: format!("could not list IPFS pins: {e}"),
@@ -966,7 +963,12 @@ impl Tracker {
             if item.is_idle_and_empty() {
                 return Err(format!("{cid}: empty item kept"));
             }
-            let Some(op) = &item.op else { continue };
+            let Some(op) = &item.op else {
+                if let Some(kind) = item.wanted_op(self.have_listing, self.desired_complete) {
+                    return Err(format!("{cid}: needs {kind:?} but has no operation"));
+                }
+                continue;
+            };
             match op.phase {
                 Phase::Queued { .. } => queued += 1,
                 Phase::Failed { .. } => failed += 1,

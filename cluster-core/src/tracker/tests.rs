@@ -410,6 +410,15 @@ fn check_invariants_catches_each_broken_count() {
     let err = t.check_invariants().expect_err("unregistered op");
     assert!(err.contains("not registered"), "{err} for {c}");
     let mut t = busy_tracker();
+    let needy = Item {
+        desire: Some(Desire::Pin { max_depth: -1 }),
+        ipfs: IpfsView::NotPinned,
+        ..Item::default()
+    };
+    t.items.insert(cid(51), needy);
+    let err = t.check_invariants().expect_err("item without its op");
+    assert!(err.contains("has no operation"), "{err}");
+    let mut t = busy_tracker();
     t.items.insert(cid(50), Default::default());
     let err = t.check_invariants().expect_err("empty item");
     assert!(err.contains("empty item kept"), "{err}");
