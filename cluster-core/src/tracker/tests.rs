@@ -492,6 +492,116 @@ fn desire_of_a_pin_for_a_peer() {
     assert_eq!(Desire::of(&pin, &there), Desire::Sharded);
 }
 
+#[test]
+fn only_the_latest_late_listings_are_used() {
+    let mut t = Tracker::new(config(), 0, Millis(0)).expect("valid config");
+    t.handle_input(
+        Input::Desired {
+            cid: cid(1),
+            desire: Some(Desire::Pin { max_depth: -1 }),
+        },
+        Millis(0),
+    );
+    let mut now = Millis(0);
+    let mut listings = Vec::new();
+    for _ in 0..=LATE_LISTINGS_MAX {
+        let (cmds, wake) = drain(&mut t, now);
+        let [IpfsCommand::ListPins { op }] = cmds[..] else {
+            panic!("{cmds:?}")
+        };
+        listings.push(op);
+        // Times out, then the next one goes out after the back-off.
+        t.handle_input(Input::Tick, wake);
+        now = wake.plus(config().backoff_base_ms);
+        t.handle_input(Input::Tick, now);
+    }
+    let answer = |op| Input::IpfsPins {
+        op,
+        result: Ok(vec![]),
+    };
+    // The oldest was forgotten: its answer changes nothing.
+    t.handle_input(answer(listings[0]), now);
+    assert_eq!(t.status(&cid(1)).status, TrackerStatus::ClusterError);
+    t.handle_input(answer(listings[1]), now);
+    let (cmds, _) = drain(&mut t, now);
+    assert!(
+        cmds.iter().any(|c| matches!(c, IpfsCommand::Pin { .. })),
+        "{cmds:?}"
+    );
+}
+
+#[test]
+fn timed_out_ops_are_remembered_up_to_a_bound() {
+    let wide = TrackerConfig {
+        concurrent_pins: 1000,
+        queue_max: 10_000,
+        attempts_max: 100,
+        ..config()
+    };
+    let mut t = Tracker::new(wide, 0, Millis(0)).expect("valid config");
+    drain(&mut t, Millis(0));
+    t.handle_input(
+        Input::IpfsPins {
+            op: OpId::new(0, 1),
+            result: Ok(vec![]),
+        },
+        Millis(0),
+    );
+    for n in 0..1000 {
+        t.handle_input(
+            Input::Desired {
+                cid: cid(n),
+                desire: Some(Desire::Pin { max_depth: -1 }),
+            },
+            Millis(0),
+        );
+    }
+    // Nothing is ever answered: every pin times out, again and again.
+    let mut sent = Vec::new();
+    let mut now = Millis(0);
+    for _ in 0..1000 {
+        if sent.len() > TIMED_OUT_REMEMBERED_MAX + 1000 {
+            break;
+        }
+        let (cmds, wake) = drain(&mut t, now);
+        sent.extend(cmds.into_iter().filter_map(|c| match c {
+            IpfsCommand::Pin { op, cid, .. } => Some((op, cid)),
+            _ => None,
+        }));
+        now = wake;
+        t.handle_input(Input::Tick, now);
+        t.check_invariants().expect("invariants");
+    }
+    assert_eq!(t.timed_out.len(), TIMED_OUT_REMEMBERED_MAX);
+    // The oldest answer is no longer used; a recent late one is.
+    let (first_op, first_cid) = sent[0].clone();
+    let before = t.items[&first_cid].ipfs;
+    assert_eq!(before, IpfsView::Unsure);
+    t.handle_input(
+        Input::IpfsDone {
+            op: first_op,
+            result: Ok(()),
+        },
+        now,
+    );
+    assert_eq!(t.items[&first_cid].ipfs, before);
+    let (late_op, late_cid) = t
+        .timed_out
+        .iter()
+        .next_back()
+        .map(|(op, (c, _))| (*op, c.clone()))
+        .expect("timed out");
+    t.handle_input(
+        Input::IpfsDone {
+            op: late_op,
+            result: Ok(()),
+        },
+        now,
+    );
+    let item = &t.items[&late_cid];
+    assert!(matches!(item.ipfs, IpfsView::Pinned(_)), "{item:?}");
+}
+
 // ---- properties --------------------------------------------------------------------
 
 #[derive(Debug, Clone)]
