@@ -31,18 +31,9 @@ impl Held {
         }
     }
 
-    /// Whether this pin is exactly what `max_depth` asks for, as the
-    /// cluster's own pin must be (else a depth or mode change re-pins it).
-    pub fn is_exactly(self, max_depth: i32) -> bool {
-        match self {
-            Held::Direct => max_depth == 0,
-            Held::Recursive(None) => max_depth != 0,
-            Held::Recursive(Some(depth)) => max_depth != 0 && depth == max_depth.max(-1),
-        }
-    }
-
-    /// Whether this pin holds at least what `max_depth` asks for, as a user's
-    /// pin must to serve the cluster (the cluster never weakens a user's pin).
+    /// Whether this pin holds at least what `max_depth` asks for. A pin that
+    /// holds more serves too: Kubo cannot narrow a pin by pinning again, and
+    /// the cluster never weakens a user's pin.
     pub fn covers(self, max_depth: i32) -> bool {
         match self {
             Held::Direct => max_depth == 0,
@@ -125,7 +116,6 @@ impl Item {
     /// Whether what IPFS holds serves a pin to `max_depth`.
     pub fn is_pinned_as(&self, max_depth: i32) -> bool {
         match self.ipfs {
-            IpfsView::Pinned(held) if self.owner.is_ours() => held.is_exactly(max_depth),
             IpfsView::Pinned(held) => held.covers(max_depth),
             IpfsView::Unknown | IpfsView::NotPinned | IpfsView::Unsure => false,
         }

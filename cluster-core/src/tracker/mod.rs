@@ -15,13 +15,15 @@
 //! used: a late success means IPFS did it) or the next listing.
 //!
 //! The reconcile lists the daemon's pins (a listing has the same deadline):
-//! pins IPFS lost are pinned again, a pin of the wrong type or depth is
-//! re-pinned (a direct or indirect pin does not serve a recursive desire), and
-//! pins of the cluster's that are no longer wanted are removed. A pin is the
-//! cluster's when this tracker's pin operation made it, or when the listing
-//! shows the connector's mark (see [`ListedPin`]): that is how pins made before
-//! a restart are found. A user's own pin is never removed, even while it
-//! serves a desire. After a restart the pinset may be behind, so marked pins
+//! pins IPFS lost are pinned again, a pin that holds less than wanted is
+//! re-pinned (a direct or indirect pin does not serve a recursive desire, nor
+//! a shallower one a deeper desire; a pin holding more serves, as Kubo cannot
+//! narrow a pin by pinning), and pins of the cluster's that are no longer
+//! wanted are removed. A pin is the cluster's when this tracker's pin
+//! operation made it, and the listing shows the connector's mark (see
+//! [`ListedPin`]): the mark is how pins made before a restart are found, and
+//! a pin listed without it is a user's (the pin operation found it there). A
+//! user's own pin is never removed, even while it serves a desire. After a restart the pinset may be behind, so marked pins
 //! are only removed once the driver says the desired set is complete
 //! ([`Input::DesiredComplete`]), as IPFS Cluster waits for consensus.
 //!
@@ -341,6 +343,9 @@ pub struct Tracker {
     listing_error: Option<String>,
     have_listing: bool,
     touched_since_listing: BTreeSet<Cid>,
+    /// Pins the last listing showed without the cluster's mark: a CID wanted
+    /// later starts from this, so the user's pin is never taken for ours.
+    users_pins: BTreeMap<Cid, Held>,
     next_reconcile: Millis,
     list_wanted: bool,
     failed: usize,
@@ -381,6 +386,7 @@ impl Tracker {
             listing_error: None,
             have_listing: false,
             touched_since_listing: BTreeSet::new(),
+            users_pins: BTreeMap::new(),
             list_wanted: true,
             failed: 0,
             desired_complete: false,
@@ -494,7 +500,11 @@ impl Tracker {
     // ---- inputs ---------------------------------------------------------------
 
     fn on_desired(&mut self, cid: Cid, desire: Option<Desire>, now: Millis) {
-        let item = self.items.entry(cid.clone()).or_default();
+        let users_pin = self.users_pins.get(&cid).copied();
+        let item = self.items.entry(cid.clone()).or_insert_with(|| Item {
+            ipfs: users_pin.map_or(IpfsView::Unknown, IpfsView::Pinned),
+            ..Item::default()
+        });
         item.desire = desire;
         self.reconcile_item(&cid, now);
     }
@@ -629,7 +639,8 @@ impl Tracker {
         } else {
             std::mem::take(&mut self.touched_since_listing)
         };
-        let mut pinned: BTreeMap<Cid, Held> = BTreeMap::new();
+        // What each CID is pinned as, and whether with the cluster's mark.
+        let mut pinned: BTreeMap<Cid, (Held, bool)> = BTreeMap::new();
         for pin in listed {
             let held = match pin.pin_type {
                 IpfsPinType::Indirect => continue, // No pin of its own, nobody's mark.
@@ -638,9 +649,11 @@ impl Tracker {
             };
             // Kubo lists a CID once; should a daemon list it twice, the
             // recursive pin is the one that holds the most.
-            let entry = pinned.entry(pin.cid.clone()).or_insert(held);
+            let entry = pinned
+                .entry(pin.cid.clone())
+                .or_insert((held, pin.by_cluster));
             if held != Held::Direct {
-                *entry = held;
+                *entry = (held, pin.by_cluster);
             }
             if pin.by_cluster && !touched.contains(&pin.cid) {
                 // Ours even if this tracker never saw it wanted (made before a restart).
@@ -650,6 +663,11 @@ impl Tracker {
                 }
             }
         }
+        self.users_pins = pinned
+            .iter()
+            .filter(|(_, (_, marked))| !marked)
+            .map(|(cid, (held, _))| (cid.clone(), *held))
+            .collect();
         let cids: Vec<Cid> = self.items.keys().cloned().collect();
         for cid in cids {
             if touched.contains(&cid) {
@@ -659,7 +677,12 @@ impl Tracker {
                 .items
                 .get_mut(&cid)
                 .expect("invariant: key just listed");
-            if let Some(&held) = pinned.get(&cid) {
+            if let Some(&(held, marked)) = pinned.get(&cid) {
+                if !marked {
+                    // The mark is the truth: our pin op may have found the
+                    // user's pin already there and changed nothing.
+                    item.owner = Owner::NotOurs;
+                }
                 item.ipfs = match (held, item.ipfs) {
                     // The depth this tracker pinned with stays known when the
                     // daemon does not report depths.

@@ -639,15 +639,25 @@ fn arb_step() -> impl Strategy<Value = Step> {
     ]
 }
 
+/// Whether a pin of `depth` (0 direct, -1 full) holds what `want` asks.
+fn covers(depth: i32, want: i32) -> bool {
+    match depth {
+        -1 => true,
+        0 => want == 0,
+        k => (0..=k).contains(&want),
+    }
+}
+
 /// A fake daemon: answers every command at once, failing on the given
-/// schedule. Like Kubo it holds one pin per CID: a pin replaces whatever
-/// pin was there, an unpin removes it whoever made it.
+/// schedule. Like Kubo it holds one pin per CID: pinning what a pin already
+/// covers changes nothing, pinning more widens the pin (keeping whose it is),
+/// an unpin removes it whoever made it.
 struct FakeIpfs {
     /// Depth of each pin (0 direct, -1 full) and whether it bears the cluster's mark.
     held: BTreeMap<Cid, (i32, bool)>,
     /// Users' own pins at the start.
     user_pins: BTreeMap<Cid, i32>,
-    /// User pins a cluster pin replaced (they are the cluster's from then on).
+    /// User pins a cluster pin widened (the cluster may remove them).
     replaced: BTreeSet<Cid>,
     /// Listed as indirect (inside some other DAG) when not pinned themselves.
     indirect: BTreeSet<Cid>,
@@ -674,8 +684,9 @@ impl FakeIpfs {
         }
     }
 
+    /// A user's own pin, which the cluster must never remove.
     fn is_users(&self, cid: &Cid) -> bool {
-        self.held.get(cid).is_some_and(|(_, marked)| !marked)
+        self.held.get(cid).is_some_and(|(_, marked)| !marked) && !self.replaced.contains(cid)
     }
 
     fn answer(&mut self, cmd: &IpfsCommand) -> Input {
@@ -688,10 +699,19 @@ impl FakeIpfs {
         match cmd {
             IpfsCommand::Pin { op, cid, max_depth } => {
                 if !fail {
-                    if self.is_users(cid) {
-                        self.replaced.insert(cid.clone());
+                    let want = (*max_depth).max(-1);
+                    match self.held.get_mut(cid) {
+                        None => {
+                            self.held.insert(cid.clone(), (want, true));
+                        }
+                        Some((depth, _)) if covers(*depth, want) => {}
+                        Some((depth, marked)) => {
+                            if !*marked {
+                                self.replaced.insert(cid.clone());
+                            }
+                            *depth = want;
+                        }
                     }
-                    self.held.insert(cid.clone(), ((*max_depth).max(-1), true));
                 }
                 done(op)
             }
@@ -879,15 +899,11 @@ fn run(steps: &[Step], ipfs: &mut FakeIpfs) -> Result<(Tracker, Desired, Millis)
     Ok((inst.t, truth, now))
 }
 
-/// Whether IPFS holds what `max_depth` asks: exactly, for the cluster's own
-/// pin; at least, for a user's.
+/// Whether IPFS holds at least what `max_depth` asks.
 fn holds(ipfs: &FakeIpfs, c: &Cid, max_depth: i32) -> bool {
-    match ipfs.held.get(c) {
-        Some((depth, true)) => *depth == max_depth.max(-1),
-        Some((-1, false)) => true,
-        Some((depth, false)) => *depth == max_depth,
-        None => false,
-    }
+    ipfs.held
+        .get(c)
+        .is_some_and(|(depth, _)| covers(*depth, max_depth.max(-1)))
 }
 
 proptest! {
@@ -933,7 +949,7 @@ proptest! {
                 );
             }
         }
-        // Users' pins stay, unless a cluster pin replaced them.
+        // Users' pins stay, unless a cluster pin widened them.
         for (c, depth) in &ipfs.user_pins {
             if !ipfs.replaced.contains(c) {
                 prop_assert_eq!(ipfs.held.get(c), Some(&(*depth, false)), "user pin {:?} lost", c);
