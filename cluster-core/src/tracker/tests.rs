@@ -66,7 +66,7 @@ fn listed_pin(word: &str, cid_of: &dyn Fn(&str) -> Cid) -> ListedPin {
 /// and the queries `status X`, `items` (the CIDs the tracker keeps) and
 /// `counts`. `OP` is a number of the current instance or `EPOCH.NUMBER`.
 fn run_script(script: &str) -> String {
-    let names: Vec<&str> = ["A", "B", "C", "D", "E", "F"].to_vec();
+    let names: Vec<&str> = ["A", "B", "C", "D", "E", "F", "G", "H"].to_vec();
     let cid_of = |name: &str| {
         cid(names
             .iter()
