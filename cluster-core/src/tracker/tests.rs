@@ -431,6 +431,58 @@ fn check_invariants_catches_each_broken_count() {
 }
 
 #[test]
+fn a_full_queue_fails_operations_until_there_is_room() {
+    let small = TrackerConfig {
+        concurrent_pins: 1,
+        queue_max: 1,
+        ..config()
+    };
+    let mut t = Tracker::new(small, 0, Millis(0)).expect("valid config");
+    drain(&mut t, Millis(0));
+    t.handle_input(
+        Input::IpfsPins {
+            op: OpId::new(0, 1),
+            result: Ok(vec![]),
+        },
+        Millis(0),
+    );
+    let want = |t: &mut Tracker, n| {
+        t.handle_input(
+            Input::Desired {
+                cid: cid(n),
+                desire: Some(Desire::Pin { max_depth: -1 }),
+            },
+            Millis(0),
+        );
+        t.check_invariants().expect("invariants");
+    };
+    want(&mut t, 1);
+    let (first, _) = drain(&mut t, Millis(0));
+    want(&mut t, 2);
+    want(&mut t, 3);
+    let full = t.status(&cid(3));
+    assert_eq!(full.status, TrackerStatus::PinError);
+    assert_eq!(full.error, QUEUE_FULL_ERROR);
+    assert_eq!(t.counts().failed, 1);
+    assert_eq!(t.counts().queued, 1);
+    let [IpfsCommand::Pin { op, .. }] = first[..] else {
+        panic!("{first:?}")
+    };
+    t.handle_input(Input::IpfsDone { op, result: Ok(()) }, Millis(1));
+    let (cmds, wake) = drain(&mut t, Millis(1));
+    assert!(matches!(&cmds[..], [IpfsCommand::Pin { cid: c, .. }] if *c == cid(2)));
+    assert_eq!(
+        wake,
+        Millis(config().backoff_max_ms),
+        "the full queue's retry"
+    );
+    t.handle_input(Input::Tick, wake);
+    t.check_invariants().expect("invariants");
+    assert_eq!(t.status(&cid(3)).status, TrackerStatus::PinQueued);
+    assert_eq!(t.counts().failed, 0);
+}
+
+#[test]
 fn cancelled_queue_entries_are_compacted() {
     let mut t = Tracker::new(
         TrackerConfig {
