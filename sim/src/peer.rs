@@ -5,7 +5,7 @@
 //! all of it and a restart runs it again from the peer's disk.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU16, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -95,6 +95,8 @@ pub struct PeerCtx {
     pub group: String,
     /// Its free space, in bytes.
     pub free_space_bytes: u64,
+    /// Tracker instances started so far: the next one's epoch.
+    pub tracker_starts: AtomicU16,
 }
 
 /// Every status a tracker reports, by CID.
@@ -205,9 +207,20 @@ async fn drive_tracker(
     mut rx: mpsc::UnboundedReceiver<Input>,
     mut status_rx: mpsc::UnboundedReceiver<oneshot::Sender<Statuses>>,
 ) {
-    let mut tracker = Tracker::new(ctx.tracker_config.clone(), Millis(now_ms()));
+    let epoch = ctx.tracker_starts.fetch_add(1, Ordering::Relaxed);
+    let mut tracker = match Tracker::new(ctx.tracker_config.clone(), epoch, Millis(now_ms())) {
+        Ok(tracker) => tracker,
+        Err(e) => {
+            lock(&ctx.registry.start_errors).push(format!("peer {} tracker: {e}", ctx.index));
+            return;
+        }
+    };
     let mut known: BTreeMap<Cid, Desire> = BTreeMap::new();
     let mut seen_index = u64::MAX;
+    // The leader's commit index seen at start-up; once the pinset fed to the
+    // tracker reached it, every desire is known.
+    let mut catch_up_to: Option<u64> = None;
+    let mut desired_complete = false;
     loop {
         let index = raft.applied_index();
         if index != seen_index {
@@ -239,6 +252,13 @@ async fn drive_tracker(
                 );
             }
             known = wanted;
+        }
+        if !desired_complete {
+            catch_up_to = catch_up_to.or_else(|| leader_commit_index(&ctx, &raft));
+            if catch_up_to.is_some_and(|target| seen_index >= target) {
+                desired_complete = true;
+                tracker.handle_input(Input::DesiredComplete, Millis(now_ms()));
+            }
         }
         let wake = loop {
             match tracker.poll_output(Millis(now_ms())) {
@@ -272,6 +292,21 @@ async fn drive_tracker(
             tracker.handle_input(more, Millis(now_ms()));
         }
     }
+}
+
+/// The leader's commit index as this peer can learn it. `ClusterRaft` does
+/// not expose one, so the leader's applied index stands in for it (a real node
+/// would ask the leader); `None` while no leader is known.
+fn leader_commit_index(ctx: &PeerCtx, raft: &ClusterRaft) -> Option<u64> {
+    let leader = raft.leader()?;
+    if leader == ctx.id {
+        return Some(raft.applied_index());
+    }
+    ctx.registry
+        .all()
+        .into_iter()
+        .find(|(_, r)| r.raft.node_info().peer_id == leader.as_str())
+        .map(|(_, r)| r.raft.applied_index())
 }
 
 async fn execute(ipfs: Arc<FakeIpfs>, cmd: IpfsCommand, answers: mpsc::UnboundedSender<Input>) {

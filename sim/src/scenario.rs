@@ -312,6 +312,7 @@ impl Sim {
             clock_skew_ms: AtomicI64::new(0),
             group: ["a", "b", "c"][index % 3].to_string(),
             free_space_bytes: rng.gen_range(10..100u64) << 30,
+            tracker_starts: Default::default(),
         });
         peers.push(Arc::clone(&ctx));
         drop(peers);
