@@ -109,9 +109,6 @@ pub struct Pin {
     pub reference: Option<Cid>,
     /// When the pin was submitted to consensus (set by the proposer, not by apply).
     pub timestamp: Millis,
-    /// Set when peer removal left fewer allocations than `replication_factor_min`;
-    /// cleared by the re-allocation that follows.
-    pub under_replicated: bool,
     /// User options.
     pub options: PinOptions,
 }
@@ -220,7 +217,6 @@ impl Pin {
             max_depth,
             reference: None,
             timestamp,
-            under_replicated: false,
             options,
         }
     }
@@ -228,6 +224,18 @@ impl Pin {
     /// True when every peer pins it (replication -1).
     pub fn is_everywhere(&self) -> bool {
         self.options.replication_factor_min == REPLICATION_EVERYWHERE
+    }
+
+    /// True when the pin has fewer allocations than `replication_factor_min`.
+    /// Only the pinset can store such a pin (after a peer removal or a short
+    /// re-allocation); the leader then tops it up. It is computed from the
+    /// allocations, never set by a proposer: a request like that is invalid.
+    pub fn is_under_replicated(&self) -> bool {
+        is_short(
+            self.pin_type,
+            self.options.replication_factor_min,
+            self.allocations.len(),
+        )
     }
 
     /// The mode implied by the depth (what IPFS Cluster reports on read-back).
@@ -244,8 +252,15 @@ impl Pin {
         self.pin_type != PinType::Meta && (self.is_everywhere() || self.allocations.contains(peer))
     }
 
-    /// Checks everything that can be checked on the pin alone.
+    /// Checks everything that can be checked on the pin alone, as a request:
+    /// the allocations must reach `replication_factor_min`.
     pub fn validate(&self) -> Result<(), PinValidationError> {
+        self.validate_with(Allocated::Fully)
+    }
+
+    /// Checks a pin as the pinset may hold it: like [`Pin::validate`], but
+    /// with `Allocated::MayBeShort` fewer allocations than the minimum pass.
+    pub(crate) fn validate_with(&self, allocated: Allocated) -> Result<(), PinValidationError> {
         let o = &self.options;
         validate_replication(o.replication_factor_min, o.replication_factor_max)?;
         bounded("name", o.name.len(), NAME_MAX_BYTES)?;
@@ -273,7 +288,7 @@ impl Pin {
             }
         }
         self.validate_shape()?;
-        self.validate_allocations()
+        self.validate_allocations(allocated)
     }
 
     fn validate_shape(&self) -> Result<(), PinValidationError> {
@@ -301,7 +316,7 @@ impl Pin {
         Ok(())
     }
 
-    fn validate_allocations(&self) -> Result<(), PinValidationError> {
+    fn validate_allocations(&self, allocated: Allocated) -> Result<(), PinValidationError> {
         // Allocation lists are short: pairwise comparison beats sorting a copy.
         for (i, p) in self.allocations.iter().enumerate() {
             if self.allocations[..i].contains(p) {
@@ -327,7 +342,7 @@ impl Pin {
             self.options.replication_factor_max,
         );
         let got = self.allocations.len();
-        let too_few = got < min as usize && !self.under_replicated;
+        let too_few = got < min as usize && allocated == Allocated::Fully;
         if too_few || got > max as usize {
             return Err(PinValidationError::AllocationCount { got, min, max });
         }
@@ -346,6 +361,22 @@ impl Pin {
         };
         strip(self) == strip(other)
     }
+}
+
+/// Whether a pin's allocations must reach its minimum (see [`Pin::validate_with`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Allocated {
+    /// A request: at least `replication_factor_min` allocations.
+    Fully,
+    /// Stored after a peer loss or a short re-allocation: fewer may pass.
+    MayBeShort,
+}
+
+/// The under-replication rule, shared by [`Pin`] and the pinset's stored form.
+pub(crate) fn is_short(pin_type: PinType, rmin: i32, allocations: usize) -> bool {
+    pin_type != PinType::Meta
+        && rmin != REPLICATION_EVERYWHERE
+        && allocations < rmin.max(0) as usize
 }
 
 fn bounded(field: &'static str, got: usize, max: usize) -> Result<(), PinValidationError> {
@@ -395,9 +426,11 @@ mod tests {
         assert!(pin(2, 3, 4).validate().is_err());
         assert!(pin(-1, -1, 0).validate().is_ok());
         assert!(pin(-1, -1, 1).validate().is_err());
-        let mut under = pin(2, 3, 1);
-        under.under_replicated = true;
-        assert!(under.validate().is_ok());
+        let under = pin(2, 3, 1);
+        assert!(under.is_under_replicated());
+        assert!(under.validate_with(Allocated::MayBeShort).is_ok());
+        assert!(!pin(2, 3, 2).is_under_replicated());
+        assert!(!pin(-1, -1, 0).is_under_replicated());
         let mut dup = pin(2, 3, 2);
         dup.allocations[1] = dup.allocations[0].clone();
         assert!(matches!(

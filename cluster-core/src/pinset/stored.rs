@@ -20,8 +20,11 @@ pub(crate) struct StoredPin {
     pub rmax: i32,
     pub max_depth: i32,
     pub pin_type: PinType,
+    /// Fewer allocations than `rmin`: computed by apply (see [`Pin::is_under_replicated`]).
     pub under_replicated: bool,
     pub extra: Option<Box<PinExtra>>,
+    /// The log index that last created or changed it (see `PinVersion`).
+    pub version: u64,
 }
 
 /// Allocation lists of up to three peers (the common replication factors)
@@ -115,7 +118,8 @@ impl PeerPool {
 impl StoredPin {
     /// The stored form of `pin` (user allocations and the requested mode are not kept,
     /// as in IPFS Cluster: the mode is derived from the depth).
-    pub fn from_pin(pin: &Pin, pool: &mut PeerPool) -> StoredPin {
+    /// `version` is the log index of the entry storing it.
+    pub fn from_pin(pin: &Pin, pool: &mut PeerPool, version: u64) -> StoredPin {
         let o = &pin.options;
         let extra = PinExtra {
             reference: pin.reference.clone(),
@@ -133,8 +137,9 @@ impl StoredPin {
             rmax: o.replication_factor_max,
             max_depth: pin.max_depth,
             pin_type: pin.pin_type,
-            under_replicated: pin.under_replicated,
+            under_replicated: pin.is_under_replicated(),
             extra: (!extra.is_empty()).then(|| Box::new(extra)),
+            version,
         }
     }
 
@@ -147,7 +152,6 @@ impl StoredPin {
             max_depth: self.max_depth,
             reference: extra.reference,
             timestamp: self.timestamp,
-            under_replicated: self.under_replicated,
             options: PinOptions {
                 replication_factor_min: self.rmin,
                 replication_factor_max: self.rmax,
@@ -167,7 +171,12 @@ impl StoredPin {
         }
     }
 
-    pub fn is_everywhere(&self) -> bool {
-        self.rmin == crate::pin::REPLICATION_EVERYWHERE
+    /// The under-replication rule applied to the stored fields.
+    pub fn is_short(&self) -> bool {
+        crate::pin::is_short(self.pin_type, self.rmin, self.allocations.len())
+    }
+
+    pub fn expire_at(&self) -> Option<Millis> {
+        self.extra.as_ref().and_then(|e| e.expire_at)
     }
 }
