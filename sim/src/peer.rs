@@ -304,6 +304,7 @@ async fn repair_allocations(ctx: Arc<PeerCtx>, raft: ClusterRaft) {
             continue;
         }
         let members: BTreeSet<PeerId> = raft.members().into_iter().collect();
+        let member_list: Vec<PeerId> = members.iter().cloned().collect();
         let metrics = ctx.board.view_from(&ctx.id, &ctx.net);
         let todo: Vec<(cluster_core::Pin, PinVersion)> = raft.with_pinset(|p| {
             p.iter_with_versions()
@@ -334,6 +335,7 @@ async fn repair_allocations(ctx: Arc<PeerCtx>, raft: ClusterRaft) {
                 current: &current,
                 user_allocations: &[],
                 blacklist: &gone,
+                members: &member_list,
             };
             let member_metrics: Vec<PeerMetrics> = metrics
                 .iter()
