@@ -177,6 +177,8 @@ fn parses_metric_names() {
         Some(AllocateBy::Tag("group".into()))
     );
     assert_eq!(AllocateBy::parse("freespace"), Some(AllocateBy::FreeSpace));
+    assert_eq!(AllocateBy::parse("pinqueue"), Some(AllocateBy::PinQueue));
+    assert_eq!(AllocateBy::parse("numpin"), Some(AllocateBy::NumPin));
     assert_eq!(AllocateBy::parse("tag:"), None);
     assert_eq!(AllocateBy::parse("bogus"), None);
 }
@@ -225,6 +227,37 @@ fn current_members_are_kept_without_fresh_metrics() {
     assert_eq!(
         allocate(&request(1, 2, &current, &[]), &m, NOW, &by_free_space()),
         Ok(vec![peer(3), peer(4)])
+    );
+}
+
+/// Kept peers count towards the minimum and the maximum; their order stays.
+#[test]
+fn kept_peers_count_towards_the_factors() {
+    let m = vec![metrics(3, 90, "a")];
+    let current = [peer(1)];
+    assert_eq!(
+        allocate(&request(3, 4, &current, &[]), &m, NOW, &by_free_space()),
+        Err(AllocationError::NotEnoughPeers {
+            needed: 2,
+            wanted: 3,
+            available: 1
+        })
+    );
+    // Exactly at the maximum: nothing trimmed, nothing reordered.
+    let current = [peer(1), peer(3)];
+    assert_eq!(
+        allocate(&request(1, 2, &current, &[]), &m, NOW, &by_free_space()),
+        Ok(vec![peer(1), peer(3)])
+    );
+    // One short of the maximum but at the minimum: nothing added.
+    assert_eq!(
+        allocate(
+            &request(1, 3, &current, &[]),
+            &[metrics(3, 90, "a"), metrics(4, 90, "a")],
+            NOW,
+            &by_free_space()
+        ),
+        Ok(vec![peer(1), peer(3)])
     );
 }
 

@@ -1164,3 +1164,86 @@ fn version_1_snapshots_are_refused() {
         SnapshotError::UnknownVersion(1)
     );
 }
+
+// ---- reads and small rules the model does not reach (issue 10 item 17) ------
+
+#[test]
+fn reads_page_count_and_report_emptiness() {
+    let mut s = Pinset::new();
+    assert!(s.is_empty());
+    for n in 0..5 {
+        ap(&mut s, n + 1, &pin_cmd(pin(n, 1, 1, &[1], 10))).unwrap();
+    }
+    assert!(!s.is_empty());
+    assert_eq!(s.len(), 5);
+    let all: Vec<Cid> = s.iter().map(|p| p.cid).collect();
+    let first: Vec<Cid> = s.page(None, 2).into_iter().map(|p| p.cid).collect();
+    assert_eq!(first, all[..2]);
+    let next: Vec<Cid> = s
+        .page(Some(&all[1]), 2)
+        .into_iter()
+        .map(|p| p.cid)
+        .collect();
+    assert_eq!(next, all[2..4]);
+    assert_eq!(s.page(Some(&all[4]), 2), vec![]);
+    assert_eq!(s.page(None, 9).len(), 5);
+}
+
+#[test]
+fn index_zero_is_accepted_only_at_the_start() {
+    let mut s = Pinset::new();
+    assert_eq!(s.advance_to(0), Ok(()));
+    assert_eq!(
+        s.advance_to(0),
+        Ok(()),
+        "a fresh state may see index 0 (blank) again"
+    );
+    ap(&mut s, 0, &pin_cmd(pin(1, 1, 1, &[1], 10))).unwrap();
+    assert_eq!(s.advance_to(1), Ok(()));
+    assert_eq!(
+        s.advance_to(0),
+        Err(OutOfOrder {
+            index: 0,
+            applied: 1
+        })
+    );
+    assert_eq!(s.applied_index(), 1);
+}
+
+#[test]
+fn update_takes_a_later_expiry_only() {
+    let mut s = Pinset::new();
+    let mut p = pin(1, 1, 1, &[1], 10);
+    p.options.expire_at = Some(Millis(500));
+    ap(&mut s, 1, &pin_cmd(p)).unwrap();
+    let update = |to: u64, expire_at: u64| {
+        Entry::new(Command::Update {
+            from: cid(1),
+            to: cid(to),
+            name: String::new(),
+            expire_at: Some(Millis(expire_at)),
+            timestamp: Millis(20),
+        })
+    };
+    ap(&mut s, 2, &update(2, 900)).unwrap();
+    assert_eq!(s.get(&cid(2)).unwrap().options.expire_at, Some(Millis(900)));
+    // Not after the update's own time: ignored, the source's expiry stays.
+    ap(&mut s, 3, &update(3, 20)).unwrap();
+    assert_eq!(s.get(&cid(3)).unwrap().options.expire_at, Some(Millis(500)));
+    ap(&mut s, 4, &update(4, 19)).unwrap();
+    assert_eq!(s.get(&cid(4)).unwrap().options.expire_at, Some(Millis(500)));
+    ap(&mut s, 5, &update(5, 21)).unwrap();
+    assert_eq!(s.get(&cid(5)).unwrap().options.expire_at, Some(Millis(21)));
+}
+
+/// The debug post-condition is live: an apply that leaves the pin it touched
+/// invalid panics (here the state was broken beforehand, which apply cannot do).
+#[test]
+#[cfg(debug_assertions)]
+#[should_panic(expected = "invariant: apply stored an invalid pin")]
+fn the_post_condition_catches_a_broken_pin() {
+    let mut s = Pinset::new();
+    ap(&mut s, 1, &pin_cmd(pin(1, 1, 2, &[1], 10))).unwrap();
+    s.pins.get_mut(&cid(1)).unwrap().under_replicated = true;
+    let _ = ap(&mut s, 2, &realloc(1, &[1], 1));
+}
