@@ -292,61 +292,22 @@ impl Pin {
     }
 
     fn validate_shape(&self) -> Result<(), PinValidationError> {
-        let depth_ok = match self.pin_type {
-            PinType::Data => match self.options.mode {
-                PinMode::Direct => self.max_depth == 0,
-                PinMode::Recursive => {
-                    self.max_depth == -1 || (1..=MAX_DEPTH_MAX).contains(&self.max_depth)
-                }
-            },
-            PinType::Shard => self.max_depth == 1,
-            PinType::ClusterDag => self.max_depth == 0,
-            PinType::Meta => true,
-        };
-        if !depth_ok {
-            return Err(PinValidationError::BadDepth {
-                max_depth: self.max_depth,
-                pin_type: self.pin_type,
-                mode: self.options.mode,
-            });
-        }
-        if self.pin_type != PinType::Data && self.reference.is_none() {
-            return Err(PinValidationError::MissingReference(self.pin_type));
-        }
-        Ok(())
+        check_shape(
+            self.pin_type,
+            self.options.mode,
+            self.max_depth,
+            self.reference.is_some(),
+        )
     }
 
     fn validate_allocations(&self, allocated: Allocated) -> Result<(), PinValidationError> {
-        // Allocation lists are short: pairwise comparison beats sorting a copy.
-        for (i, p) in self.allocations.iter().enumerate() {
-            if self.allocations[..i].contains(p) {
-                return Err(PinValidationError::DuplicateAllocation(p.clone()));
-            }
-        }
-        if self.pin_type == PinType::Meta {
-            return if self.allocations.is_empty() {
-                Ok(())
-            } else {
-                Err(PinValidationError::MetaWithAllocations)
-            };
-        }
-        if self.is_everywhere() {
-            return if self.allocations.is_empty() {
-                Ok(())
-            } else {
-                Err(PinValidationError::EverywhereWithAllocations)
-            };
-        }
-        let (min, max) = (
+        check_allocations(
+            self.pin_type,
             self.options.replication_factor_min,
             self.options.replication_factor_max,
-        );
-        let got = self.allocations.len();
-        let too_few = got < min as usize && allocated == Allocated::Fully;
-        if too_few || got > max as usize {
-            return Err(PinValidationError::AllocationCount { got, min, max });
-        }
-        Ok(())
+            &self.allocations,
+            allocated,
+        )
     }
 
     /// True when the two pins ask for the same thing (the timestamp aside):
@@ -361,6 +322,72 @@ impl Pin {
         };
         strip(self) == strip(other)
     }
+}
+
+/// Depth against mode and type, and the reference non-data pins need (shared
+/// with the pinset's stored form, which validates without building a `Pin`).
+pub(crate) fn check_shape(
+    pin_type: PinType,
+    mode: PinMode,
+    max_depth: i32,
+    has_reference: bool,
+) -> Result<(), PinValidationError> {
+    let depth_ok = match pin_type {
+        PinType::Data => match mode {
+            PinMode::Direct => max_depth == 0,
+            PinMode::Recursive => max_depth == -1 || (1..=MAX_DEPTH_MAX).contains(&max_depth),
+        },
+        PinType::Shard => max_depth == 1,
+        PinType::ClusterDag => max_depth == 0,
+        PinType::Meta => true,
+    };
+    if !depth_ok {
+        return Err(PinValidationError::BadDepth {
+            max_depth,
+            pin_type,
+            mode,
+        });
+    }
+    if pin_type != PinType::Data && !has_reference {
+        return Err(PinValidationError::MissingReference(pin_type));
+    }
+    Ok(())
+}
+
+/// The allocation rules (shared like [`check_shape`]).
+pub(crate) fn check_allocations(
+    pin_type: PinType,
+    min: i32,
+    max: i32,
+    allocations: &[PeerId],
+    allocated: Allocated,
+) -> Result<(), PinValidationError> {
+    // Allocation lists are short: pairwise comparison beats sorting a copy.
+    for (i, p) in allocations.iter().enumerate() {
+        if allocations[..i].contains(p) {
+            return Err(PinValidationError::DuplicateAllocation(p.clone()));
+        }
+    }
+    if pin_type == PinType::Meta {
+        return if allocations.is_empty() {
+            Ok(())
+        } else {
+            Err(PinValidationError::MetaWithAllocations)
+        };
+    }
+    if min == REPLICATION_EVERYWHERE {
+        return if allocations.is_empty() {
+            Ok(())
+        } else {
+            Err(PinValidationError::EverywhereWithAllocations)
+        };
+    }
+    let got = allocations.len();
+    let too_few = got < min as usize && allocated == Allocated::Fully;
+    if too_few || got > max as usize {
+        return Err(PinValidationError::AllocationCount { got, min, max });
+    }
+    Ok(())
 }
 
 /// Whether a pin's allocations must reach its minimum (see [`Pin::validate_with`]).
@@ -379,7 +406,11 @@ pub(crate) fn is_short(pin_type: PinType, rmin: i32, allocations: usize) -> bool
         && allocations < rmin.max(0) as usize
 }
 
-fn bounded(field: &'static str, got: usize, max: usize) -> Result<(), PinValidationError> {
+pub(crate) fn bounded(
+    field: &'static str,
+    got: usize,
+    max: usize,
+) -> Result<(), PinValidationError> {
     if got > max {
         return Err(PinValidationError::TooLarge {
             field: field.into(),

@@ -354,8 +354,7 @@ impl Pinset {
             return Err(format!("pin {cid}: unsupported type {:?}", stored.pin_type));
         }
         stored
-            .to_pin(cid)
-            .validate_with(Allocated::MayBeShort)
+            .validate(cid)
             .map_err(|e| format!("stored pin {cid} invalid: {e}"))?;
         if stored.under_replicated != stored.is_short() {
             return Err(format!(

@@ -236,14 +236,33 @@ impl Sessions {
     }
 }
 
-/// FNV-1a over the command's postcard bytes: a stable 64-bit digest (the
-/// same on every peer and platform), computed without a buffer.
+/// A stable 64-bit digest of the command's postcard bytes (the same on every
+/// peer and platform), computed without a buffer: bytes are gathered into
+/// words and each word is mixed in with a multiply-rotate step.
 pub(crate) fn digest(command: &Command) -> u64 {
-    struct Digest(u64);
+    struct Digest {
+        hash: u64,
+        word: u64,
+        filled: u32,
+        len: u64,
+    }
+    impl Digest {
+        fn mix(&mut self) {
+            const K: u64 = 0x9E37_79B9_7F4A_7C15;
+            self.hash = (self.hash ^ self.word).wrapping_mul(K).rotate_left(29);
+            self.word = 0;
+            self.filled = 0;
+        }
+    }
     impl postcard::ser_flavors::Flavor for Digest {
         type Output = u64;
         fn try_push(&mut self, data: u8) -> postcard::Result<()> {
-            self.0 = (self.0 ^ u64::from(data)).wrapping_mul(0x0000_0100_0000_01b3);
+            self.word |= u64::from(data) << (8 * self.filled);
+            self.filled += 1;
+            self.len += 1;
+            if self.filled == 8 {
+                self.mix();
+            }
             Ok(())
         }
         fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
@@ -252,10 +271,19 @@ pub(crate) fn digest(command: &Command) -> u64 {
             }
             Ok(())
         }
-        fn finalize(self) -> postcard::Result<u64> {
-            Ok(self.0)
+        fn finalize(mut self) -> postcard::Result<u64> {
+            // The length goes in last, so trailing zero bytes still count.
+            self.mix();
+            self.word = self.len;
+            self.mix();
+            Ok(self.hash ^ (self.hash >> 32))
         }
     }
-    postcard::serialize_with_flavor(command, Digest(0xcbf2_9ce4_8422_2325))
-        .expect("invariant: digesting cannot fail")
+    let start = Digest {
+        hash: 0xcbf2_9ce4_8422_2325,
+        word: 0,
+        filled: 0,
+        len: 0,
+    };
+    postcard::serialize_with_flavor(command, start).expect("invariant: digesting cannot fail")
 }

@@ -1247,3 +1247,77 @@ fn the_post_condition_catches_a_broken_pin() {
     s.pins.get_mut(&cid(1)).unwrap().under_replicated = true;
     let _ = ap(&mut s, 2, &realloc(1, &[1], 1));
 }
+
+/// The fast stored-pin validation (snapshot restore) says exactly what the
+/// full validation of the rebuilt pin says.
+fn arb_stored() -> impl Strategy<Value = stored::StoredPin> {
+    let types = prop::sample::select(vec![
+        PinType::Data,
+        PinType::Data,
+        PinType::Meta,
+        PinType::Shard,
+        PinType::ClusterDag,
+    ]);
+    let depths = prop::sample::select(vec![-2, -1, 0, 1, 2, crate::pin::MAX_DEPTH_MAX + 1]);
+    (
+        (
+            -2i32..4,
+            -2i32..4,
+            0usize..3,
+            prop::collection::vec(0u64..4, 0..5),
+        ),
+        (depths, types, any::<bool>(), 0u8..4, 0u64..30),
+    )
+        .prop_map(
+            |(
+                (rmin, rmax, name, peers),
+                (max_depth, pin_type, under_replicated, extra, version),
+            )| {
+                let mut pool = stored::PeerPool::default();
+                stored::StoredPin {
+                    allocations: peers.iter().map(|n| pool.intern(&peer(*n))).collect(),
+                    name: stored::Name::from_slice(
+                        ["", "x", &"x".repeat(crate::pin::NAME_MAX_BYTES + 1)][name].as_bytes(),
+                    ),
+                    timestamp: Millis(10),
+                    rmin,
+                    rmax,
+                    max_depth,
+                    pin_type,
+                    under_replicated,
+                    extra: match extra {
+                        0 | 1 => None,
+                        2 => Some(Box::new(stored::PinExtra {
+                            expire_at: Some(Millis(5)),
+                            ..Default::default()
+                        })),
+                        _ => Some(Box::new(stored::PinExtra {
+                            reference: Some(cid(3)),
+                            ..Default::default()
+                        })),
+                    },
+                    version,
+                }
+            },
+        )
+}
+
+proptest! {
+    #[test]
+    fn stored_validation_matches_the_full_one(stored in arb_stored()) {
+        let full = stored.to_pin(&cid(1)).validate_with(Allocated::MayBeShort);
+        prop_assert_eq!(stored.validate(&cid(1)), full);
+    }
+}
+
+#[test]
+fn digests_tell_commands_apart() {
+    let a = Command::Unpin { cid: cid(1) };
+    let b = Command::Unpin { cid: cid(2) };
+    assert_eq!(sessions::digest(&a), sessions::digest(&a.clone()));
+    assert_ne!(sessions::digest(&a), sessions::digest(&b));
+    let mut p = pin(1, 1, 1, &[1], 10);
+    let d = sessions::digest(&Command::Pin(p.clone()));
+    p.options.name.push('x');
+    assert_ne!(d, sessions::digest(&Command::Pin(p)));
+}
