@@ -386,7 +386,7 @@ impl Pinset {
             sessions: Sessions::from_sessions(body.sessions.into_iter().collect()),
         };
         // Every pin as apply could have stored it, every session within its bounds.
-        pinset.check_invariants().map_err(SnapshotError::Invalid)?;
+        pinset.check_content().map_err(SnapshotError::Invalid)?;
         Ok(pinset)
     }
 }
