@@ -12,7 +12,7 @@ use std::time::Duration;
 use cluster_core::allocator::{
     allocate, AllocateBy, AllocationRequest, AllocatorConfig, PeerMetrics,
 };
-use cluster_core::pinset::{Command, Entry};
+use cluster_core::pinset::{Command, Entry, PinVersion};
 use cluster_core::tracker::{Desire, Input, IpfsCommand, Output, Tracker, TrackerConfig};
 use cluster_core::{Cid, Millis, PeerId, TrackerStatus};
 use cluster_net::{ClusterRaft, RaftConfig};
@@ -355,18 +355,19 @@ async fn repair_allocations(ctx: Arc<PeerCtx>, raft: ClusterRaft) {
             continue;
         }
         let members: BTreeSet<PeerId> = raft.members().into_iter().collect();
+        let member_list: Vec<PeerId> = members.iter().cloned().collect();
         let metrics = ctx.board.view_from(&ctx.id, &ctx.net);
-        let todo: Vec<cluster_core::Pin> = raft.with_pinset(|p| {
-            p.iter()
-                .filter(|pin| {
+        let todo: Vec<(cluster_core::Pin, PinVersion)> = raft.with_pinset(|p| {
+            p.iter_with_versions()
+                .filter(|(pin, _)| {
                     !pin.is_everywhere()
-                        && (pin.under_replicated
+                        && (pin.is_under_replicated()
                             || pin.allocations.iter().any(|a| !members.contains(a)))
                 })
                 .take(REPAIRS_PER_ROUND_MAX)
                 .collect()
         });
-        for pin in todo {
+        for (pin, version) in todo {
             let current: Vec<PeerId> = pin
                 .allocations
                 .iter()
@@ -385,6 +386,7 @@ async fn repair_allocations(ctx: Arc<PeerCtx>, raft: ClusterRaft) {
                 current: &current,
                 user_allocations: &[],
                 blacklist: &gone,
+                members: &member_list,
             };
             let member_metrics: Vec<PeerMetrics> = metrics
                 .iter()
@@ -399,12 +401,13 @@ async fn repair_allocations(ctx: Arc<PeerCtx>, raft: ClusterRaft) {
             ) else {
                 continue; // Not enough healthy peers yet; try again next round.
             };
-            if allocations == pin.allocations && !pin.under_replicated {
+            if allocations == pin.allocations && !pin.is_under_replicated() {
                 continue;
             }
             let entry = Entry::new(Command::Reallocate {
                 cid: pin.cid.clone(),
                 allocations,
+                version,
             });
             // Failures are retried by the next round.
             let _ = raft.write(entry).await;

@@ -519,14 +519,16 @@ impl Sim {
                 let mut pin = Pin::new(pool_cid(n), options, Millis(invoked_ms));
                 // The peer that takes the request allocates, from its own view of metrics.
                 let metrics = self.board.view_from(&ctx.id, &self.net);
+                let members: BTreeSet<PeerId> = running.raft.members().into_iter().collect();
+                let member_list: Vec<PeerId> = members.iter().cloned().collect();
                 let request = AllocationRequest {
                     replication_factor_min: rf.0,
                     replication_factor_max: rf.1,
                     current: &[],
                     user_allocations: &[],
                     blacklist: &[],
+                    members: &member_list,
                 };
-                let members: BTreeSet<PeerId> = running.raft.members().into_iter().collect();
                 let metrics: Vec<_> = metrics
                     .into_iter()
                     .filter(|m| members.contains(&m.peer))

@@ -152,14 +152,18 @@ impl<S: DurableStore> RaftStateMachine<TypeConfig> for StateMachine<S> {
                     e,
                 ));
             }
+            // The order was checked above, so the pinset cannot refuse the index.
+            let grown = "invariant: index checked to grow";
             match entry.payload {
-                EntryPayload::Normal(batch) => out.push(pinset.apply_batch(index, &batch)),
+                EntryPayload::Normal(batch) => {
+                    out.push(pinset.apply_batch(index, &batch).expect(grown))
+                }
                 EntryPayload::Blank => {
-                    pinset.advance_to(index);
+                    pinset.advance_to(index).expect(grown);
                     out.push(Vec::new());
                 }
                 EntryPayload::Membership(membership) => {
-                    pinset.advance_to(index);
+                    pinset.advance_to(index).expect(grown);
                     self.last_membership = StoredMembership::new(Some(entry.log_id), membership);
                     out.push(Vec::new());
                 }
