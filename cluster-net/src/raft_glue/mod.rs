@@ -3,7 +3,8 @@
 //! - `types`: the type configuration and node ids;
 //! - `runtime`: the tokio / madsim runtime seam;
 //! - `log_store`, `state_machine`: storage over any [`DurableStore`](crate::store::DurableStore);
-//! - `codec`: stored record encoding;
+//! - `codec`: stored record encoding; `snapshot_gate`: purges wait for the
+//!   snapshot they rely on, snapshots are saved only when newer;
 //! - `rpc`: wire messages; `network`: openraft's network over our transport;
 //! - `cluster_id`: the persisted cluster id;
 //! - `node`: the [`ClusterRaft`] handle; `write_path`: batching and
@@ -20,6 +21,7 @@ mod network;
 mod node;
 mod rpc;
 mod runtime;
+mod snapshot_gate;
 mod state_machine;
 mod types;
 mod write_path;

@@ -102,7 +102,7 @@ impl ClusterRaft {
         let cluster_id = ClusterIdCell::load(&*store)?;
         let pinset: SharedPinset = Arc::new(RwLock::new(Pinset::new()));
         let state_machine = StateMachine::open(Arc::clone(&store), Arc::clone(&pinset))?;
-        let log_store = LogStore::new(Arc::clone(&store));
+        let log_store = LogStore::new(Arc::clone(&store), state_machine.gate());
         let network = NetworkFactory {
             transport: Arc::clone(&transport),
             cluster_id: cluster_id.clone(),

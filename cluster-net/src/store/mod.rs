@@ -145,6 +145,20 @@ pub enum StoreError {
         /// Why decoding failed.
         reason: String,
     },
+    /// The log was purged past the stored snapshot: the entries in between
+    /// are gone and this peer's state cannot be rebuilt.
+    #[error(
+        "raft database: the log is purged up to index {purged} but the stored snapshot ends at {}; \
+         the entries in between are lost, so this peer cannot rebuild its state. Remove it from \
+         the cluster (from a live member) and join it again with an empty data directory",
+        snapshot.map_or_else(|| "nothing (no snapshot)".to_string(), |s| format!("index {s}"))
+    )]
+    PurgedPastSnapshot {
+        /// Last purged log index.
+        purged: u64,
+        /// Last log index of the stored snapshot, if any.
+        snapshot: Option<u64>,
+    },
     /// The backend refuses writes (a simulated crash or injected fault).
     #[error("raft storage unavailable: {0}")]
     Unavailable(String),
