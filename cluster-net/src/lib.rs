@@ -15,5 +15,5 @@ pub mod transport;
 
 pub use config::RaftConfig;
 pub use error::{MembershipError, StartError, WriteError};
-pub use raft_glue::{node_id_of, ClusterRaft, CodecError, NodeInfo, RpcRequest, RpcResponse};
+pub use raft_glue::{node_id_of, Boot, ClusterRaft, CodecError, NodeInfo, RpcRequest, RpcResponse};
 pub use transport::{RaftTransport, RpcHandler, TransportError};

@@ -3,13 +3,13 @@
 use cluster_core::PeerId;
 use cluster_net::inproc::InProcRouter;
 use cluster_net::store::{DurableStore, RedbStore, StoreError, WriteBatch, WriteOp};
-use cluster_net::{ClusterRaft, RaftConfig, StartError};
+use cluster_net::{Boot, ClusterRaft, RaftConfig, StartError};
 
 #[tokio::test]
 async fn truncated_database_is_rejected_with_its_path() {
     let dir = tempfile::tempdir().expect("temp dir");
     {
-        let store = RedbStore::open(dir.path()).expect("open");
+        let store = RedbStore::create(dir.path()).expect("create");
         for i in 1..=200u64 {
             let mut batch = WriteBatch::durable();
             batch.push(WriteOp::PutLog(i, vec![7u8; 256]));
@@ -41,24 +41,29 @@ async fn truncated_database_is_rejected_with_its_path() {
 #[tokio::test]
 async fn corrupt_cluster_id_fails_start() {
     let store = cluster_net::store::MemStore::new();
+    let router = InProcRouter::new();
+    let peer = PeerId::synthetic(1);
+    let start = |store| {
+        ClusterRaft::start(
+            &peer,
+            "inproc/1",
+            RaftConfig::fast_for_tests(),
+            Boot::CreateIfEmpty { incarnation: 1 },
+            store,
+            router.transport(peer.as_str()),
+        )
+    };
+    // A store with an identity, then a damaged cluster id record.
+    start(store.clone()).await.expect("start").shutdown().await;
     let mut batch = WriteBatch::durable();
     batch.push(WriteOp::PutMeta(
         cluster_net::store::MetaKey::ClusterId,
         vec![1, 2, 3],
     ));
     store.commit(batch).expect("commit");
-    let router = InProcRouter::new();
-    let peer = PeerId::synthetic(1);
-    let result = ClusterRaft::start(
-        &peer,
-        "inproc/1",
-        RaftConfig::fast_for_tests(),
-        store,
-        router.transport(peer.as_str()),
-    )
-    .await;
-    assert!(matches!(
-        result,
-        Err(StartError::Store(StoreError::Corrupt { .. }))
-    ));
+    let result = start(store).await;
+    assert!(
+        matches!(result, Err(StartError::Store(StoreError::Corrupt { .. }))),
+        "{result:?}"
+    );
 }

@@ -6,7 +6,8 @@
 //! - `codec`: stored record encoding; `snapshot_gate`: purges wait for the
 //!   snapshot they rely on, snapshots are saved only when newer;
 //! - `rpc`: wire messages; `network`: openraft's network over our transport;
-//! - `cluster_id`: the persisted cluster id;
+//! - `cluster_id`: the persisted cluster id and joining flag;
+//! - `identity`: the store's peer id and incarnation;
 //! - `node`: the [`ClusterRaft`] handle; `write_path`: batching and
 //!   forwarding; `membership`: bootstrap, join, remove, leave.
 
@@ -15,6 +16,7 @@
 
 mod cluster_id;
 mod codec;
+mod identity;
 mod log_store;
 mod membership;
 mod network;
@@ -26,6 +28,7 @@ mod state_machine;
 mod types;
 mod write_path;
 
+pub use identity::Boot;
 pub use node::ClusterRaft;
 pub use rpc::{CodecError, RpcRequest, RpcResponse};
 pub use types::{node_id_of, NodeInfo};

@@ -52,7 +52,7 @@ impl
         StorageError,
     > {
         let dir = tempfile::tempdir().expect("temp dir");
-        let store = Arc::new(crate::store::RedbStore::open(dir.path()).expect("open redb"));
+        let store = Arc::new(crate::store::RedbStore::create(dir.path()).expect("create redb"));
         let pinset = Arc::new(RwLock::new(Pinset::new()));
         let sm = StateMachine::open(Arc::clone(&store), pinset).expect("open state machine");
         let gate = sm.gate();

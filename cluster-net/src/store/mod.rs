@@ -32,17 +32,25 @@ pub enum MetaKey {
     SnapshotData,
     /// The id of the cluster this peer belongs to.
     ClusterId,
+    /// Who the store belongs to: peer id and incarnation (a random id of
+    /// this life of the store), written when the store is created.
+    Identity,
+    /// Present while this peer asked to join a cluster and has not learnt
+    /// its id yet: only then may it adopt the cluster id of a Raft message.
+    Joining,
 }
 
 impl MetaKey {
     /// Every key, for backends that enumerate them.
-    pub const ALL: [MetaKey; 6] = [
+    pub const ALL: [MetaKey; 8] = [
         MetaKey::Vote,
         MetaKey::Committed,
         MetaKey::LastPurged,
         MetaKey::SnapshotMeta,
         MetaKey::SnapshotData,
         MetaKey::ClusterId,
+        MetaKey::Identity,
+        MetaKey::Joining,
     ];
 
     /// The stable on-disk name of the key.
@@ -54,6 +62,8 @@ impl MetaKey {
             MetaKey::SnapshotMeta => "snapshot_meta",
             MetaKey::SnapshotData => "snapshot_data",
             MetaKey::ClusterId => "cluster_id",
+            MetaKey::Identity => "identity",
+            MetaKey::Joining => "joining",
         }
     }
 }
@@ -128,6 +138,18 @@ pub enum StoreError {
         path: PathBuf,
         /// The backend's explanation.
         reason: String,
+    },
+    /// The database does not exist. A node configured as a member must not
+    /// create it again: it would come back with no memory of its votes and
+    /// log. Remove it from the cluster and join it again as a new peer.
+    #[error(
+        "raft database {path} does not exist (lost or replaced disk?); if this peer was a \
+         cluster member, remove it from the cluster (remove_peer from a live member), then \
+         start it with a new, empty database and join again"
+    )]
+    Missing {
+        /// The expected database file.
+        path: PathBuf,
     },
     /// A read or write failed.
     #[error("raft database {path}: {reason}")]
