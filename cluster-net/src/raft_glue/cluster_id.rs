@@ -42,7 +42,13 @@ impl ClusterIdCell {
             None => None,
             Some(bytes) => Some(u128::from_be_bytes(decode(&bytes, "cluster id")?)),
         };
-        let joining = store.get_meta(MetaKey::Joining)?.is_some();
+        let joining = match store.get_meta(MetaKey::Joining)? {
+            None => false,
+            Some(bytes) => {
+                decode::<()>(&bytes, "joining flag")?;
+                true
+            }
+        };
         Ok(ClusterIdCell(Arc::new(RwLock::new(Slot { id, joining }))))
     }
 
@@ -59,7 +65,10 @@ impl ClusterIdCell {
             return Ok(());
         }
         let mut batch = WriteBatch::durable();
-        batch.push(WriteOp::PutMeta(MetaKey::Joining, vec![1]));
+        batch.push(WriteOp::PutMeta(
+            MetaKey::Joining,
+            encode(&(), "joining flag")?,
+        ));
         store.commit(batch)?;
         slot.joining = true;
         Ok(())

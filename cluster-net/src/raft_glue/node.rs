@@ -107,6 +107,7 @@ impl ClusterRaft {
         }
         let raft_config = Arc::new(openraft_config(&config)?);
         let store = Arc::new(store);
+        super::codec::check_store_format(&*store)?;
         let identity = identity::load_or_create(&*store, peer.as_str(), boot)?;
         let cluster_id = ClusterIdCell::load(&*store)?;
         let pinset: SharedPinset = Arc::new(RwLock::new(Pinset::new()));

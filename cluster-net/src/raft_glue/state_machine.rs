@@ -4,7 +4,7 @@
 use std::io::Cursor;
 use std::sync::{Arc, RwLock};
 
-use cluster_core::pinset::ApplyResult;
+use cluster_core::pinset::{ApplyResult, SnapshotError, SNAPSHOT_VERSION};
 use cluster_core::Pinset;
 use openraft::storage::RaftStateMachine;
 use openraft::{
@@ -122,9 +122,16 @@ impl<S: DurableStore> StateMachine<S> {
             gate: SnapshotGate::new(stored.as_ref().and_then(|s| s.meta.last_log_id)),
         };
         if let Some(snap) = stored {
-            let restored = Pinset::restore(&snap.data).map_err(|e| StoreError::Corrupt {
-                what: "snapshot data".to_string(),
-                reason: e.to_string(),
+            let restored = Pinset::restore(&snap.data).map_err(|e| match e {
+                SnapshotError::UnknownVersion(version) => StoreError::UnknownFormat {
+                    what: "snapshot data".to_string(),
+                    version,
+                    supported: SNAPSHOT_VERSION,
+                },
+                other => StoreError::Corrupt {
+                    what: "snapshot data".to_string(),
+                    reason: other.to_string(),
+                },
             })?;
             *write_pinset(&sm.pinset) = restored;
             sm.last_applied = snap.meta.last_log_id;

@@ -181,6 +181,20 @@ pub enum StoreError {
         /// Last log index of the stored snapshot, if any.
         snapshot: Option<u64>,
     },
+    /// A stored record was written in a format version this build does not
+    /// know (a newer version of the software, or a damaged record).
+    #[error(
+        "raft database record {what} has format version {version}; this build reads version \
+         {supported} (written by another version of the software?)"
+    )]
+    UnknownFormat {
+        /// Which record.
+        what: String,
+        /// The version found.
+        version: u8,
+        /// The version this build reads.
+        supported: u8,
+    },
     /// The backend refuses writes (a simulated crash or injected fault).
     #[error("raft storage unavailable: {0}")]
     Unavailable(String),
