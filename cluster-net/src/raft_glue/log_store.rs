@@ -237,11 +237,14 @@ impl<S: DurableStore> RaftLogStorage<TypeConfig> for LogStore<S> {
     {
         let mut batch = WriteBatch::durable();
         self.take_committed(&mut batch)?;
+        let mut appended = 0u64;
         for entry in entries {
             let bytes = encode(&entry, "log entry")
                 .map_err(|e| sto_err(ErrorSubject::Log(entry.log_id), ErrorVerb::Write, e))?;
+            appended += bytes.len() as u64;
             batch.push(WriteOp::PutLog(entry.log_id.index, bytes));
         }
+        self.gate.appended_log_bytes(appended);
         let result = commit_off_thread(&self.store, batch).await;
         // Durability order: the callback tells openraft the entries are
         // persisted (which lets it count this peer towards the commit quorum

@@ -15,6 +15,7 @@ use super::log_store::LogStore;
 use super::network::NetworkFactory;
 use super::rpc::{RefusedReason, RequestBody, ResponseBody, RpcRequest, RpcResponse};
 use super::runtime;
+use super::snapshot_gate::SnapshotGate;
 use super::state_machine::{read_pinset, SharedPinset, StateMachine};
 use super::types::{node_id_of, NodeId, NodeInfo, Raft};
 use super::write_path::{self, PendingWrite};
@@ -112,7 +113,12 @@ impl ClusterRaft {
         let cluster_id = ClusterIdCell::load(&*store)?;
         let pinset: SharedPinset = Arc::new(RwLock::new(Pinset::new()));
         let state_machine = StateMachine::open(Arc::clone(&store), Arc::clone(&pinset))?;
-        let log_store = LogStore::new(Arc::clone(&store), state_machine.gate());
+        let gate = state_machine.gate();
+        gate.set_snapshot_policy(
+            config.snapshot_every_writes,
+            config.snapshot_every_log_bytes,
+        );
+        let log_store = LogStore::new(Arc::clone(&store), Arc::clone(&gate));
         let network = NetworkFactory {
             transport: Arc::clone(&transport),
             cluster_id: cluster_id.clone(),
@@ -138,6 +144,7 @@ impl ClusterRaft {
             writes,
         });
         runtime::spawn(write_path::run_batcher(Arc::downgrade(&inner), queue));
+        runtime::spawn(trigger_snapshots(Arc::downgrade(&inner), gate));
         Ok(ClusterRaft { inner })
     }
 
@@ -242,6 +249,28 @@ impl ClusterRaft {
         .await;
         if released.is_none() {
             tracing::warn!(peer = %self.inner.me, "raft tasks still hold the store after shutdown");
+        }
+    }
+}
+
+/// How often the snapshot trigger checks that its peer still exists.
+const TRIGGER_ALIVE_CHECK_MS: u64 = 1_000;
+
+/// Asks openraft for a snapshot whenever the gate says one is due (by
+/// writes or log bytes since the last one; openraft's own policy only counts
+/// log entries). Ends with the peer.
+async fn trigger_snapshots(inner: std::sync::Weak<Inner>, gate: Arc<SnapshotGate>) {
+    loop {
+        let due = runtime::timeout(
+            Duration::from_millis(TRIGGER_ALIVE_CHECK_MS),
+            gate.snapshot_due(),
+        )
+        .await;
+        let Some(inner) = inner.upgrade() else {
+            return;
+        };
+        if due.is_some() && inner.raft.trigger().snapshot().await.is_err() {
+            return; // Raft shut down.
         }
     }
 }

@@ -15,11 +15,18 @@
 //!
 //! Snapshot saves and purges both commit under the gate's lock, so neither
 //! sees a state the other is half way through.
+//!
+//! The gate also decides when a snapshot is due by what a restart would
+//! replay: client writes applied and log bytes appended since the last
+//! snapshot (openraft only counts log entries, and one entry carries up to
+//! `batch_entries_max` writes). The node's trigger task waits on
+//! [`SnapshotGate::snapshot_due`] and asks openraft for a snapshot.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 
 use super::codec::encode;
 use super::types::LogId;
@@ -46,6 +53,15 @@ pub(crate) struct SnapshotGate {
     state: Mutex<GateState>,
     /// Bumped whenever `state` changes, to wake waiting purges.
     changed: watch::Sender<u64>,
+    /// Client writes applied since the last snapshot was captured.
+    writes_since: AtomicU64,
+    /// Log bytes appended since the last snapshot was captured.
+    log_bytes_since: AtomicU64,
+    /// Thresholds of the two counters (0: no limit).
+    every_writes: AtomicU64,
+    every_log_bytes: AtomicU64,
+    /// Signalled when a threshold is reached.
+    due: Notify,
 }
 
 /// What a purge attempt did.
@@ -64,7 +80,51 @@ impl SnapshotGate {
                 ..GateState::default()
             }),
             changed: watch::channel(0).0,
+            writes_since: AtomicU64::new(0),
+            log_bytes_since: AtomicU64::new(0),
+            every_writes: AtomicU64::new(0),
+            every_log_bytes: AtomicU64::new(0),
+            due: Notify::new(),
         })
+    }
+
+    /// Asks for a snapshot after `every_writes` client writes applied or
+    /// `every_log_bytes` log bytes appended since the last one (0: never).
+    pub(crate) fn set_snapshot_policy(&self, every_writes: u64, every_log_bytes: u64) {
+        self.every_writes.store(every_writes, Ordering::Relaxed);
+        self.every_log_bytes
+            .store(every_log_bytes, Ordering::Relaxed);
+    }
+
+    fn count(&self, counter: &AtomicU64, limit: &AtomicU64, amount: u64) {
+        let total = counter.fetch_add(amount, Ordering::Relaxed) + amount;
+        let limit = limit.load(Ordering::Relaxed);
+        if limit > 0 && total >= limit {
+            // Stores one permit when nobody waits: the trigger runs later.
+            self.due.notify_one();
+        }
+    }
+
+    /// `writes` client writes were applied to the state machine.
+    pub(crate) fn applied_writes(&self, writes: u64) {
+        self.count(&self.writes_since, &self.every_writes, writes);
+    }
+
+    /// `bytes` of log entries were appended.
+    pub(crate) fn appended_log_bytes(&self, bytes: u64) {
+        self.count(&self.log_bytes_since, &self.every_log_bytes, bytes);
+    }
+
+    /// A snapshot of the current state was captured (built or installed):
+    /// what a restart would replay starts again from nothing.
+    pub(crate) fn snapshot_captured(&self) {
+        self.writes_since.store(0, Ordering::Relaxed);
+        self.log_bytes_since.store(0, Ordering::Relaxed);
+    }
+
+    /// Resolves once a snapshot is due.
+    pub(crate) async fn snapshot_due(&self) {
+        self.due.notified().await
     }
 
     fn lock(&self) -> MutexGuard<'_, GateState> {

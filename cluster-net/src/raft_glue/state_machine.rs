@@ -167,6 +167,7 @@ impl<S: DurableStore> StateMachine<S> {
             return Err(sto_err(subject(), ErrorVerb::Write, e));
         }
         self.gate.install_done();
+        self.gate.snapshot_captured();
         *write_pinset(&self.pinset) = restored;
         self.last_applied = snap.meta.last_log_id;
         self.last_membership = snap.meta.last_membership.clone();
@@ -204,7 +205,10 @@ impl<S: DurableStore> RaftStateMachine<TypeConfig> for StateMachine<S> {
                 ));
             }
             match entry.payload {
-                EntryPayload::Normal(batch) => out.push(pinset.apply_batch(index, &batch)),
+                EntryPayload::Normal(batch) => {
+                    self.gate.applied_writes(batch.len() as u64);
+                    out.push(pinset.apply_batch(index, &batch));
+                }
                 EntryPayload::Blank => {
                     pinset.advance_to(index);
                     out.push(Vec::new());
@@ -222,6 +226,7 @@ impl<S: DurableStore> RaftStateMachine<TypeConfig> for StateMachine<S> {
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
         self.snapshots_built += 1;
+        self.gate.snapshot_captured();
         // Capture the state now, while no entry is being applied, so the
         // bytes and the metadata describe the same log position.
         let data = read_pinset(&self.pinset).snapshot();
