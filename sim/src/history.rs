@@ -1,17 +1,117 @@
-//! The client history: every request with when it was sent, when it ended
-//! and how (Jepsen's invoke / ok / fail / info).
+//! The client history: every request with what it asked, when it was sent,
+//! when it ended and the answer it got (Jepsen's invoke / ok / fail / info,
+//! keeping the answer's content, which is evidence too).
 
 use std::collections::BTreeMap;
 
-use cluster_core::Cid;
+use cluster_core::pinset::{Applied, ApplyError, ApplyResult, PinChange};
+use cluster_core::{Cid, PeerId, Pin, PinMode};
 
-/// What a request does to its CID when it takes effect.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Effect {
-    /// The CID is pinned afterwards (pin, re-pin, update target).
-    Present,
-    /// The CID is not pinned afterwards (unpin).
-    Absent,
+/// The options of a pin the oracle compares (what a client wrote and can read back).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Written {
+    /// The name (unique per request in the workload, so it identifies the write).
+    pub name: String,
+    /// Direct (depth 0) rather than recursive.
+    pub direct: bool,
+    /// Replication factors.
+    pub rf: (i32, i32),
+    /// Metadata.
+    pub metadata: BTreeMap<String, String>,
+    /// Expiry, in ms.
+    pub expire_at: Option<u64>,
+}
+
+impl Written {
+    /// What `pin` holds, as the oracle compares it.
+    pub fn of(pin: &Pin) -> Written {
+        Written {
+            name: pin.options.name.clone(),
+            direct: pin.mode() == PinMode::Direct,
+            rf: (
+                pin.options.replication_factor_min,
+                pin.options.replication_factor_max,
+            ),
+            metadata: pin.options.metadata.clone(),
+            expire_at: pin.options.expire_at.map(|m| m.0),
+        }
+    }
+}
+
+/// What a client asked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    /// Pin (or re-pin) `cid` with these options and allocations.
+    Pin {
+        /// The CID.
+        cid: Cid,
+        /// Its options.
+        written: Written,
+        /// The allocations the proposer chose.
+        allocations: Vec<PeerId>,
+    },
+    /// Remove the pin of `cid`.
+    Unpin {
+        /// The CID.
+        cid: Cid,
+    },
+    /// Pin `to` as a copy of `from`, named `name`.
+    Update {
+        /// The existing pin.
+        from: Cid,
+        /// The new CID.
+        to: Cid,
+        /// The new name.
+        name: String,
+    },
+}
+
+/// Why a request was refused, as far as the oracle cares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// The CID named was not pinned.
+    NotFound(Cid),
+    /// A direct re-pin over a recursive pin.
+    RecursiveToDirect,
+    /// Any other refusal (the state is untouched, nothing is implied about it).
+    Other(String),
+}
+
+/// The answer a client got.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    /// Applied: the pin is stored.
+    Pinned(PinChange),
+    /// Applied: the pin was removed; this is what it held.
+    Unpinned(Written),
+    /// Refused; it changed nothing.
+    Refused(Refusal),
+    /// Timeout, lost connection, crashed peer: it may or may not have taken
+    /// effect, at any time after it was sent.
+    Unknown,
+}
+
+impl Answer {
+    /// The answer an applied (or refused) entry gave.
+    pub fn of(result: &ApplyResult) -> Answer {
+        match result {
+            Ok(Applied::Pinned { change, .. }) => Answer::Pinned(*change),
+            Ok(Applied::Unpinned { pin }) => Answer::Unpinned(Written::of(pin)),
+            Ok(other) => Answer::Refused(Refusal::Other(format!("unexpected answer {other:?}"))),
+            Err(ApplyError::NotFound(cid)) => Answer::Refused(Refusal::NotFound(cid.clone())),
+            Err(ApplyError::RecursiveToDirect) => Answer::Refused(Refusal::RecursiveToDirect),
+            Err(e) => Answer::Refused(Refusal::Other(e.to_string())),
+        }
+    }
+
+    /// The Jepsen-style outcome.
+    pub fn outcome(&self) -> Outcome {
+        match self {
+            Answer::Pinned(_) | Answer::Unpinned(_) => Outcome::Acked,
+            Answer::Refused(_) => Outcome::Failed,
+            Answer::Unknown => Outcome::Unknown,
+        }
+    }
 }
 
 /// How a request ended, as the client saw it.
@@ -21,24 +121,25 @@ pub enum Outcome {
     Acked,
     /// The cluster said it was refused; it changed nothing.
     Failed,
-    /// Timeout, lost connection, crashed peer: it may or may not have happened,
-    /// at any time after it was sent.
+    /// It may or may not have happened.
     Unknown,
 }
 
-/// One client request on one CID.
+/// One client request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Op {
-    /// The CID it affects.
-    pub cid: Cid,
-    /// Its effect when applied.
-    pub effect: Effect,
+    /// The client.
+    pub client: u64,
+    /// Its serial (the request id is `(client, serial)`).
+    pub serial: u64,
+    /// What it asked.
+    pub request: Request,
     /// Simulated ms when it was sent.
     pub invoked_ms: u64,
     /// Simulated ms when the client got its answer (or gave up).
     pub completed_ms: u64,
     /// The answer.
-    pub outcome: Outcome,
+    pub answer: Answer,
 }
 
 /// Every request of a run.
@@ -54,18 +155,14 @@ impl History {
         self.ops.push(op);
     }
 
-    /// The requests per CID, in recording order.
-    pub fn by_cid(&self) -> BTreeMap<&Cid, Vec<&Op>> {
-        let mut out: BTreeMap<&Cid, Vec<&Op>> = BTreeMap::new();
-        for op in &self.ops {
-            out.entry(&op.cid).or_default().push(op);
-        }
-        out
-    }
-
     /// Counts of (acked, failed, unknown).
     pub fn counts(&self) -> (usize, usize, usize) {
-        let count = |o| self.ops.iter().filter(|op| op.outcome == o).count();
+        let count = |o| {
+            self.ops
+                .iter()
+                .filter(|op| op.answer.outcome() == o)
+                .count()
+        };
         (
             count(Outcome::Acked),
             count(Outcome::Failed),
@@ -76,5 +173,22 @@ impl History {
     /// Every request.
     pub fn ops(&self) -> &[Op] {
         &self.ops
+    }
+
+    /// Every CID a request named.
+    pub fn touched(&self) -> std::collections::BTreeSet<Cid> {
+        let mut out = std::collections::BTreeSet::new();
+        for op in &self.ops {
+            match &op.request {
+                Request::Pin { cid, .. } | Request::Unpin { cid } => {
+                    out.insert(cid.clone());
+                }
+                Request::Update { from, to, .. } => {
+                    out.insert(from.clone());
+                    out.insert(to.clone());
+                }
+            }
+        }
+        out
     }
 }

@@ -1,18 +1,38 @@
-//! A fake IPFS daemon per peer, with injectable faults: errors, slow answers,
-//! and restarts that lose the pins in flight.
+//! A fake IPFS daemon per peer, shaped like Kubo where the tracker can tell:
+//! one pin per CID with its mode (recursive or direct; a recursive pin covers
+//! a direct request), pins the cluster made carry its mark, the user pins and
+//! unpins by hand behind the tracker's back. Injectable faults: errors (some
+//! after the work was done), answers slower than the tracker's op timeout,
+//! and restarts that lose the work in flight.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use cluster_core::tracker::ListedPin;
-use cluster_core::Cid;
+use cluster_core::{Cid, PinMode};
 use madsim::rand::{thread_rng, Rng};
 
 /// Normal answer latency range, in ms.
 const LATENCY_MS: (u64, u64) = (1, 30);
-/// Latency while the daemon is slow, in ms.
-const SLOW_LATENCY_MS: (u64, u64) = (500, 4_000);
+/// Latency while the daemon is slow, in ms (beyond the tracker's op timeout at the top).
+const SLOW_LATENCY_MS: (u64, u64) = (500, 14_000);
+
+/// One pin held by the daemon.
+pub type HeldPin = crate::checkers::DaemonPin;
+
+/// What the daemon did, for the coverage table.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IpfsCounters {
+    /// Requests answered with an error after doing the work.
+    pub errors_after_work: u64,
+    /// Requests answered later than the tracker's op timeout.
+    pub answers_past_timeout: u64,
+    /// Pins made by hand.
+    pub hand_pins: u64,
+    /// Cluster pins removed by hand.
+    pub hand_unpins: u64,
+}
 
 /// One daemon. It lives outside the cluster peer, so a peer crash keeps its pins.
 #[derive(Default)]
@@ -22,12 +42,24 @@ pub struct FakeIpfs {
 
 #[derive(Default)]
 struct DaemonState {
-    /// Pins the cluster made (they carry the cluster's mark).
-    pins: BTreeSet<Cid>,
+    pins: BTreeMap<Cid, HeldPin>,
+    /// CIDs the user pinned by hand while IPFS did not hold them: theirs to
+    /// keep, unless the cluster later turned the pin into its own (a direct
+    /// user pin made recursive for the cluster: `true`).
+    user_pins: BTreeMap<Cid, (PinMode, bool)>,
+    /// Cluster `pin/add`s being served, per CID: a hand pin then would race
+    /// with it, which not even Kubo could tell apart, so none is made.
+    pins_in_flight: BTreeMap<Cid, u32>,
     error_per_mille: u32,
     slow: bool,
     restarts: u64,
+    counters: IpfsCounters,
 }
+
+/// How long the tracker waits for an answer before it counts as failed, in ms
+/// (the simulator's tracker setting; answers later than this exercise the
+/// tracker's late-answer path).
+pub const TRACKER_OP_TIMEOUT_MS: u64 = 10_000;
 
 impl FakeIpfs {
     fn state(&self) -> MutexGuard<'_, DaemonState> {
@@ -39,7 +71,7 @@ impl FakeIpfs {
         self.state().error_per_mille = per_mille;
     }
 
-    /// Makes answers slow (seconds) or normal again.
+    /// Makes answers slow (seconds, some past the op timeout) or normal again.
     pub fn set_slow(&self, slow: bool) {
         self.state().slow = slow;
     }
@@ -56,13 +88,68 @@ impl FakeIpfs {
         s.slow = false;
     }
 
-    /// The pins it holds now.
-    pub fn pins(&self) -> BTreeSet<Cid> {
+    /// The user pins `cid` by hand. Only a CID IPFS does not hold becomes the
+    /// user's own (Kubo keeps one pin per CID: pinning a held CID changes nothing).
+    pub fn pin_by_hand(&self, cid: &Cid, mode: PinMode) -> bool {
+        let mut s = self.state();
+        if s.pins.contains_key(cid) || s.pins_in_flight.contains_key(cid) {
+            return false;
+        }
+        s.pins.insert(
+            cid.clone(),
+            HeldPin {
+                mode,
+                by_cluster: false,
+            },
+        );
+        s.user_pins.insert(cid.clone(), (mode, false));
+        s.counters.hand_pins += 1;
+        true
+    }
+
+    /// Someone removes one of the cluster's pins by hand, behind the tracker's back.
+    pub fn unpin_cluster_pin_by_hand(&self, pick: usize) -> Option<Cid> {
+        let mut s = self.state();
+        let ours: Vec<Cid> = s
+            .pins
+            .iter()
+            .filter(|(_, p)| p.by_cluster)
+            .map(|(c, _)| c.clone())
+            .collect();
+        if ours.is_empty() {
+            return None;
+        }
+        let cid = ours[pick % ours.len()].clone();
+        s.pins.remove(&cid);
+        s.counters.hand_unpins += 1;
+        Some(cid)
+    }
+
+    /// Every pin it holds now.
+    pub fn pins(&self) -> BTreeMap<Cid, HeldPin> {
         self.state().pins.clone()
     }
 
-    /// Waits like a daemon would, then says whether the request survived.
-    async fn serve(&self, what: &str) -> Result<(), String> {
+    /// The user's own pins (made by hand on CIDs IPFS did not hold) that
+    /// must still be there, with their mode; pins the cluster converted to
+    /// its own (direct made recursive) are left out.
+    pub fn user_pins(&self) -> BTreeMap<Cid, PinMode> {
+        self.state()
+            .user_pins
+            .iter()
+            .filter(|(_, (_, converted))| !converted)
+            .map(|(c, (m, _))| (c.clone(), *m))
+            .collect()
+    }
+
+    /// Counters of rare behaviour.
+    pub fn counters(&self) -> IpfsCounters {
+        self.state().counters
+    }
+
+    /// Waits like a daemon would; says whether the request survived and
+    /// whether, having survived, its answer is an error after the work.
+    async fn serve(&self, what: &str) -> Result<Answer, String> {
         let (restarts, slow) = {
             let s = self.state();
             (s.restarts, s.slow)
@@ -70,41 +157,114 @@ impl FakeIpfs {
         let (lo, hi) = if slow { SLOW_LATENCY_MS } else { LATENCY_MS };
         let ms = thread_rng().gen_range(lo..=hi);
         madsim::time::sleep(Duration::from_millis(ms)).await;
-        let s = self.state();
+        let mut s = self.state();
+        if ms > TRACKER_OP_TIMEOUT_MS {
+            s.counters.answers_past_timeout += 1;
+        }
         if s.restarts != restarts {
             return Err(format!("{what}: connection reset (ipfs daemon restarted)"));
         }
-        if thread_rng().gen_range(0..1000) < s.error_per_mille {
+        let roll = thread_rng().gen_range(0..1000);
+        if roll < s.error_per_mille / 2 {
             return Err(format!("{what}: context deadline exceeded"));
         }
-        Ok(())
+        if roll < s.error_per_mille {
+            s.counters.errors_after_work += 1;
+            return Ok(Answer::ErrorAfterWork(format!(
+                "{what}: context canceled (the daemon finished anyway)"
+            )));
+        }
+        Ok(Answer::Ok)
     }
 
-    /// `pin/add`.
-    pub async fn pin(&self, cid: &Cid) -> Result<(), String> {
-        self.serve("pin/add").await?;
-        self.state().pins.insert(cid.clone());
-        Ok(())
+    /// `pin/add` with the cluster's mark; depth 0 is a direct pin.
+    pub async fn pin(&self, cid: &Cid, max_depth: i32) -> Result<(), String> {
+        *self.state().pins_in_flight.entry(cid.clone()).or_default() += 1;
+        let served = self.serve("pin/add").await;
+        {
+            let mut s = self.state();
+            if let Some(n) = s.pins_in_flight.get_mut(cid) {
+                *n -= 1;
+                if *n == 0 {
+                    s.pins_in_flight.remove(cid);
+                }
+            }
+        }
+        let answer = served?;
+        let mode = if max_depth == 0 {
+            PinMode::Direct
+        } else {
+            PinMode::Recursive
+        };
+        {
+            let mut guard = self.state();
+            let s = &mut *guard;
+            match s.pins.get_mut(cid) {
+                None => {
+                    s.pins.insert(
+                        cid.clone(),
+                        HeldPin {
+                            mode,
+                            by_cluster: true,
+                        },
+                    );
+                }
+                // A recursive pin already covers a direct request.
+                Some(held) if held.mode == PinMode::Recursive || mode == PinMode::Direct => {}
+                // Direct becomes recursive, keeping whose pin it was.
+                Some(held) => {
+                    held.mode = PinMode::Recursive;
+                    if let Some(user) = s.user_pins.get_mut(cid) {
+                        user.1 = true;
+                    }
+                }
+            }
+        }
+        answer.into_result()
     }
 
     /// `pin/rm`; not pinned counts as done.
     pub async fn unpin(&self, cid: &Cid) -> Result<(), String> {
-        self.serve("pin/rm").await?;
-        self.state().pins.remove(cid);
-        Ok(())
+        let answer = self.serve("pin/rm").await?;
+        {
+            // A user's pin removed here is lost: the user-pins checker looks.
+            self.state().pins.remove(cid);
+        }
+        answer.into_result()
     }
 
-    /// `pin/ls`.
+    /// `pin/ls` of every pin, with its type and mark.
     pub async fn list(&self) -> Result<Vec<ListedPin>, String> {
-        self.serve("pin/ls").await?;
+        self.serve("pin/ls").await?.into_result()?;
         Ok(self
             .state()
             .pins
             .iter()
-            .map(|cid| ListedPin {
-                cid: cid.clone(),
-                by_cluster: true,
-            })
+            .map(|(cid, held)| listed(cid, held))
             .collect())
+    }
+}
+
+/// A listing line for one held pin.
+fn listed(cid: &Cid, held: &HeldPin) -> ListedPin {
+    let _ = held.mode;
+    ListedPin {
+        cid: cid.clone(),
+        by_cluster: held.by_cluster,
+    }
+}
+
+/// How a request that survived ends.
+enum Answer {
+    Ok,
+    ErrorAfterWork(String),
+}
+
+impl Answer {
+    fn into_result(self) -> Result<(), String> {
+        match self {
+            Answer::Ok => Ok(()),
+            Answer::ErrorAfterWork(e) => Err(e),
+        }
     }
 }

@@ -16,6 +16,7 @@
 pub mod checkers;
 pub mod digest;
 pub mod history;
+pub mod probes;
 pub mod store;
 
 #[cfg(madsim)]

@@ -1,5 +1,7 @@
-//! The simulated network between peers: latency, loss, partitions (symmetric
-//! or one-way) and dead peers, on madsim's clock and random numbers.
+//! The simulated network between peers: latency, loss, partitions (symmetric,
+//! one-way or bridged; failing fast or hanging until the caller's timeout),
+//! duplicated requests, requests delivered after the caller gave up, and
+//! dead peers, on madsim's clock and random numbers.
 //!
 //! A request runs its handler as a task of the target's simulated node, so a
 //! crash of the target kills the requests it is serving.
@@ -18,6 +20,10 @@ use madsim::task::NodeId;
 const LOST_MESSAGE_WAIT_MS: u64 = 500;
 /// How long a call into a partition waits before failing, in ms.
 const PARTITION_WAIT_MS: u64 = 50;
+/// How long a call into a hanging partition waits (past any caller's timeout), in ms.
+const HANG_MS: u64 = 30_000;
+/// How late a stale request arrives after its caller gave up, in ms.
+const STALE_DELAY_MS: (u64, u64) = (600, 4_000);
 
 /// The network of one simulation.
 #[derive(Default)]
@@ -31,6 +37,12 @@ struct NetState {
     clogged: BTreeSet<(String, String)>,
     loss_per_mille: u32,
     latency_ms: (u64, u64),
+    /// Requests delivered twice, in thousandths.
+    dup_per_mille: u32,
+    /// Requests held back and delivered after the caller timed out, in thousandths.
+    stale_per_mille: u32,
+    /// Calls into a partition hang instead of failing fast.
+    hang: bool,
 }
 
 impl Default for NetState {
@@ -40,6 +52,9 @@ impl Default for NetState {
             clogged: BTreeSet::new(),
             loss_per_mille: 0,
             latency_ms: (1, 5),
+            dup_per_mille: 0,
+            stale_per_mille: 0,
+            hang: false,
         }
     }
 }
@@ -75,12 +90,28 @@ impl SimNet {
         s.latency_ms = latency_ms;
     }
 
-    /// Clears partitions, loss and extra latency.
+    /// Duplicates and delays requests past their caller's timeout.
+    pub fn set_misdelivery(&self, dup_per_mille: u32, stale_per_mille: u32) {
+        let mut s = self.state();
+        s.dup_per_mille = dup_per_mille;
+        s.stale_per_mille = stale_per_mille;
+    }
+
+    /// Makes calls into a partition hang (like a silently dropped TCP flow)
+    /// rather than fail at once (like a refused connection).
+    pub fn set_hang(&self, hang: bool) {
+        self.state().hang = hang;
+    }
+
+    /// Clears partitions, loss, misdelivery and extra latency.
     pub fn heal(&self) {
         let mut s = self.state();
         s.clogged.clear();
         s.loss_per_mille = 0;
         s.latency_ms = (1, 5);
+        s.dup_per_mille = 0;
+        s.stale_per_mille = 0;
+        s.hang = false;
     }
 
     /// True when messages from `from` reach `to`.
@@ -129,8 +160,16 @@ impl RaftTransport for SimTransport {
         let from = self.me.clone();
         let to = target.peer_id.clone();
         Box::pin(async move {
+            if request.kind() == "install_snapshot" {
+                crate::probes::hit("net: snapshot sent");
+            }
             let (delay, lost) = net.leg(&from, &to);
             if !net.link_up(&from, &to) {
+                if net.state().hang {
+                    crate::probes::hit("net: call hung in a partition");
+                    madsim::time::sleep(Duration::from_millis(HANG_MS)).await;
+                    return Err(TransportError::Timeout { peer: to });
+                }
                 madsim::time::sleep(Duration::from_millis(PARTITION_WAIT_MS)).await;
                 return Err(TransportError::Unreachable { peer: to });
             }
@@ -145,6 +184,36 @@ impl RaftTransport for SimTransport {
             let Some(spawner) = Handle::current().get_node(node) else {
                 return Err(TransportError::Unreachable { peer: to });
             };
+            let (dup, stale) = {
+                let s = net.state();
+                let mut rng = thread_rng();
+                (
+                    rng.gen_range(0..1000) < s.dup_per_mille,
+                    rng.gen_range(0..1000) < s.stale_per_mille,
+                )
+            };
+            if stale {
+                // Held in the network past the caller's patience, then
+                // delivered anyway; its answer goes nowhere.
+                crate::probes::hit("net: stale answer after the caller gave up");
+                let late = thread_rng().gen_range(STALE_DELAY_MS.0..=STALE_DELAY_MS.1);
+                let (handler, request) = (Arc::clone(&handler), request.clone());
+                spawner.spawn(async move {
+                    madsim::time::sleep(Duration::from_millis(late)).await;
+                    let _ = handler.handle(request).await;
+                });
+                madsim::time::sleep(Duration::from_millis(LOST_MESSAGE_WAIT_MS)).await;
+                return Err(TransportError::Timeout { peer: to });
+            }
+            if dup {
+                crate::probes::hit("net: message duplicated");
+                let (handler, request) = (Arc::clone(&handler), request.clone());
+                let extra = thread_rng().gen_range(0..50);
+                spawner.spawn(async move {
+                    madsim::time::sleep(Duration::from_millis(extra)).await;
+                    let _ = handler.handle(request).await;
+                });
+            }
             let response = spawner.spawn(handler.handle(request)).await.map_err(|_| {
                 TransportError::Failed {
                     peer: to.clone(),

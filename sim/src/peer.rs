@@ -14,10 +14,10 @@ use cluster_core::allocator::{
 };
 use cluster_core::pinset::{Command, Entry};
 use cluster_core::tracker::{Desire, Input, IpfsCommand, Output, Tracker, TrackerConfig};
-use cluster_core::{Cid, Millis, PeerId};
+use cluster_core::{Cid, Millis, PeerId, TrackerStatus};
 use cluster_net::{Boot, ClusterRaft, RaftConfig};
 use madsim::rand::Rng;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::ipfs::FakeIpfs;
 use crate::net::SimNet;
@@ -98,6 +98,9 @@ pub struct PeerCtx {
     pub free_space_bytes: u64,
 }
 
+/// Every status a tracker reports, by CID.
+pub type Statuses = BTreeMap<Cid, TrackerStatus>;
+
 /// A running peer as the controller sees it.
 #[derive(Clone)]
 pub struct Running {
@@ -105,6 +108,8 @@ pub struct Running {
     pub raft: ClusterRaft,
     /// Its tracker's input queue (for recover requests).
     pub tracker: mpsc::UnboundedSender<Input>,
+    /// Asks its tracker for every status it reports.
+    pub statuses: mpsc::UnboundedSender<oneshot::Sender<Statuses>>,
 }
 
 /// The running peers, by index.
@@ -185,16 +190,18 @@ pub async fn run_peer(ctx: Arc<PeerCtx>) {
         ctx.net.register(ctx.id.as_str(), node, raft.rpc_handler());
     }
     let (tx, rx) = mpsc::unbounded_channel();
+    let (status_tx, status_rx) = mpsc::unbounded_channel();
     lock(&ctx.registry.running).insert(
         ctx.index,
         Running {
             raft: raft.clone(),
             tracker: tx.clone(),
+            statuses: status_tx,
         },
     );
     madsim::task::spawn(publish_metrics(Arc::clone(&ctx)));
     madsim::task::spawn(repair_allocations(Arc::clone(&ctx), raft.clone()));
-    drive_tracker(ctx, raft, tx, rx).await;
+    drive_tracker(ctx, raft, tx, rx, status_rx).await;
 }
 
 /// The tracker driver: feeds pinset changes and IPFS answers, executes commands.
@@ -203,6 +210,7 @@ async fn drive_tracker(
     raft: ClusterRaft,
     tx: mpsc::UnboundedSender<Input>,
     mut rx: mpsc::UnboundedReceiver<Input>,
+    mut status_rx: mpsc::UnboundedReceiver<oneshot::Sender<Statuses>>,
 ) {
     let mut tracker = Tracker::new(ctx.tracker_config.clone(), Millis(now_ms()));
     let mut known: BTreeMap<Cid, Desire> = BTreeMap::new();
@@ -251,6 +259,14 @@ async fn drive_tracker(
             ctx.registry
                 .report_invariant(format!("peer {} tracker: {e}", ctx.index));
         }
+        while let Ok(reply) = status_rx.try_recv() {
+            let _ = reply.send(
+                tracker
+                    .statuses()
+                    .map(|(c, s)| (c.clone(), s.status))
+                    .collect(),
+            );
+        }
         let wait_ms = wake.0.saturating_sub(now_ms()).clamp(1, PINSET_POLL_MS);
         let input = madsim::time::timeout(Duration::from_millis(wait_ms), rx.recv()).await;
         let input = match input {
@@ -267,9 +283,9 @@ async fn drive_tracker(
 
 async fn execute(ipfs: Arc<FakeIpfs>, cmd: IpfsCommand, answers: mpsc::UnboundedSender<Input>) {
     let input = match cmd {
-        IpfsCommand::Pin { op, cid, .. } => Input::IpfsDone {
+        IpfsCommand::Pin { op, cid, max_depth } => Input::IpfsDone {
             op,
-            result: ipfs.pin(&cid).await,
+            result: ipfs.pin(&cid, max_depth).await,
         },
         IpfsCommand::Unpin { op, cid } => Input::IpfsDone {
             op,
@@ -288,7 +304,7 @@ async fn publish_metrics(ctx: Arc<PeerCtx>) {
     loop {
         let skew = ctx.clock_skew_ms.load(Ordering::Relaxed);
         let seen = (now_ms() as i64 + skew).max(0) as u64;
-        let pinned = ctx.ipfs.pins().len() as u64;
+        let pinned = ctx.ipfs.pins().values().filter(|p| p.by_cluster).count() as u64;
         let metrics = PeerMetrics {
             peer: ctx.id.clone(),
             free_space_bytes: ctx.free_space_bytes,

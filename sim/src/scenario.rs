@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cluster_core::allocator::{allocate, AllocationRequest};
-use cluster_core::pinset::{Applied, Command, Entry, RequestId};
+use cluster_core::pinset::{Command, Entry, PinChange, RequestId};
 use cluster_core::tracker::{Input, TrackerConfig};
 use cluster_core::{Cid, Millis, PeerId, Pin, PinOptions};
 use cluster_net::{MembershipError, NodeInfo, RaftConfig};
@@ -17,40 +17,188 @@ use madsim::runtime::Handle;
 
 use crate::checkers::{self, Violation};
 use crate::digest::Digest;
-use crate::history::{Effect, History, Op, Outcome};
+use crate::history::{Answer, History, Op, Refusal, Request, Written};
 use crate::ipfs::FakeIpfs;
 use crate::net::SimNet;
 use crate::peer::{self, now_ms, MetricsBoard, PeerCtx, Registry};
+use crate::probes;
 use crate::store::SimStore;
 
 /// Simulated ms allowed for a write to be acknowledged once a quorum is connected again.
 pub const LIVENESS_BOUND_MS: u64 = 30_000;
 /// Simulated ms allowed for replicas and IPFS daemons to converge after the heal.
 pub const SETTLE_BOUND_MS: u64 = 90_000;
-/// Distinct CIDs the clients work on (small, so requests collide).
-const CIDS: u64 = 24;
 /// How long a client waits for one request, in ms.
 const CLIENT_TIMEOUT_MS: u64 = 8_000;
+/// Retries of a request whose outcome is unknown, with the same request id.
+const UNKNOWN_RETRIES: usize = 2;
 /// Attempts at joining or removing a peer before giving up.
 const JOIN_ATTEMPTS_MAX: usize = 20;
 
 /// What to simulate.
 #[derive(Debug, Clone)]
 pub struct Params {
-    /// Peers at start.
+    /// Peers at start; 0 lets the seed choose 3, 5 or 7.
     pub peers: usize,
     /// Length of the fault phase, in simulated seconds.
     pub chaos_secs: u64,
-    /// Concurrent clients.
+    /// Concurrent clients; 0 lets the seed choose.
     pub clients: usize,
 }
 
 impl Default for Params {
     fn default() -> Self {
         Params {
-            peers: 5,
+            peers: 0,
             chaos_secs: 60,
-            clients: 4,
+            clients: 0,
+        }
+    }
+}
+
+/// Every kind of fault the controller can inject.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum FaultKind {
+    /// Two sides that cannot talk.
+    Partition,
+    /// Two sides and one peer that talks to both (a non-transitive partition).
+    Bridge,
+    /// A peer hears nobody.
+    Deaf,
+    /// The leader is cut off.
+    IsolateLeader,
+    /// Packet loss and latency.
+    Loss,
+    /// Duplicated requests, requests delivered after the caller gave up.
+    Misdelivery,
+    /// A peer crashes and comes back seconds later.
+    Crash,
+    /// A peer crashes and comes back faster than an election timeout.
+    QuickReboot,
+    /// A majority loses power at once.
+    PowerLoss,
+    /// A peer's disk refuses writes; the supervisor restarts it after.
+    DiskErrors,
+    /// A peer's metrics clock is skewed.
+    ClockSkew,
+    /// A peer's IPFS daemon fails, slows down or restarts.
+    IpfsFaults,
+    /// A user pins and unpins by hand behind the tracker's back.
+    IpfsByHand,
+    /// A peer comes back with a wiped disk under the same identity.
+    WipedDisk,
+    /// Peers join, leave (crashed or still running), the leader is removed.
+    Membership,
+}
+
+impl FaultKind {
+    const ALL: [FaultKind; 15] = [
+        FaultKind::Partition,
+        FaultKind::Bridge,
+        FaultKind::Deaf,
+        FaultKind::IsolateLeader,
+        FaultKind::Loss,
+        FaultKind::Misdelivery,
+        FaultKind::Crash,
+        FaultKind::QuickReboot,
+        FaultKind::PowerLoss,
+        FaultKind::DiskErrors,
+        FaultKind::ClockSkew,
+        FaultKind::IpfsFaults,
+        FaultKind::IpfsByHand,
+        FaultKind::WipedDisk,
+        FaultKind::Membership,
+    ];
+}
+
+/// What one seed draws for itself (swarm testing: each seed its own fault
+/// mix, sizes and settings, so rare combinations get their turn).
+#[derive(Debug, Clone)]
+pub struct Swarm {
+    /// Peers at start.
+    pub peers: usize,
+    /// Clients.
+    pub clients: usize,
+    /// Distinct CIDs the clients work on.
+    pub cids: u64,
+    /// Faults this seed may inject (empty: a fault-free run).
+    pub faults: Vec<FaultKind>,
+    /// Pause between faults, in ms.
+    pub fault_gap_ms: (u64, u64),
+    /// Longest simulated time a durable commit takes, in ms.
+    pub commit_delay_max_ms: u64,
+    /// Chance, in thousandths, of a crash right after a vote or append is persisted.
+    pub buggify_per_mille: u32,
+    /// Consensus settings.
+    pub raft: RaftConfig,
+    /// Tracker settings.
+    pub tracker: TrackerConfig,
+}
+
+impl Swarm {
+    /// Draws a swarm from the seed's random numbers (call inside the runtime).
+    pub fn draw(params: &Params) -> Swarm {
+        let mut rng = thread_rng();
+        let peers = match params.peers {
+            0 => [3, 5, 5, 7][rng.gen_range(0..4)],
+            n => n,
+        };
+        let clients = match params.clients {
+            0 => rng.gen_range(2..=6),
+            n => n,
+        };
+        let cids = [4, 12, 24, 64, 500][rng.gen_range(0..5)];
+        let faults = if rng.gen_range(0..10) == 0 {
+            Vec::new()
+        } else {
+            let mut kinds: Vec<FaultKind> = FaultKind::ALL
+                .iter()
+                .copied()
+                .filter(|_| rng.gen_bool(0.6))
+                .collect();
+            if kinds.is_empty() {
+                kinds.push(FaultKind::ALL[rng.gen_range(0..FaultKind::ALL.len())]);
+            }
+            kinds
+        };
+        let gap_lo = rng.gen_range(300..2_000);
+        let heartbeat = rng.gen_range(50..=150);
+        let election_min = heartbeat * rng.gen_range(3..=6);
+        let raft = RaftConfig {
+            heartbeat_interval_ms: heartbeat,
+            election_timeout_min_ms: election_min,
+            election_timeout_max_ms: election_min * 2,
+            // Small, so snapshots are built, installed and the log compacted often.
+            snapshot_every_logs: [20, 50, 200][rng.gen_range(0..3)],
+            logs_to_keep: [5, 20, 100][rng.gen_range(0..3)],
+            snapshot_chunk_bytes: [256, 512, 4096][rng.gen_range(0..3)],
+            rpc_timeout_ms: election_min.max(300),
+            write_timeout_ms: 5_000,
+            membership_timeout_ms: 10_000,
+            leader_retry_delay_ms: 50,
+            ..RaftConfig::default()
+        };
+        let backoff_base_ms = rng.gen_range(50..=500);
+        let tracker = TrackerConfig {
+            concurrent_pins: rng.gen_range(1..=8),
+            concurrent_unpins: rng.gen_range(1..=3),
+            queue_max: 10_000,
+            attempts_max: rng.gen_range(1..=5),
+            backoff_base_ms,
+            backoff_max_ms: backoff_base_ms * rng.gen_range(4..=20),
+            reconcile_interval_ms: rng.gen_range(3_000..=15_000),
+            op_timeout_ms: rng.gen_range(4_000..=10_000),
+        };
+        Swarm {
+            peers,
+            clients,
+            cids,
+            faults,
+            fault_gap_ms: (gap_lo, gap_lo * 3),
+            commit_delay_max_ms: [0, 2, 10, 40][rng.gen_range(0..4)],
+            buggify_per_mille: [0, 0, 2, 10][rng.gen_range(0..4)],
+            raft,
+            tracker,
         }
     }
 }
@@ -71,7 +219,13 @@ pub struct Report {
 }
 
 struct Sim {
-    params: Params,
+    swarm: Swarm,
+    /// Peers whose disk was wiped while down.
+    wiped: Mutex<BTreeSet<usize>>,
+    /// Crashes the persist hook may still cause.
+    buggify_left: Mutex<u32>,
+    /// Where the persist hooks ask for a crash: (peer, what was persisted).
+    buggify_tx: tokio::sync::mpsc::UnboundedSender<(usize, &'static str)>,
     net: Arc<SimNet>,
     registry: Arc<Registry>,
     board: Arc<MetricsBoard>,
@@ -107,36 +261,6 @@ pub fn pool_cid(n: u64) -> Cid {
     Cid::from_bytes(&bytes).expect("valid cid")
 }
 
-fn raft_config() -> RaftConfig {
-    RaftConfig {
-        heartbeat_interval_ms: 100,
-        election_timeout_min_ms: 400,
-        election_timeout_max_ms: 800,
-        // Small, so snapshots are built, installed and the log compacted often.
-        snapshot_every_logs: 50,
-        logs_to_keep: 20,
-        snapshot_chunk_bytes: 512,
-        rpc_timeout_ms: 1_000,
-        write_timeout_ms: 5_000,
-        membership_timeout_ms: 10_000,
-        leader_retry_delay_ms: 50,
-        ..RaftConfig::default()
-    }
-}
-
-fn tracker_config() -> TrackerConfig {
-    TrackerConfig {
-        concurrent_pins: 4,
-        concurrent_unpins: 2,
-        queue_max: 10_000,
-        attempts_max: 4,
-        backoff_base_ms: 200,
-        backoff_max_ms: 3_000,
-        reconcile_interval_ms: 10_000,
-        op_timeout_ms: 10_000,
-    }
-}
-
 impl Sim {
     fn event(&self, what: String) {
         let line = format!("{} {what}", now_ms());
@@ -151,6 +275,12 @@ impl Sim {
         lock(&self.violations).push(Violation { checker, detail });
     }
 
+    /// Peers ever created (a bound for loops that call [`Sim::peer`], which
+    /// takes the same lock).
+    fn peer_count(&self) -> usize {
+        lock(&self.peers).len()
+    }
+
     fn peer(&self, index: usize) -> Arc<PeerCtx> {
         Arc::clone(&lock(&self.peers)[index])
     }
@@ -159,17 +289,26 @@ impl Sim {
         let mut peers = lock(&self.peers);
         let index = peers.len();
         let mut rng = thread_rng();
+        let store = SimStore::default();
+        if self.swarm.buggify_per_mille > 0 {
+            let (tx, per_mille) = (self.buggify_tx.clone(), self.swarm.buggify_per_mille);
+            store.set_persist_hook(Arc::new(move |what| {
+                if thread_rng().gen_range(0..1000) < per_mille {
+                    let _ = tx.send((index, what));
+                }
+            }));
+        }
         let ctx = Arc::new(PeerCtx {
             index,
             id: PeerId::synthetic(index as u64 + 1),
             addr: format!("10.0.0.{}:9096", index + 1),
-            store: SimStore::default(),
+            store,
             ipfs: Arc::new(FakeIpfs::default()),
             net: Arc::clone(&self.net),
             registry: Arc::clone(&self.registry),
             board: Arc::clone(&self.board),
-            raft_config: raft_config(),
-            tracker_config: tracker_config(),
+            raft_config: self.swarm.raft.clone(),
+            tracker_config: self.swarm.tracker.clone(),
             clock_skew_ms: AtomicI64::new(0),
             group: ["a", "b", "c"][index % 3].to_string(),
             free_space_bytes: rng.gen_range(10..100u64) << 30,
@@ -224,7 +363,7 @@ impl Sim {
             .initialize(cluster_id)
             .await
             .map_err(|e| format!("initialize: {e}"))?;
-        for i in 1..self.params.peers {
+        for i in 1..self.swarm.peers {
             self.join(i).await?;
         }
         Ok(())
@@ -346,8 +485,8 @@ impl Sim {
             (
                 live[rng.gen_range(0..live.len())],
                 rng.gen_range(0..100),
-                rng.gen_range(0..CIDS),
-                rng.gen_range(0..CIDS),
+                rng.gen_range(0..self.swarm.cids),
+                rng.gen_range(0..self.swarm.cids),
                 rf,
                 rng.gen_range(0..10u8),
             )
@@ -357,7 +496,7 @@ impl Sim {
         };
         let ctx = self.peer(target);
         let invoked_ms = now_ms();
-        let (command, cid, effect) = match roll {
+        let (command, request) = match roll {
             0..=54 => {
                 let mut options = PinOptions {
                     replication_factor_min: rf.0,
@@ -400,56 +539,91 @@ impl Sim {
                 ) {
                     Ok(allocations) => pin.allocations = allocations,
                     Err(e) => {
+                        probes::hit("allocator: not enough peers");
                         self.event(format!("client {client}/{serial} not allocated: {e}"));
                         return;
                     }
                 }
-                (Command::Pin(pin), pool_cid(n), Effect::Present)
+                let request = Request::Pin {
+                    cid: pin.cid.clone(),
+                    written: Written::of(&pin),
+                    allocations: pin.allocations.clone(),
+                };
+                (Command::Pin(pin), request)
             }
             55..=84 => (
                 Command::Unpin { cid: pool_cid(n) },
-                pool_cid(n),
-                Effect::Absent,
+                Request::Unpin { cid: pool_cid(n) },
             ),
-            _ => (
-                Command::Update {
-                    from: pool_cid(n),
-                    to: pool_cid(m),
-                    name: format!("upd{client}-{serial}"),
-                    expire_at: None,
-                    timestamp: Millis(invoked_ms),
-                },
-                pool_cid(m),
-                Effect::Present,
-            ),
+            _ => {
+                let name = format!("upd{client}-{serial}");
+                (
+                    Command::Update {
+                        from: pool_cid(n),
+                        to: pool_cid(m),
+                        name: name.clone(),
+                        expire_at: None,
+                        timestamp: Millis(invoked_ms),
+                    },
+                    Request::Update {
+                        from: pool_cid(n),
+                        to: pool_cid(m),
+                        name,
+                    },
+                )
+            }
         };
         let entry = Entry {
             request: Some(RequestId { client, serial }),
             command,
         };
-        let answer = madsim::time::timeout(
-            Duration::from_millis(CLIENT_TIMEOUT_MS),
-            running.raft.write(entry),
-        )
-        .await;
-        let outcome = match answer {
-            Ok(Ok(Ok(Applied::Pinned { .. } | Applied::Unpinned { .. }))) => Outcome::Acked,
-            Ok(Ok(Ok(other))) => {
-                self.violation("client", format!("unexpected answer {other:?}"));
-                Outcome::Unknown
+        // An unknown outcome is retried with the same request id, as a real
+        // client would: the pinset's de-duplication must answer it with the
+        // first outcome instead of applying it twice.
+        let mut answer = Answer::Unknown;
+        let mut via = running;
+        for attempt in 0..=UNKNOWN_RETRIES {
+            let got = madsim::time::timeout(
+                Duration::from_millis(CLIENT_TIMEOUT_MS),
+                via.raft.write(entry.clone()),
+            )
+            .await;
+            answer = match got {
+                Ok(Ok(result)) => Answer::of(&result),
+                Ok(Err(_)) | Err(_) => Answer::Unknown,
+            };
+            if answer != Answer::Unknown || self.stop_clients.load(Ordering::Relaxed) {
+                if attempt > 0 && answer != Answer::Unknown {
+                    probes::hit("client: retry of an unknown request answered");
+                }
+                break;
             }
-            Ok(Ok(Err(_))) => Outcome::Failed,
-            Ok(Err(_)) | Err(_) => Outcome::Unknown,
-        };
+            let live = self.live();
+            let Some(next) = self.pick(&live).and_then(|i| self.registry.get(i)) else {
+                break;
+            };
+            via = next;
+        }
+        probes::hit(match &answer {
+            Answer::Pinned(PinChange::Created) => "client: answer Created",
+            Answer::Pinned(PinChange::Updated) => "client: answer Updated",
+            Answer::Pinned(PinChange::Unchanged) => "client: answer Unchanged",
+            Answer::Unpinned(_) => "client: answer Unpinned",
+            Answer::Refused(Refusal::NotFound(_)) => "client: answer NotFound",
+            Answer::Refused(Refusal::RecursiveToDirect) => "client: answer RecursiveToDirect",
+            Answer::Refused(Refusal::Other(_)) => "client: answer other refusal",
+            Answer::Unknown => "client: unknown outcome",
+        });
         self.event(format!(
-            "client {client}/{serial} -> peer {target}: {cid} {effect:?} {outcome:?}"
+            "client {client}/{serial} -> peer {target}: {request:?} {answer:?}"
         ));
         lock(&self.history).record(Op {
-            cid,
-            effect,
+            client,
+            serial,
+            request,
             invoked_ms,
             completed_ms: now_ms(),
-            outcome,
+            answer,
         });
     }
 
@@ -460,7 +634,7 @@ impl Sim {
         self.registry.remove(index);
         self.net.set_down(self.peer(index).id.as_str());
         Handle::current().kill(format!("peer-{index}"));
-        self.peer(index).store.crash();
+        self.peer(index).store.crash(thread_rng().gen());
     }
 
     fn restart(&self, index: usize) {
@@ -487,60 +661,89 @@ impl Sim {
             .collect()
     }
 
-    /// Injects one fault chosen at random; returns how to undo it later.
+    /// Two random non-empty sides of `members`.
+    fn two_sides(&self, members: &[usize]) -> (Vec<usize>, Vec<usize>) {
+        let mut side: Vec<usize> = members
+            .iter()
+            .copied()
+            .filter(|_| thread_rng().gen_bool(0.5))
+            .collect();
+        if side.is_empty() {
+            side.push(members[0]);
+        }
+        let other = members
+            .iter()
+            .copied()
+            .filter(|i| !side.contains(i))
+            .collect();
+        (side, other)
+    }
+
+    fn cut(&self, a: &[usize], b: &[usize]) {
+        for x in self.ids(a) {
+            for y in self.ids(b) {
+                self.net.clog(&x, &y);
+                self.net.clog(&y, &x);
+            }
+        }
+    }
+
+    /// Partitions fail fast or hang until the caller's timeout, per fault.
+    fn choose_hang(&self) {
+        self.net.set_hang(thread_rng().gen_bool(0.5));
+    }
+
+    /// Injects one fault of the seed's mix; returns how to undo it later.
     async fn inject(self: &Arc<Self>) -> Option<Undo> {
+        if self.swarm.faults.is_empty() {
+            return None;
+        }
         let members: Vec<usize> = (0..lock(&self.peers).len())
             .filter(|i| !lock(&self.removed).contains(i))
             .collect();
         let live = self.live();
-        let kind = thread_rng().gen_range(0..12);
+        let kind = self.swarm.faults[thread_rng().gen_range(0..self.swarm.faults.len())];
         *lock(&self.faults) += 1;
+        let heal_net: Undo = Box::new(|s: &Sim| s.net.heal());
         match kind {
-            0 | 1 => {
-                // Symmetric partition into two random sides.
-                let mut side: Vec<usize> = members
-                    .iter()
-                    .copied()
-                    .filter(|_| thread_rng().gen_bool(0.5))
-                    .collect();
-                if side.is_empty() {
-                    side.push(members[0]);
-                }
-                let other: Vec<usize> = members
-                    .iter()
-                    .copied()
-                    .filter(|i| !side.contains(i))
-                    .collect();
+            FaultKind::Partition => {
+                let (side, other) = self.two_sides(&members);
+                self.choose_hang();
                 self.event(format!("fault partition {side:?} | {other:?}"));
-                for a in self.ids(&side) {
-                    for b in self.ids(&other) {
-                        self.net.clog(&a, &b);
-                        self.net.clog(&b, &a);
-                    }
-                }
-                Some(Box::new(|s: &Sim| s.net.heal()))
+                self.cut(&side, &other);
+                Some(heal_net)
             }
-            2 => {
-                // One-way: a peer hears nobody (its inbound links drop).
+            FaultKind::Bridge => {
+                // Both sides see the bridge, not each other.
+                if members.len() < 3 {
+                    return None;
+                }
+                let bridge = self.pick(&members)?;
+                let rest: Vec<usize> = members.iter().copied().filter(|i| *i != bridge).collect();
+                let (side, other) = self.two_sides(&rest);
+                self.choose_hang();
+                self.event(format!("fault bridge {side:?} | {bridge} | {other:?}"));
+                self.cut(&side, &other);
+                Some(heal_net)
+            }
+            FaultKind::Deaf => {
                 let victim = self.pick(&members)?;
+                self.choose_hang();
                 self.event(format!("fault deaf {victim}"));
                 let v = self.peer(victim).id.to_string();
                 for other in self.ids(&members) {
                     self.net.clog(&other, &v);
                 }
-                Some(Box::new(|s: &Sim| s.net.heal()))
+                Some(heal_net)
             }
-            3 => {
+            FaultKind::IsolateLeader => {
                 let leader = self.leader()?;
+                self.choose_hang();
                 self.event(format!("fault isolate leader {leader}"));
-                let l = self.peer(leader).id.to_string();
-                for other in self.ids(&members) {
-                    self.net.clog(&other, &l);
-                    self.net.clog(&l, &other);
-                }
-                Some(Box::new(|s: &Sim| s.net.heal()))
+                self.cut(&[leader], &members);
+                Some(heal_net)
             }
-            4 => {
+            FaultKind::Loss => {
                 let loss = thread_rng().gen_range(50..300);
                 let latency = (
                     thread_rng().gen_range(1..50),
@@ -548,9 +751,18 @@ impl Sim {
                 );
                 self.event(format!("fault loss {loss}/1000 latency {latency:?}"));
                 self.net.set_conditions(loss, latency);
-                Some(Box::new(|s: &Sim| s.net.heal()))
+                Some(heal_net)
             }
-            5 | 6 => {
+            FaultKind::Misdelivery => {
+                let dup = thread_rng().gen_range(10..200);
+                let stale = thread_rng().gen_range(10..100);
+                self.event(format!(
+                    "fault misdelivery dup {dup}/1000 stale {stale}/1000"
+                ));
+                self.net.set_misdelivery(dup, stale);
+                Some(heal_net)
+            }
+            FaultKind::Crash => {
                 let victim = self.pick(&live)?;
                 self.event(format!("fault crash {victim}"));
                 self.crash(victim);
@@ -559,8 +771,20 @@ impl Sim {
                     s.restart(victim)
                 }))
             }
-            7 => {
-                // Power loss of a majority at once.
+            FaultKind::QuickReboot => {
+                let victim = self.pick(&live)?;
+                let after = thread_rng().gen_range(20..self.swarm.raft.election_timeout_min_ms);
+                self.event(format!("fault quick reboot {victim} after {after} ms"));
+                probes::hit("fault: quick reboot");
+                self.crash(victim);
+                let sim = Arc::clone(self);
+                madsim::task::spawn(async move {
+                    sleep_ms(after).await;
+                    sim.restart(victim);
+                });
+                None
+            }
+            FaultKind::PowerLoss => {
                 let mut victims = live.clone();
                 while victims.len() > members.len() / 2 + 1 {
                     victims.remove(thread_rng().gen_range(0..victims.len()));
@@ -575,7 +799,7 @@ impl Sim {
                     }
                 }))
             }
-            8 => {
+            FaultKind::DiskErrors => {
                 let victim = self.pick(&live)?;
                 self.event(format!("fault disk errors {victim}"));
                 self.peer(victim).store.set_fail_writes(true);
@@ -588,7 +812,7 @@ impl Sim {
                     s.restart(victim);
                 }))
             }
-            9 => {
+            FaultKind::ClockSkew => {
                 let victim = self.pick(&members)?;
                 let skew = thread_rng().gen_range(-20_000i64..20_000);
                 self.event(format!("fault clock skew {victim} {skew}ms"));
@@ -599,7 +823,7 @@ impl Sim {
                     s.peer(victim).clock_skew_ms.store(0, Ordering::Relaxed)
                 }))
             }
-            10 => {
+            FaultKind::IpfsFaults => {
                 let victim = self.pick(&members)?;
                 let ipfs = Arc::clone(&self.peer(victim).ipfs);
                 let (errors, slow, restart) = (
@@ -617,7 +841,40 @@ impl Sim {
                 }
                 Some(Box::new(move |_: &Sim| ipfs.heal()))
             }
-            _ => {
+            FaultKind::IpfsByHand => {
+                let victim = self.pick(&members)?;
+                let ipfs = Arc::clone(&self.peer(victim).ipfs);
+                if thread_rng().gen_bool(0.5) {
+                    let n = thread_rng().gen_range(0..self.swarm.cids);
+                    let mode = if thread_rng().gen_bool(0.3) {
+                        cluster_core::PinMode::Direct
+                    } else {
+                        cluster_core::PinMode::Recursive
+                    };
+                    if ipfs.pin_by_hand(&pool_cid(n), mode) {
+                        probes::hit("ipfs: pin made by hand");
+                        self.event(format!("fault ipfs {victim} user pins {n} {mode:?}"));
+                    }
+                } else if let Some(cid) = ipfs.unpin_cluster_pin_by_hand(thread_rng().gen()) {
+                    probes::hit("ipfs: cluster pin removed by hand");
+                    self.event(format!(
+                        "fault ipfs {victim} user removes cluster pin {cid}"
+                    ));
+                }
+                None
+            }
+            FaultKind::WipedDisk => {
+                let victim = self.pick(&live)?;
+                self.event(format!("fault wiped disk {victim}"));
+                self.crash(victim);
+                self.peer(victim).store.wipe();
+                lock(&self.wiped).insert(victim);
+                Some(Box::new(move |s: &Sim| {
+                    s.event(format!("restart {victim} on an empty disk"));
+                    s.restart(victim)
+                }))
+            }
+            FaultKind::Membership => {
                 // Runs beside the other faults; one membership change at a time.
                 if !self.membership_busy.swap(true, Ordering::Relaxed) {
                     madsim::task::spawn(Arc::clone(self).membership_change());
@@ -627,26 +884,49 @@ impl Sim {
         }
     }
 
-    /// Removes a live peer for good, or adds a fresh one, during load.
+    /// Removes a peer for good (crashed, or left running; sometimes the
+    /// leader), or adds a fresh one, during load.
     async fn membership_change(self: Arc<Self>) {
         let members = self.live();
-        let grow = lock(&self.peers).len() < self.params.peers + 2
-            && (members.len() < self.params.peers || thread_rng().gen_bool(0.5));
+        let grow = lock(&self.peers).len() < self.swarm.peers + 2
+            && (members.len() < self.swarm.peers || thread_rng().gen_bool(0.5));
         if grow {
             let index = self.add_peer();
             self.event(format!("fault membership add {index}"));
-            if let Err(e) = self.join(index).await {
-                self.event(format!("join failed: {e}"));
+            match self.join(index).await {
+                Ok(()) => probes::hit("membership: join finished"),
+                Err(e) => self.event(format!("join failed: {e}")),
             }
         } else if members.len() > 3 {
-            let Some(victim) = self.pick(&members) else {
+            let leader = self.leader();
+            let victim = if thread_rng().gen_bool(0.3) {
+                leader
+            } else {
+                self.pick(&members)
+            };
+            let Some(victim) = victim else {
+                self.membership_busy.store(false, Ordering::Relaxed);
                 return;
             };
-            self.event(format!("fault membership remove {victim}"));
+            let keep_running = thread_rng().gen_bool(0.4);
+            self.event(format!(
+                "fault membership remove {victim} (leader {leader:?}, keeps running {keep_running})"
+            ));
             lock(&self.removed).insert(victim);
-            self.crash(victim);
-            if let Err(e) = self.remove(victim).await {
-                self.event(format!("removal failed: {e}"));
+            if !keep_running {
+                self.crash(victim);
+            }
+            match self.remove(victim).await {
+                Ok(()) => {
+                    probes::hit("membership: removal finished");
+                    if Some(victim) == leader {
+                        probes::hit("membership: leader removed");
+                    }
+                    if keep_running && self.registry.get(victim).is_some() {
+                        probes::hit("membership: removed peer kept running");
+                    }
+                }
+                Err(e) => self.event(format!("removal failed: {e}")),
             }
         }
         self.membership_busy.store(false, Ordering::Relaxed);
@@ -655,7 +935,8 @@ impl Sim {
     async fn chaos(self: &Arc<Self>, until_ms: u64) {
         let mut undo: Vec<(u64, Undo)> = Vec::new();
         while now_ms() < until_ms {
-            sleep_ms(thread_rng().gen_range(500..3_000)).await;
+            sleep_ms(thread_rng().gen_range(self.swarm.fault_gap_ms.0..self.swarm.fault_gap_ms.1))
+                .await;
             let now = now_ms();
             let (due, later): (Vec<_>, Vec<_>) = undo.into_iter().partition(|(at, _)| *at <= now);
             undo = later;
@@ -696,10 +977,46 @@ impl Sim {
         }
     }
 
+    /// Crashes a peer right after its disk persisted a vote or an append
+    /// (BUGGIFY): the moment a lost acknowledgement would hurt most.
+    async fn buggify_crashes(
+        self: Arc<Self>,
+        mut requests: tokio::sync::mpsc::UnboundedReceiver<(usize, &'static str)>,
+    ) {
+        while let Some((index, what)) = requests.recv().await {
+            let allowed = {
+                let mut left = lock(&self.buggify_left);
+                let ok = *left > 0
+                    && self.registry.get(index).is_some()
+                    && !lock(&self.removed).contains(&index);
+                if ok {
+                    *left -= 1;
+                }
+                ok
+            };
+            if !allowed {
+                continue;
+            }
+            probes::hit(match what {
+                "vote" => "disk: crash right after a vote was persisted",
+                _ => "disk: crash right after an append was persisted",
+            });
+            self.event(format!("fault crash {index} right after persisting {what}"));
+            self.crash(index);
+            let sim = Arc::clone(&self);
+            let after = thread_rng().gen_range(50..3_000);
+            madsim::task::spawn(async move {
+                sleep_ms(after).await;
+                sim.restart(index);
+            });
+        }
+    }
+
     // ---- heal and check --------------------------------------------------------
 
     async fn heal(self: &Arc<Self>) {
         self.event("heal".into());
+        *lock(&self.buggify_left) = 0;
         self.net.heal();
         let all = lock(&self.peers).len();
         for i in 0..all {
@@ -755,7 +1072,7 @@ impl Sim {
             let _ = r.tracker.send(Input::Recover { cid: None });
         }
         loop {
-            let result = self.final_checks();
+            let result = self.final_checks().await;
             if result.is_ok() {
                 self.event("settled".into());
                 return;
@@ -773,7 +1090,41 @@ impl Sim {
         }
     }
 
-    fn final_checks(&self) -> Result<(), Violation> {
+    /// Folds the final pinset of every live replica and every IPFS pinset
+    /// into the digest, so two runs with equal digests ended equal.
+    fn digest_final_state(&self) {
+        for (i, r) in self.registry.all() {
+            let pins = r.raft.with_pinset(|p| p.to_map());
+            for pin in pins.values() {
+                self.event(format!("final peer {i} pin {pin:?}"));
+            }
+        }
+        for i in 0..self.peer_count() {
+            for (cid, held) in self.peer(i).ipfs.pins() {
+                self.event(format!("final peer {i} ipfs {cid} {held:?}"));
+            }
+        }
+    }
+
+    /// Every live peer's tracker statuses (asked through its driver).
+    async fn tracker_statuses(&self) -> BTreeMap<PeerId, peer::Statuses> {
+        let mut out = BTreeMap::new();
+        for i in self.live() {
+            let Some(r) = self.registry.get(i) else {
+                continue;
+            };
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            if r.statuses.send(tx).is_err() {
+                continue;
+            }
+            if let Ok(Ok(s)) = madsim::time::timeout(Duration::from_millis(1_000), rx).await {
+                out.insert(self.peer(i).id.clone(), s);
+            }
+        }
+        out
+    }
+
+    async fn final_checks(&self) -> Result<(), Violation> {
         let live = self.live();
         let mut replicas = Vec::new();
         for i in &live {
@@ -799,20 +1150,41 @@ impl Sim {
             });
         }
         checkers::check_allocations(pins, &members)?;
-        let ipfs: BTreeMap<PeerId, BTreeSet<Cid>> = live
+        let ipfs: BTreeMap<PeerId, BTreeMap<Cid, checkers::DaemonPin>> = live
             .iter()
             .map(|i| (self.peer(*i).id.clone(), self.peer(*i).ipfs.pins()))
             .collect();
         checkers::check_ipfs_matches_allocations(pins, &ipfs)?;
-        let present: BTreeSet<Cid> = pins.keys().cloned().collect();
-        checkers::check_acked_pins(&lock(&self.history), &present)
+        checkers::check_pin_modes(pins, &ipfs)?;
+        let user: BTreeMap<PeerId, BTreeMap<Cid, cluster_core::PinMode>> = (0..self.peer_count())
+            .map(|i| (self.peer(i).id.clone(), self.peer(i).ipfs.user_pins()))
+            .collect();
+        checkers::check_user_pins(&user, &ipfs)?;
+        let statuses = self.tracker_statuses().await;
+        let counts = checkers::check_tracker_status(pins, &statuses, &ipfs)?;
+        probes::add("tracker: status pinned checked", counts.pinned);
+        probes::add("tracker: status remote checked", counts.remote);
+        let stats =
+            checkers::check_linearizable(&lock(&self.history), pins, &raft_members, now_ms())?;
+        probes::add("oracle: cids checked", stats.cids as u64);
+        probes::add("oracle: undecided cids", stats.undecided as u64);
+        Ok(())
     }
 }
 
 /// Runs one simulation; call inside a madsim runtime.
 pub async fn run(params: Params) -> Report {
+    let swarm = Swarm::draw(&params);
+    cluster_net::sim_hooks::COMMIT_DELAY_MAX_MS.store(swarm.commit_delay_max_ms, Ordering::Relaxed);
+    if swarm.faults.is_empty() {
+        probes::hit("swarm: fault-free seed");
+    }
+    let (buggify_tx, buggify_rx) = tokio::sync::mpsc::unbounded_channel();
     let sim = Arc::new(Sim {
-        params: params.clone(),
+        swarm: swarm.clone(),
+        wiped: Mutex::new(BTreeSet::new()),
+        buggify_left: Mutex::new(3),
+        buggify_tx,
         net: Arc::new(SimNet::default()),
         registry: Arc::new(Registry::default()),
         board: Arc::new(MetricsBoard::default()),
@@ -826,7 +1198,9 @@ pub async fn run(params: Params) -> Report {
         membership_busy: AtomicBool::new(false),
         faults: Mutex::new(0),
     });
-    for _ in 0..params.peers {
+    sim.event(format!("swarm {swarm:?}"));
+    madsim::task::spawn(Arc::clone(&sim).buggify_crashes(buggify_rx));
+    for _ in 0..swarm.peers {
         sim.add_peer();
     }
     let cluster_id: u128 = thread_rng().gen();
@@ -835,7 +1209,7 @@ pub async fn run(params: Params) -> Report {
     }
     // Metrics need a round to arrive before the first allocation.
     sleep_ms(1_500).await;
-    let clients: Vec<_> = (0..params.clients as u64)
+    let clients: Vec<_> = (0..swarm.clients as u64)
         .map(|c| madsim::task::spawn(Arc::clone(&sim).client(c)))
         .collect();
     sim.chaos(now_ms() + params.chaos_secs * 1_000).await;
@@ -852,6 +1226,15 @@ pub async fn run(params: Params) -> Report {
     }
     sim.settle_and_check().await;
     sim.check_safety();
+    sim.digest_final_state();
+    let (acked, _, _) = lock(&sim.history).counts();
+    let acked_min = params.chaos_secs as usize / 2;
+    if acked < acked_min {
+        sim.violation(
+            "workload",
+            format!("only {acked} requests acknowledged, fewer than {acked_min}: the run tested too little"),
+        );
+    }
     for e in sim.registry.start_errors() {
         // A peer that cannot start from its own disk lost something it acknowledged.
         sim.violation("restart", e);

@@ -1,5 +1,9 @@
 //! A simulated disk for one peer's Raft state: commits are atomic, and a crash
-//! loses exactly what was never made durable.
+//! loses what was never made durable: all of it, or only a tail of it (a torn
+//! tail: some unsynced commits reached the platter in order, the rest did not).
+//! It counts the rare paths it sees (truncation, purge, snapshot) as coverage
+//! probes, and can call a hook right after a vote or an append was made
+//! durable, so the controller can crash the peer at that very point.
 
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -12,6 +16,10 @@ use cluster_net::store::{Durability, DurableStore, MetaKey, StoreError, WriteBat
 #[cfg(feature = "bug-ack-before-durable")]
 const BUGGY_SYNC_EVERY_COMMITS: u64 = 64;
 
+/// Called right after a durable commit that persisted a vote (`"vote"`) or
+/// log entries (`"append"`).
+pub type PersistHook = Arc<dyn Fn(&'static str) + Send + Sync>;
+
 /// One peer's disk; clones share it, so it outlives the peer's crashes.
 #[derive(Clone, Default)]
 pub struct SimStore {
@@ -22,10 +30,12 @@ pub struct SimStore {
 struct Disk {
     meta: BTreeMap<MetaKey, Vec<u8>>,
     log: BTreeMap<u64, Vec<u8>>,
-    /// How to go back to the last durable image, newest change last.
-    undo: Vec<Undo>,
+    /// How to go back to the last durable image: one list per unsynced
+    /// commit, oldest commit first, newest change last within each.
+    undo: Vec<Vec<Undo>>,
     fail_writes: bool,
     commits: u64,
+    hook: Option<PersistHook>,
 }
 
 enum Undo {
@@ -39,25 +49,44 @@ impl SimStore {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Power loss: every write not yet durable is gone.
-    pub fn crash(&self) {
+    /// Power loss: of the commits not yet durable, the first `tear % (n + 1)`
+    /// survive (they reached the disk in order) and the rest are gone.
+    pub fn crash(&self, tear: u64) {
         let mut disk = self.disk();
-        while let Some(undo) = disk.undo.pop() {
-            match undo {
-                Undo::Meta(k, Some(v)) => {
-                    disk.meta.insert(k, v);
-                }
-                Undo::Meta(k, None) => {
-                    disk.meta.remove(&k);
-                }
-                Undo::Log(i, Some(v)) => {
-                    disk.log.insert(i, v);
-                }
-                Undo::Log(i, None) => {
-                    disk.log.remove(&i);
+        let unsynced = disk.undo.len();
+        let keep = (tear % (unsynced as u64 + 1)) as usize;
+        if unsynced > 0 && keep == 0 {
+            crate::probes::hit("disk: crash lost unsynced writes");
+        } else if keep > 0 && keep < unsynced {
+            crate::probes::hit("disk: crash tore the unsynced tail");
+        }
+        while disk.undo.len() > keep {
+            let Some(mut commit) = disk.undo.pop() else {
+                break;
+            };
+            while let Some(undo) = commit.pop() {
+                match undo {
+                    Undo::Meta(k, Some(v)) => {
+                        disk.meta.insert(k, v);
+                    }
+                    Undo::Meta(k, None) => {
+                        disk.meta.remove(&k);
+                    }
+                    Undo::Log(i, Some(v)) => {
+                        disk.log.insert(i, v);
+                    }
+                    Undo::Log(i, None) => {
+                        disk.log.remove(&i);
+                    }
                 }
             }
         }
+        disk.undo.clear();
+    }
+
+    /// Sets the hook called right after a vote or an append became durable.
+    pub fn set_persist_hook(&self, hook: PersistHook) {
+        self.disk().hook = Some(hook);
     }
 
     /// Makes every write fail (disk full, I/O error) until cleared.
@@ -67,21 +96,35 @@ impl SimStore {
 
     /// Wipes the disk (a peer replaced by a fresh one).
     pub fn wipe(&self) {
+        crate::probes::hit("disk: wiped");
         let mut disk = self.disk();
         disk.meta.clear();
         disk.log.clear();
         disk.undo.clear();
     }
+
+    /// True when nothing was ever written (or the disk was wiped).
+    pub fn is_empty(&self) -> bool {
+        let disk = self.disk();
+        disk.meta.is_empty() && disk.log.is_empty()
+    }
 }
 
 impl Disk {
+    fn track(&mut self, undo: Undo) {
+        match self.undo.last_mut() {
+            Some(commit) => commit.push(undo),
+            None => self.undo.push(vec![undo]),
+        }
+    }
+
     fn put_meta(&mut self, key: MetaKey, value: Option<Vec<u8>>, track: bool) {
         let old = match value {
             Some(v) => self.meta.insert(key, v),
             None => self.meta.remove(&key),
         };
         if track {
-            self.undo.push(Undo::Meta(key, old));
+            self.track(Undo::Meta(key, old));
         }
     }
 
@@ -91,7 +134,7 @@ impl Disk {
             None => self.log.remove(&index),
         };
         if track {
-            self.undo.push(Undo::Log(index, old));
+            self.track(Undo::Log(index, old));
         }
     }
 }
@@ -121,6 +164,7 @@ impl DurableStore for SimStore {
     fn commit(&self, batch: WriteBatch) -> Result<(), StoreError> {
         let mut disk = self.disk();
         if disk.fail_writes {
+            crate::probes::hit("disk: write refused");
             return Err(StoreError::Io {
                 path: "sim-disk".into(),
                 reason: "injected write error (disk full)".into(),
@@ -130,19 +174,38 @@ impl DurableStore for SimStore {
         let durable = batch.durability == Durability::Immediate;
         #[cfg(feature = "bug-ack-before-durable")]
         let durable = durable && disk.commits % BUGGY_SYNC_EVERY_COMMITS == 0;
+        if !durable {
+            disk.undo.push(Vec::new());
+        }
+        let (mut voted, mut appended) = (false, false);
         for op in batch.ops {
             match op {
-                WriteOp::PutMeta(k, v) => disk.put_meta(k, Some(v), !durable),
+                WriteOp::PutMeta(k, v) => {
+                    voted |= k == MetaKey::Vote;
+                    if k == MetaKey::SnapshotMeta {
+                        crate::probes::hit("disk: snapshot stored");
+                    }
+                    disk.put_meta(k, Some(v), !durable)
+                }
                 WriteOp::DeleteMeta(k) => disk.put_meta(k, None, !durable),
-                WriteOp::PutLog(i, v) => disk.put_log(i, Some(v), !durable),
+                WriteOp::PutLog(i, v) => {
+                    appended = true;
+                    disk.put_log(i, Some(v), !durable)
+                }
                 WriteOp::TruncateLogFrom(from) => {
                     let doomed: Vec<u64> = disk.log.range(from..).map(|(i, _)| *i).collect();
+                    if !doomed.is_empty() {
+                        crate::probes::hit("disk: log truncated");
+                    }
                     doomed
                         .into_iter()
                         .for_each(|i| disk.put_log(i, None, !durable));
                 }
                 WriteOp::PurgeLogUpTo(upto) => {
                     let doomed: Vec<u64> = disk.log.range(..=upto).map(|(i, _)| *i).collect();
+                    if !doomed.is_empty() {
+                        crate::probes::hit("disk: log purged");
+                    }
                     doomed
                         .into_iter()
                         .for_each(|i| disk.put_log(i, None, !durable));
@@ -152,6 +215,16 @@ impl DurableStore for SimStore {
         if durable {
             // Everything written so far reached the platter with this sync.
             disk.undo.clear();
+        }
+        let hook = disk.hook.clone();
+        drop(disk);
+        if let (true, Some(hook)) = (durable, hook) {
+            if voted {
+                hook("vote");
+            }
+            if appended {
+                hook("append");
+            }
         }
         Ok(())
     }
@@ -182,7 +255,7 @@ mod tests {
             ],
         ))
         .unwrap();
-        s.crash();
+        s.crash(0);
         assert_eq!(s.log_range(0..10).unwrap(), vec![(1, vec![1])]);
         assert_eq!(s.get_meta(MetaKey::Committed).unwrap(), None);
         // A later durable commit makes earlier relaxed writes durable too.
@@ -196,8 +269,30 @@ mod tests {
             vec![WriteOp::TruncateLogFrom(5)],
         ))
         .unwrap();
-        s.crash();
+        s.crash(0);
         assert_eq!(s.log_last().unwrap(), Some((2, vec![2])));
+    }
+
+    #[test]
+    #[cfg(not(feature = "bug-ack-before-durable"))]
+    fn a_torn_crash_keeps_a_prefix_of_the_unsynced_commits() {
+        let s = SimStore::default();
+        for i in 1..=3 {
+            s.commit(batch(
+                Durability::Relaxed,
+                vec![WriteOp::PutLog(i, vec![i as u8])],
+            ))
+            .unwrap();
+        }
+        s.crash(2); // Keep the first 2 of 3 unsynced commits.
+        assert_eq!(s.log_last().unwrap(), Some((2, vec![2])));
+        s.commit(batch(
+            Durability::Relaxed,
+            vec![WriteOp::PutLog(3, vec![3])],
+        ))
+        .unwrap();
+        s.crash(7); // 7 % 2 = 1: the one unsynced commit survives.
+        assert_eq!(s.log_last().unwrap(), Some((3, vec![3])));
     }
 
     #[test]

@@ -11,12 +11,14 @@ use std::sync::Mutex;
 /// The nested builds share a target directory: run them one at a time.
 static NESTED: Mutex<()> = Mutex::new(());
 
-const PASSED_THROUGH: [&str; 7] = [
+const PASSED_THROUGH: [&str; 9] = [
     "SIM_SEED",
     "SIM_SEEDS",
     "SIM_SECS",
     "SIM_PEERS",
     "SIM_JOBS",
+    "SIM_DETERMINISM",
+    "SIM_REQUIRE_PROBES",
     "MADSIM_TEST_SEED",
     "MADSIM_TEST_NUM",
 ];
@@ -61,7 +63,10 @@ fn run_nested(features: &[&str], env: &[(&str, &str)]) -> (bool, String) {
 
 #[test]
 fn simulations() {
-    let (ok, output) = run_nested(&[], &[]);
+    // `SIM_FEATURES` replays a failing seed of a broken variant.
+    let features = std::env::var("SIM_FEATURES").unwrap_or_default();
+    let features: Vec<&str> = features.split(',').filter(|f| !f.is_empty()).collect();
+    let (ok, output) = run_nested(&features, &[]);
     println!("{output}");
     assert!(
         ok,

@@ -31,6 +31,8 @@ mod write_path;
 pub use identity::Boot;
 pub use node::ClusterRaft;
 pub use rpc::{CodecError, RpcRequest, RpcResponse};
+#[cfg(madsim)]
+pub use runtime::sim_hooks;
 pub use types::{node_id_of, NodeInfo};
 
 #[cfg(test)]

@@ -56,8 +56,25 @@ where
     }
     #[cfg(madsim)]
     {
+        // A commit takes simulated time before it is durable, so a crash can
+        // land between a write being issued and its fsync returning.
+        let max = sim_hooks::COMMIT_DELAY_MAX_MS.load(std::sync::atomic::Ordering::Relaxed);
+        if max > 0 {
+            use madsim::rand::Rng;
+            let ms = madsim::rand::thread_rng().gen_range(0..=max);
+            madsim::time::sleep(std::time::Duration::from_millis(ms)).await;
+        }
         Some(work())
     }
+}
+
+/// Knobs the simulator sets for the code it runs (only under madsim).
+#[cfg(madsim)]
+pub mod sim_hooks {
+    use std::sync::atomic::AtomicU64;
+
+    /// Longest simulated time a durable store commit takes, in ms (0: instant).
+    pub static COMMIT_DELAY_MAX_MS: AtomicU64 = AtomicU64::new(0);
 }
 
 #[cfg(madsim)]

@@ -1,19 +1,38 @@
 //! Checkers: each takes what a run produced and says whether a promise held.
 //! One promise per file.
 
-mod acked_pins;
 mod allocations;
 mod converged;
 mod ipfs_matches;
+mod linearizable;
 mod liveness;
+mod pin_modes;
 mod replica_safety;
+mod tag_spread;
+mod tracker_status;
+mod user_pins;
 
-pub use acked_pins::check_acked_pins;
 pub use allocations::check_allocations;
 pub use converged::check_replicas_converged;
 pub use ipfs_matches::check_ipfs_matches_allocations;
+pub use linearizable::{check_linearizable, OracleStats};
 pub use liveness::check_liveness;
+pub use pin_modes::check_pin_modes;
 pub use replica_safety::{check_replica_safety, ReplicaSample};
+pub use tag_spread::check_tag_spread;
+pub use tracker_status::{check_tracker_status, StatusCounts};
+pub use user_pins::check_user_pins;
+
+use cluster_core::PinMode;
+
+/// One pin as an IPFS daemon holds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DaemonPin {
+    /// Recursive or direct.
+    pub mode: PinMode,
+    /// Made by the cluster (its name carries the cluster's mark).
+    pub by_cluster: bool,
+}
 
 /// A broken promise, with enough detail to debug it from the seed.
 #[derive(Debug, Clone, PartialEq, Eq)]

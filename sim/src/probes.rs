@@ -1,0 +1,70 @@
+//! Coverage probes: named counters on the rare paths a run should reach
+//! (snapshot install, log truncation, a tracker timeout, a wiped disk, …).
+//! A run prints them; the seed coordinator sums them over all seeds and,
+//! on a full run, fails when a required probe never fired: a simulator
+//! that never reaches a path cannot find its bugs.
+//!
+//! Process-wide on purpose: every seed runs in a process of its own, and the
+//! simulated disk and network count from code that has no handle to the run.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+static COUNTS: Mutex<BTreeMap<&'static str, u64>> = Mutex::new(BTreeMap::new());
+
+/// Probes every full run must fire at least once (summed over its seeds).
+pub const REQUIRED: &[&str] = &[
+    "client: answer Created",
+    "client: answer Updated",
+    "client: answer Unpinned",
+    "client: answer NotFound",
+    "client: answer RecursiveToDirect",
+    "client: unknown outcome",
+    "client: retry of an unknown request answered",
+    "allocator: not enough peers",
+    "disk: log truncated",
+    "disk: log purged",
+    "disk: snapshot stored",
+    "disk: crash lost unsynced writes",
+    "disk: crash tore the unsynced tail",
+    "disk: write refused",
+    "disk: crash right after a vote was persisted",
+    "disk: crash right after an append was persisted",
+    "disk: wiped",
+    "net: snapshot sent",
+    "net: message duplicated",
+    "net: stale answer after the caller gave up",
+    "net: call hung in a partition",
+    "membership: join finished",
+    "membership: removal finished",
+    "membership: leader removed",
+    "membership: removed peer kept running",
+    "fault: quick reboot",
+    "ipfs: error after the work was done",
+    "ipfs: answer later than the op timeout",
+    "ipfs: pin made by hand",
+    "ipfs: cluster pin removed by hand",
+    "ipfs: direct pin asked",
+    "tracker: status pinned checked",
+    "tracker: status remote checked",
+    "swarm: fault-free seed",
+];
+
+/// Counts one pass through the probe `name`.
+pub fn hit(name: &'static str) {
+    add(name, 1);
+}
+
+/// Counts `n` passes through the probe `name`.
+pub fn add(name: &'static str, n: u64) {
+    if n == 0 {
+        return;
+    }
+    let mut counts = COUNTS.lock().unwrap_or_else(|e| e.into_inner());
+    *counts.entry(name).or_default() += n;
+}
+
+/// Every probe that fired in this process, with its count.
+pub fn snapshot() -> BTreeMap<&'static str, u64> {
+    COUNTS.lock().unwrap_or_else(|e| e.into_inner()).clone()
+}
