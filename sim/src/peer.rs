@@ -15,7 +15,8 @@ use cluster_core::allocator::{
 use cluster_core::pinset::{Command, Entry, PinVersion};
 use cluster_core::tracker::{Desire, Input, IpfsCommand, Output, Tracker, TrackerConfig};
 use cluster_core::{Cid, Millis, PeerId, TrackerStatus};
-use cluster_net::{ClusterRaft, RaftConfig};
+use cluster_net::{Boot, ClusterRaft, RaftConfig};
+use madsim::rand::Rng;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::ipfs::FakeIpfs;
@@ -162,10 +163,16 @@ impl Registry {
 /// The init task of a peer's node: start consensus from disk and run the drivers.
 pub async fn run_peer(ctx: Arc<PeerCtx>) {
     let transport = ctx.net.transport_for(ctx.id.as_str());
+    // Used only if the disk is empty; madsim's seeded rng keeps it
+    // deterministic.
+    let boot = Boot::CreateIfEmpty {
+        incarnation: madsim::rand::thread_rng().gen_range(1..=u128::MAX),
+    };
     let started = ClusterRaft::start(
         &ctx.id,
         &ctx.addr,
         ctx.raft_config.clone(),
+        boot,
         ctx.store.clone(),
         transport,
     )

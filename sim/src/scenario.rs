@@ -331,6 +331,7 @@ impl Sim {
         NodeInfo {
             peer_id: p.id.to_string(),
             addr: p.addr.clone(),
+            incarnation: 0, // a contact address: its store is not known here
         }
     }
 

@@ -53,8 +53,17 @@ impl ClusterRaft {
     /// Joins the cluster that `via` (any member) belongs to: the leader adds
     /// this peer as a learner, waits until it caught up, then promotes it to
     /// voter. Returns once this peer is a voter.
+    ///
+    /// Until the answer arrives this peer is "joining" (persisted): only
+    /// then does it adopt the cluster id of the Raft messages it receives.
+    /// A peer that is a member under an earlier incarnation of its store is
+    /// refused ([`MembershipError::StaleMember`]): remove it first.
     pub async fn join(&self, via: &NodeInfo) -> Result<(), MembershipError> {
         let inner = &self.inner;
+        inner
+            .cluster_id
+            .begin_joining(&*inner.store)
+            .map_err(|e| MembershipError::Store(e.to_string()))?;
         let limit_ms = inner.config.membership_timeout_ms;
         let body = RequestBody::Join(inner.me.clone());
         let call = inner.call_leader(Some(via.clone()), body, true);
@@ -124,6 +133,9 @@ fn membership_result(
             Err(MembershipError::NotMember(peer))
         }
         Ok(ResponseBody::Refused(RefusedReason::LastPeer)) => Err(MembershipError::LastPeer),
+        Ok(ResponseBody::Refused(RefusedReason::StaleMember(peer))) => {
+            Err(MembershipError::StaleMember { peer })
+        }
         Ok(ResponseBody::Refused(RefusedReason::Shutdown)) => Err(MembershipError::Shutdown),
         Ok(ResponseBody::Refused(r)) => Err(MembershipError::Raft(format!("refused: {r:?}"))),
         Ok(ResponseBody::Failed(reason)) => Err(MembershipError::Raft(reason)),
@@ -159,6 +171,12 @@ pub(crate) async fn serve_join(inner: &Arc<Inner>, node: NodeInfo) -> ResponseBo
                 node_id,
                 existing: existing.peer_id.clone(),
             });
+        }
+        // Same peer, another store: the member it was lost its data, and
+        // re-adding it would keep the old record (Raft traffic would go to
+        // the old incarnation). It must be removed first.
+        if existing.incarnation != node.incarnation {
+            return ResponseBody::Refused(RefusedReason::StaleMember(node.peer_id));
         }
     }
     if voters.contains(&node_id) {
@@ -232,6 +250,7 @@ mod tests {
             &peer,
             "inproc/1",
             RaftConfig::fast_for_tests(),
+            crate::Boot::CreateIfEmpty { incarnation: 1 },
             MemStore::new(),
             router.transport(peer.as_str()),
         )
@@ -248,6 +267,7 @@ mod tests {
         let impostor = NodeInfo {
             peer_id: PeerId::synthetic(3).to_string(),
             addr: "inproc/3".to_string(),
+            incarnation: 3,
         };
         raft.inner
             .raft
@@ -257,6 +277,7 @@ mod tests {
         let node = NodeInfo {
             peer_id: joiner.to_string(),
             addr: "inproc/2".to_string(),
+            incarnation: 2,
         };
         match serve_join(&raft.inner, node).await {
             ResponseBody::Refused(RefusedReason::NodeIdCollision { node_id, existing }) => {

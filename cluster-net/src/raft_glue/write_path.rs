@@ -205,6 +205,7 @@ impl Inner {
             } else {
                 let request = RpcRequest {
                     cluster_id: self.cluster_id.get(),
+                    target_incarnation: node.incarnation,
                     body: body.clone(),
                 };
                 let call = self.transport.call(&node, request);
