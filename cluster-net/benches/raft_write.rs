@@ -39,8 +39,10 @@ fn pin_entry(n: u64) -> Entry {
         ..Default::default()
     };
     Entry {
+        // At most SESSION_WINDOW requests of one client may be in flight:
+        // 32 consecutive serials per client id, as a node would spread them.
         request: Some(RequestId {
-            client: 1,
+            client: 1 + n / 32,
             serial: n,
         }),
         command: Command::Pin(Pin::new(cid, options, Millis(n))),

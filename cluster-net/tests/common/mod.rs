@@ -29,7 +29,10 @@ pub fn cid(n: u64) -> Cid {
     Cid::from_bytes(&bytes).expect("valid cid")
 }
 
-/// A pin-everywhere entry for CID number `n`, with a request id.
+/// A pin-everywhere entry for CID number `n`, with a request id. Tests send
+/// up to 100 writes at once; a client may have at most
+/// `SESSION_WINDOW` requests in flight, so the ids come from one client per
+/// 32 serials, as a node spreads its concurrent writes over client ids.
 pub fn pin_entry(n: u64) -> Entry {
     let options = PinOptions {
         replication_factor_min: -1,
@@ -38,7 +41,7 @@ pub fn pin_entry(n: u64) -> Entry {
     };
     Entry {
         request: Some(RequestId {
-            client: 7,
+            client: 7 + n / 32,
             serial: n,
         }),
         command: Command::Pin(Pin::new(cid(n), options, Millis(n))),
