@@ -110,7 +110,9 @@ fn main() {
         let before = LIVE_BYTES.load(Ordering::Relaxed);
         let start = Instant::now();
         for (i, e) in chunk.iter().enumerate() {
-            set.apply(chunk_start + i as u64 + 1, e).expect("valid pin");
+            set.apply(chunk_start + i as u64 + 1, e)
+                .expect("index grows")
+                .expect("valid pin");
         }
         fill += start.elapsed();
         state_bytes += LIVE_BYTES.load(Ordering::Relaxed) - before;
@@ -158,7 +160,9 @@ fn main() {
         .collect();
     let start = Instant::now();
     for (i, e) in more.iter().enumerate() {
-        set.apply(pins + i as u64 + 1, e).expect("valid pin");
+        set.apply(pins + i as u64 + 1, e)
+            .expect("index grows")
+            .expect("valid pin");
     }
     let t = start.elapsed();
     drop(more);

@@ -1,12 +1,21 @@
 //! Which peers should pin a CID: a pure function of the request, the peers'
 //! metrics and `now`, balanced like IPFS Cluster's `balanced` allocator.
 //!
-//! Order of preference: healthy current allocations are kept, then user
-//! allocations, then the other healthy peers ordered by `allocate_by`
-//! (tags partition peers and spread replicas across partitions; free space,
-//! pin queue and pin count rank peers inside a partition).
+//! Order of preference: current allocations that are still members are kept
+//! (even without fresh metrics: a new leader's empty metrics view must not
+//! move healthy replicas), then user allocations, then the other usable peers
+//! ordered by `allocate_by` (tags partition peers and spread replicas across
+//! partitions; free space, pin queue and pin count rank peers inside a
+//! partition).
+//!
+//! A peer is *usable* for a new allocation when it is a member, not
+//! blacklisted, its latest report is fresh, and it has every metric
+//! `allocate_by` names: each `tag:<key>` it names, and free space above zero
+//! when `freespace` is named. As in IPFS Cluster (where a peer lacking one of
+//! the `allocate_by` metrics is no candidate), a peer without a tag is not
+//! allocated rather than forming a partition of its own.
 
-use std::cmp::Ordering;
+use std::cmp::{Ordering, Reverse};
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
@@ -99,6 +108,9 @@ pub struct AllocationRequest<'a> {
     pub user_allocations: &'a [PeerId],
     /// Peers never to use (e.g. the dead peer being replaced).
     pub blacklist: &'a [PeerId],
+    /// The cluster's current peers: only members are allocated, and current
+    /// allocations that are members are kept.
+    pub members: &'a [PeerId],
 }
 
 /// Why no allocation could be made.
@@ -134,29 +146,30 @@ pub fn allocate(
     if min == REPLICATION_EVERYWHERE {
         return Ok(Vec::new());
     }
-    let usable = usable_peers(metrics, request.blacklist, now, config.metric_ttl_ms);
-    let mut current: Vec<&PeerMetrics> = Vec::new();
+    let (min, max) = (min as usize, max as usize);
+    let usable = usable_peers(metrics, request, now, config);
+    // Current allocations that are still members, in their order.
+    let mut kept: Vec<&PeerId> = Vec::new();
     for p in request.current {
-        if let Some(m) = usable.get(p) {
-            if !current.iter().any(|c| c.peer == *p) {
-                current.push(m);
-            }
+        if request.members.contains(p) && !request.blacklist.contains(p) && !kept.contains(&p) {
+            kept.push(p);
         }
     }
-    let (min, max) = (min as usize, max as usize);
-    if current.len() >= max {
-        return Ok(current.iter().take(max).map(|m| m.peer.clone()).collect());
+    if kept.len() >= min {
+        if kept.len() > max {
+            // Over-allocated: drop the peers without fresh metrics first.
+            let (fresh, unknown): (Vec<&PeerId>, Vec<&PeerId>) =
+                kept.into_iter().partition(|p| usable.contains_key(p));
+            kept = fresh.into_iter().chain(unknown).take(max).collect();
+        }
+        return Ok(kept.into_iter().cloned().collect());
     }
-    if current.len() >= min {
-        return Ok(current.iter().map(|m| m.peer.clone()).collect());
-    }
-    let needed = min - current.len();
-    let wanted = max - current.len();
-    let is_current = |p: &PeerId| current.iter().any(|c| c.peer == *p);
+    let needed = min - kept.len();
+    let wanted = max - kept.len();
     let mut priority: Vec<&PeerMetrics> = Vec::new();
     for p in request.user_allocations {
         if let Some(m) = usable.get(p) {
-            if !is_current(p) && !priority.iter().any(|q| q.peer == *p) {
+            if !kept.contains(&p) && !priority.iter().any(|q| q.peer == *p) {
                 priority.push(m);
             }
         }
@@ -164,7 +177,7 @@ pub fn allocate(
     let candidates: Vec<&PeerMetrics> = usable
         .values()
         .copied()
-        .filter(|m| !is_current(&m.peer) && !priority.iter().any(|q| q.peer == m.peer))
+        .filter(|m| !kept.contains(&&m.peer) && !priority.iter().any(|q| q.peer == m.peer))
         .collect();
     let available = priority.len() + candidates.len();
     if available < needed {
@@ -174,71 +187,113 @@ pub fn allocate(
             available,
         });
     }
-    let mut chosen: Vec<PeerId> = current.iter().map(|m| m.peer.clone()).collect();
-    let ordered = order(priority, &config.allocate_by, &current)
+    // Replicas already placed, for spreading across tags: kept peers whose
+    // metrics (so tags) are known, then the user's choices.
+    let mut placed: Vec<&PeerMetrics> =
+        kept.iter().filter_map(|p| usable.get(p).copied()).collect();
+    let mut chosen: Vec<PeerId> = kept.iter().map(|p| (*p).clone()).collect();
+    for m in order(priority, &config.allocate_by, &placed)
         .into_iter()
-        .chain(order(candidates, &config.allocate_by, &current));
-    chosen.extend(ordered.take(wanted).map(|m| m.peer.clone()));
+        .take(wanted)
+    {
+        chosen.push(m.peer.clone());
+        placed.push(m);
+    }
+    let rest = max - chosen.len();
+    let ordered = order(candidates, &config.allocate_by, &placed);
+    chosen.extend(ordered.into_iter().take(rest).map(|m| m.peer.clone()));
     debug_assert!(chosen.len() >= min && chosen.len() <= max);
     Ok(chosen)
 }
 
-/// Peers with fresh metrics, free space and not blacklisted; the latest report wins.
+/// Peers a new allocation may use (see the module doc), by their latest
+/// report. Reports of one peer with equal `last_seen` are decided by their
+/// content, never by input order: the most conservative one (least free
+/// space, then most pins, then longest queue, then tags) wins.
 fn usable_peers<'a>(
     metrics: &'a [PeerMetrics],
-    blacklist: &[PeerId],
+    request: &AllocationRequest<'_>,
     now: Millis,
-    ttl_ms: u64,
+    config: &AllocatorConfig,
 ) -> BTreeMap<&'a PeerId, &'a PeerMetrics> {
-    let mut usable: BTreeMap<&PeerId, &PeerMetrics> = BTreeMap::new();
+    let key = |m: &'a PeerMetrics| {
+        (
+            m.last_seen,
+            Reverse(m.free_space_bytes),
+            m.pinned,
+            m.queue_len,
+            &m.tags,
+        )
+    };
+    let mut latest: BTreeMap<&PeerId, &PeerMetrics> = BTreeMap::new();
     for m in metrics {
-        if blacklist.contains(&m.peer) {
-            continue;
-        }
-        match usable.get(&m.peer) {
-            Some(seen) if seen.last_seen >= m.last_seen => {}
+        match latest.get(&m.peer) {
+            Some(seen) if key(seen) >= key(m) => {}
             _ => {
-                usable.insert(&m.peer, m);
+                latest.insert(&m.peer, m);
             }
         }
     }
+    let needs_space = config.allocate_by.contains(&AllocateBy::FreeSpace);
+    let has_tags = |m: &PeerMetrics| {
+        config.allocate_by.iter().all(|by| match by {
+            AllocateBy::Tag(key) => m.tags.contains_key(key),
+            _ => true,
+        })
+    };
     // Freshness is judged on the newest report only: an old report must not
     // resurrect a peer whose latest one is stale.
-    usable.retain(|_, m| now.since(m.last_seen) <= ttl_ms && m.free_space_bytes > 0);
-    usable
+    latest.retain(|p, m| {
+        now.since(m.last_seen) <= config.metric_ttl_ms
+            && (!needs_space || m.free_space_bytes > 0)
+            && has_tags(m)
+            && request.members.contains(p)
+            && !request.blacklist.contains(p)
+    });
+    latest
 }
 
-/// Orders peers by the criteria: tags partition and interleave, numbers rank.
+/// Orders peers by the criteria: tags partition and spread, numbers rank.
+/// `placed` are the replicas already chosen (for spreading).
 fn order<'a>(
     peers: Vec<&'a PeerMetrics>,
     by: &[AllocateBy],
-    current: &[&PeerMetrics],
+    placed: &[&PeerMetrics],
 ) -> Vec<&'a PeerMetrics> {
     match by.split_first() {
         Some((AllocateBy::Tag(key), rest)) => {
-            let tag = |m: &PeerMetrics| m.tags.get(key).cloned().unwrap_or_default();
+            // Every usable peer has the tag (see `usable_peers`); placed
+            // replicas without it count in no partition.
+            let tag = |m: &PeerMetrics| m.tags.get(key).cloned();
             let mut groups: BTreeMap<String, Vec<&PeerMetrics>> = BTreeMap::new();
             for p in peers {
-                groups.entry(tag(p)).or_default().push(p);
+                if let Some(value) = tag(p) {
+                    groups.entry(value).or_default().push(p);
+                }
             }
-            let mut partitions: Vec<(usize, i128, String, Vec<&PeerMetrics>)> = groups
+            let mut partitions: Vec<Partition<'a>> = groups
                 .into_iter()
                 .map(|(value, members)| {
-                    let in_partition: Vec<&PeerMetrics> = current
+                    let in_partition: Vec<&PeerMetrics> = placed
                         .iter()
                         .copied()
-                        .filter(|c| tag(c) == value)
+                        .filter(|c| tag(c).as_ref() == Some(&value))
                         .collect();
                     let weight = rest
                         .first()
                         .map_or(0, |m| members.iter().map(|p| m.weight(p)).sum());
                     let ordered = order(members, rest, &in_partition);
-                    (in_partition.len(), weight, value, ordered)
+                    Partition {
+                        placed: in_partition.len(),
+                        weight,
+                        value,
+                        peers: ordered.into_iter(),
+                    }
                 })
                 .collect();
-            // Fewest existing replicas first (spread), then heavier partitions, then by name.
-            partitions.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)).then(a.2.cmp(&b.2)));
-            round_robin(partitions.into_iter().map(|p| p.3).collect())
+            // Ties between equally filled partitions: heavier first, then by name.
+            partitions.sort_by(|a, b| b.weight.cmp(&a.weight).then(a.value.cmp(&b.value)));
+            spread(partitions)
         }
         Some(_) => {
             let mut peers = peers;
@@ -253,26 +308,38 @@ fn order<'a>(
     }
 }
 
+/// One tag value's peers, in their own order, and how many replicas it holds.
+struct Partition<'a> {
+    placed: usize,
+    weight: i128,
+    value: String,
+    peers: std::vec::IntoIter<&'a PeerMetrics>,
+}
+
+/// Each next replica goes to the partition holding the fewest so far (the
+/// first in the given order among equals), so a group with replicas already
+/// gets no more until the others caught up.
+fn spread<'a>(mut partitions: Vec<Partition<'a>>) -> Vec<&'a PeerMetrics> {
+    let mut out = Vec::with_capacity(partitions.iter().map(|p| p.peers.len()).sum());
+    loop {
+        let next = partitions
+            .iter_mut()
+            .filter(|p| p.peers.len() > 0)
+            .min_by_key(|p| p.placed);
+        let Some(partition) = next else {
+            return out;
+        };
+        out.push(partition.peers.next().expect("invariant: not exhausted"));
+        partition.placed += 1;
+    }
+}
+
 fn rank(a: &PeerMetrics, b: &PeerMetrics, by: &[AllocateBy]) -> Ordering {
     by.iter()
         .map(|m| m.weight(b).cmp(&m.weight(a)))
         .find(|o| o.is_ne())
         .unwrap_or(Ordering::Equal)
         .then_with(|| a.peer.cmp(&b.peer))
-}
-
-fn round_robin<T>(lists: Vec<Vec<T>>) -> Vec<T> {
-    let total = lists.iter().map(Vec::len).sum();
-    let mut iters: Vec<_> = lists.into_iter().map(Vec::into_iter).collect();
-    let mut out = Vec::with_capacity(total);
-    while out.len() < total {
-        for it in iters.iter_mut() {
-            if let Some(x) = it.next() {
-                out.push(x);
-            }
-        }
-    }
-    out
 }
 
 #[cfg(test)]

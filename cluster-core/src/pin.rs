@@ -109,9 +109,6 @@ pub struct Pin {
     pub reference: Option<Cid>,
     /// When the pin was submitted to consensus (set by the proposer, not by apply).
     pub timestamp: Millis,
-    /// Set when peer removal left fewer allocations than `replication_factor_min`;
-    /// cleared by the re-allocation that follows.
-    pub under_replicated: bool,
     /// User options.
     pub options: PinOptions,
 }
@@ -220,7 +217,6 @@ impl Pin {
             max_depth,
             reference: None,
             timestamp,
-            under_replicated: false,
             options,
         }
     }
@@ -228,6 +224,18 @@ impl Pin {
     /// True when every peer pins it (replication -1).
     pub fn is_everywhere(&self) -> bool {
         self.options.replication_factor_min == REPLICATION_EVERYWHERE
+    }
+
+    /// True when the pin has fewer allocations than `replication_factor_min`.
+    /// Only the pinset can store such a pin (after a peer removal or a short
+    /// re-allocation); the leader then tops it up. It is computed from the
+    /// allocations, never set by a proposer: a request like that is invalid.
+    pub fn is_under_replicated(&self) -> bool {
+        is_short(
+            self.pin_type,
+            self.options.replication_factor_min,
+            self.allocations.len(),
+        )
     }
 
     /// The mode implied by the depth (what IPFS Cluster reports on read-back).
@@ -244,8 +252,15 @@ impl Pin {
         self.pin_type != PinType::Meta && (self.is_everywhere() || self.allocations.contains(peer))
     }
 
-    /// Checks everything that can be checked on the pin alone.
+    /// Checks everything that can be checked on the pin alone, as a request:
+    /// the allocations must reach `replication_factor_min`.
     pub fn validate(&self) -> Result<(), PinValidationError> {
+        self.validate_with(Allocated::Fully)
+    }
+
+    /// Checks a pin as the pinset may hold it: like [`Pin::validate`], but
+    /// with `Allocated::MayBeShort` fewer allocations than the minimum pass.
+    pub(crate) fn validate_with(&self, allocated: Allocated) -> Result<(), PinValidationError> {
         let o = &self.options;
         validate_replication(o.replication_factor_min, o.replication_factor_max)?;
         bounded("name", o.name.len(), NAME_MAX_BYTES)?;
@@ -273,65 +288,26 @@ impl Pin {
             }
         }
         self.validate_shape()?;
-        self.validate_allocations()
+        self.validate_allocations(allocated)
     }
 
     fn validate_shape(&self) -> Result<(), PinValidationError> {
-        let depth_ok = match self.pin_type {
-            PinType::Data => match self.options.mode {
-                PinMode::Direct => self.max_depth == 0,
-                PinMode::Recursive => {
-                    self.max_depth == -1 || (1..=MAX_DEPTH_MAX).contains(&self.max_depth)
-                }
-            },
-            PinType::Shard => self.max_depth == 1,
-            PinType::ClusterDag => self.max_depth == 0,
-            PinType::Meta => true,
-        };
-        if !depth_ok {
-            return Err(PinValidationError::BadDepth {
-                max_depth: self.max_depth,
-                pin_type: self.pin_type,
-                mode: self.options.mode,
-            });
-        }
-        if self.pin_type != PinType::Data && self.reference.is_none() {
-            return Err(PinValidationError::MissingReference(self.pin_type));
-        }
-        Ok(())
+        check_shape(
+            self.pin_type,
+            self.options.mode,
+            self.max_depth,
+            self.reference.is_some(),
+        )
     }
 
-    fn validate_allocations(&self) -> Result<(), PinValidationError> {
-        // Allocation lists are short: pairwise comparison beats sorting a copy.
-        for (i, p) in self.allocations.iter().enumerate() {
-            if self.allocations[..i].contains(p) {
-                return Err(PinValidationError::DuplicateAllocation(p.clone()));
-            }
-        }
-        if self.pin_type == PinType::Meta {
-            return if self.allocations.is_empty() {
-                Ok(())
-            } else {
-                Err(PinValidationError::MetaWithAllocations)
-            };
-        }
-        if self.is_everywhere() {
-            return if self.allocations.is_empty() {
-                Ok(())
-            } else {
-                Err(PinValidationError::EverywhereWithAllocations)
-            };
-        }
-        let (min, max) = (
+    fn validate_allocations(&self, allocated: Allocated) -> Result<(), PinValidationError> {
+        check_allocations(
+            self.pin_type,
             self.options.replication_factor_min,
             self.options.replication_factor_max,
-        );
-        let got = self.allocations.len();
-        let too_few = got < min as usize && !self.under_replicated;
-        if too_few || got > max as usize {
-            return Err(PinValidationError::AllocationCount { got, min, max });
-        }
-        Ok(())
+            &self.allocations,
+            allocated,
+        )
     }
 
     /// True when the two pins ask for the same thing (the timestamp aside):
@@ -348,7 +324,93 @@ impl Pin {
     }
 }
 
-fn bounded(field: &'static str, got: usize, max: usize) -> Result<(), PinValidationError> {
+/// Depth against mode and type, and the reference non-data pins need (shared
+/// with the pinset's stored form, which validates without building a `Pin`).
+pub(crate) fn check_shape(
+    pin_type: PinType,
+    mode: PinMode,
+    max_depth: i32,
+    has_reference: bool,
+) -> Result<(), PinValidationError> {
+    let depth_ok = match pin_type {
+        PinType::Data => match mode {
+            PinMode::Direct => max_depth == 0,
+            PinMode::Recursive => max_depth == -1 || (1..=MAX_DEPTH_MAX).contains(&max_depth),
+        },
+        PinType::Shard => max_depth == 1,
+        PinType::ClusterDag => max_depth == 0,
+        PinType::Meta => true,
+    };
+    if !depth_ok {
+        return Err(PinValidationError::BadDepth {
+            max_depth,
+            pin_type,
+            mode,
+        });
+    }
+    if pin_type != PinType::Data && !has_reference {
+        return Err(PinValidationError::MissingReference(pin_type));
+    }
+    Ok(())
+}
+
+/// The allocation rules (shared like [`check_shape`]).
+pub(crate) fn check_allocations(
+    pin_type: PinType,
+    min: i32,
+    max: i32,
+    allocations: &[PeerId],
+    allocated: Allocated,
+) -> Result<(), PinValidationError> {
+    // Allocation lists are short: pairwise comparison beats sorting a copy.
+    for (i, p) in allocations.iter().enumerate() {
+        if allocations[..i].contains(p) {
+            return Err(PinValidationError::DuplicateAllocation(p.clone()));
+        }
+    }
+    if pin_type == PinType::Meta {
+        return if allocations.is_empty() {
+            Ok(())
+        } else {
+            Err(PinValidationError::MetaWithAllocations)
+        };
+    }
+    if min == REPLICATION_EVERYWHERE {
+        return if allocations.is_empty() {
+            Ok(())
+        } else {
+            Err(PinValidationError::EverywhereWithAllocations)
+        };
+    }
+    let got = allocations.len();
+    let too_few = got < min as usize && allocated == Allocated::Fully;
+    if too_few || got > max as usize {
+        return Err(PinValidationError::AllocationCount { got, min, max });
+    }
+    Ok(())
+}
+
+/// Whether a pin's allocations must reach its minimum (see [`Pin::validate_with`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Allocated {
+    /// A request: at least `replication_factor_min` allocations.
+    Fully,
+    /// Stored after a peer loss or a short re-allocation: fewer may pass.
+    MayBeShort,
+}
+
+/// The under-replication rule, shared by [`Pin`] and the pinset's stored form.
+pub(crate) fn is_short(pin_type: PinType, rmin: i32, allocations: usize) -> bool {
+    pin_type != PinType::Meta
+        && rmin != REPLICATION_EVERYWHERE
+        && allocations < rmin.max(0) as usize
+}
+
+pub(crate) fn bounded(
+    field: &'static str,
+    got: usize,
+    max: usize,
+) -> Result<(), PinValidationError> {
     if got > max {
         return Err(PinValidationError::TooLarge {
             field: field.into(),
@@ -395,9 +457,11 @@ mod tests {
         assert!(pin(2, 3, 4).validate().is_err());
         assert!(pin(-1, -1, 0).validate().is_ok());
         assert!(pin(-1, -1, 1).validate().is_err());
-        let mut under = pin(2, 3, 1);
-        under.under_replicated = true;
-        assert!(under.validate().is_ok());
+        let under = pin(2, 3, 1);
+        assert!(under.is_under_replicated());
+        assert!(under.validate_with(Allocated::MayBeShort).is_ok());
+        assert!(!pin(2, 3, 2).is_under_replicated());
+        assert!(!pin(-1, -1, 0).is_under_replicated());
         let mut dup = pin(2, 3, 2);
         dup.allocations[1] = dup.allocations[0].clone();
         assert!(matches!(

@@ -13,7 +13,7 @@ use cluster_core::pinset::{Applied, Command, Entry, RequestId};
 use cluster_core::{Cid, Millis, PeerId, Pin, PinOptions};
 use cluster_net::inproc::InProcRouter;
 use cluster_net::store::{MemStore, RedbStore};
-use cluster_net::{ClusterRaft, RaftConfig};
+use cluster_net::{Boot, ClusterRaft, RaftConfig};
 
 const CLUSTER_ID: u128 = 0xbe4c_0000_0000_0000_0000_0000_0000_0001;
 const PEERS: usize = 3;
@@ -39,8 +39,10 @@ fn pin_entry(n: u64) -> Entry {
         ..Default::default()
     };
     Entry {
+        // At most SESSION_WINDOW requests of one client may be in flight:
+        // 32 consecutive serials per client id, as a node would spread them.
         request: Some(RequestId {
-            client: 1,
+            client: 1 + n / 32,
             serial: n,
         }),
         command: Command::Pin(Pin::new(cid, options, Millis(n))),
@@ -63,11 +65,14 @@ async fn form_cluster(root: &std::path::Path) -> (InProcRouter, Vec<ClusterRaft>
         let id = PeerId::synthetic(n as u64 + 1);
         let transport = router.transport(id.as_str());
         let addr = format!("inproc/{n}");
+        let boot = Boot::CreateIfEmpty {
+            incarnation: n as u128 + 1,
+        };
         let raft = if std::env::var("BENCH_STORE").as_deref() == Ok("mem") {
-            ClusterRaft::start(&id, addr, config.clone(), MemStore::new(), transport).await
+            ClusterRaft::start(&id, addr, config.clone(), boot, MemStore::new(), transport).await
         } else {
-            let store = RedbStore::open(&root.join(format!("peer-{n}"))).expect("open redb");
-            ClusterRaft::start(&id, addr, config.clone(), store, transport).await
+            let store = RedbStore::create(&root.join(format!("peer-{n}"))).expect("create redb");
+            ClusterRaft::start(&id, addr, config.clone(), boot, store, transport).await
         }
         .expect("start");
         router.register(id.as_str(), raft.rpc_handler());

@@ -2,7 +2,7 @@
 use cluster_net::store::{DurableStore, RedbStore, WriteBatch, WriteOp};
 fn main() {
     let dir = tempfile::tempdir().expect("dir");
-    let store = RedbStore::open(dir.path()).expect("open");
+    let store = RedbStore::create(dir.path()).expect("create");
     let n = 500u64;
     let t = std::time::Instant::now();
     for i in 0..n {

@@ -17,8 +17,15 @@ pub struct RaftConfig {
     pub election_timeout_min_ms: u64,
     /// Upper bound of the randomised election timeout.
     pub election_timeout_max_ms: u64,
-    /// Build a snapshot after this many log entries since the last one.
+    /// Build a snapshot after this many log entries since the last one (an
+    /// upper bound; one entry carries up to `batch_entries_max` writes).
     pub snapshot_every_logs: u64,
+    /// Build a snapshot after this many client writes applied since the last
+    /// one (0: no limit): bounds what a restart replays, in pins.
+    pub snapshot_every_writes: u64,
+    /// Build a snapshot after this many bytes of log appended since the last
+    /// one (0: no limit): bounds the log kept on disk.
+    pub snapshot_every_log_bytes: u64,
     /// Log entries kept behind a snapshot (lets slightly lagging peers catch
     /// up from the log instead of a snapshot).
     pub logs_to_keep: u64,
@@ -68,6 +75,8 @@ impl Default for RaftConfig {
             election_timeout_min_ms: 1_000,
             election_timeout_max_ms: 2_000,
             snapshot_every_logs: 5_000,
+            snapshot_every_writes: 50_000,
+            snapshot_every_log_bytes: 64 * 1024 * 1024,
             logs_to_keep: 1_000,
             snapshot_chunk_bytes: 1024 * 1024,
             rpc_timeout_ms: 750,

@@ -19,6 +19,27 @@ pub enum StartError {
     /// The Raft engine refused to start.
     #[error("raft failed to start: {0}")]
     Raft(String),
+    /// The node is configured as a member but its store holds no state
+    /// (missing, wiped or replaced disk). It must not come back as the old
+    /// member: it remembers no vote and no log.
+    #[error(
+        "peer {peer} is configured as a cluster member but its raft store holds no state \
+         (missing, wiped or replaced disk); it cannot come back as the member it was. \
+         Remove it from the cluster (remove_peer from a live member), then start it with \
+         an empty store as a new peer and join again"
+    )]
+    NoState {
+        /// This peer.
+        peer: String,
+    },
+    /// The store belongs to another peer.
+    #[error("the raft store belongs to peer {stored}, not to {given}")]
+    WrongPeer {
+        /// The peer id recorded in the store.
+        stored: String,
+        /// The peer id given to `start`.
+        given: String,
+    },
 }
 
 /// A write was not applied, or its outcome is unknown.
@@ -103,6 +124,15 @@ pub enum MembershipError {
     /// The peer asked belongs to no cluster yet (it may be bootstrapping).
     #[error("the peer asked belongs to no cluster yet")]
     NoCluster,
+    /// The peer is a member under an earlier incarnation (it lost its store).
+    #[error(
+        "peer {peer} is a member of the cluster with another store (an earlier incarnation: \
+         its data was lost or replaced); remove it first (remove_peer), then join again"
+    )]
+    StaleMember {
+        /// The peer.
+        peer: String,
+    },
     /// Removing the peer would leave the cluster without voters.
     #[error("cannot remove the last peer of a cluster")]
     LastPeer,

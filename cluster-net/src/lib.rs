@@ -17,5 +17,5 @@ pub use config::{ConfigError, RaftConfig};
 pub use error::{MembershipError, StartError, WriteError};
 #[cfg(madsim)]
 pub use raft_glue::sim_hooks;
-pub use raft_glue::{node_id_of, ClusterRaft, CodecError, NodeInfo, RpcRequest, RpcResponse};
+pub use raft_glue::{node_id_of, Boot, ClusterRaft, CodecError, NodeInfo, RpcRequest, RpcResponse};
 pub use transport::{RaftTransport, RpcHandler, TransportError};

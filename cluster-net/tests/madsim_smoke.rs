@@ -11,7 +11,7 @@ use cluster_core::pinset::{Applied, Command, Entry, RequestId};
 use cluster_core::{Cid, Millis, PeerId, Pin, PinOptions};
 use cluster_net::inproc::InProcRouter;
 use cluster_net::store::MemStore;
-use cluster_net::{ClusterRaft, RaftConfig};
+use cluster_net::{Boot, ClusterRaft, RaftConfig};
 
 fn pin_entry(n: u64) -> Entry {
     let mut bytes = vec![0x12, 0x20];
@@ -51,6 +51,9 @@ async fn three_peers_elect_and_replicate_under_madsim() {
             &id,
             format!("sim/{n}"),
             config.clone(),
+            Boot::CreateIfEmpty {
+                incarnation: u128::from(n) + 1,
+            },
             MemStore::new(),
             router.transport(id.as_str()),
         )

@@ -18,6 +18,7 @@ async fn start(n: u64, router: &InProcRouter, config: &RaftConfig) -> ClusterRaf
         &id,
         format!("inproc/{n}"),
         config.clone(),
+        cluster_net::Boot::CreateIfEmpty { incarnation: 101 },
         MemStore::new(),
         router.transport(id.as_str()),
     )

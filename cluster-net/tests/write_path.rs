@@ -88,6 +88,7 @@ async fn start(
         &id,
         format!("inproc/{n}"),
         config.clone(),
+        cluster_net::Boot::CreateIfEmpty { incarnation: 101 },
         MemStore::new(),
         wrap(router.transport(id.as_str())),
     )

@@ -82,8 +82,10 @@ pub enum Refusal {
 pub enum Answer {
     /// Applied: the pin is stored.
     Pinned(PinChange),
-    /// Applied: the pin was removed; this is what it held.
-    Unpinned(Written),
+    /// Applied: the pin was removed; what it held when known (the core's
+    /// answer names only the CID: answers stay small to be remembered for
+    /// retries, issue 10 item 9).
+    Unpinned(Option<Written>),
     /// Refused; it changed nothing.
     Refused(Refusal),
     /// Timeout, lost connection, crashed peer: it may or may not have taken
@@ -96,7 +98,7 @@ impl Answer {
     pub fn of(result: &ApplyResult) -> Answer {
         match result {
             Ok(Applied::Pinned { change, .. }) => Answer::Pinned(*change),
-            Ok(Applied::Unpinned { pin }) => Answer::Unpinned(Written::of(pin)),
+            Ok(Applied::Unpinned { .. }) => Answer::Unpinned(None),
             Ok(other) => Answer::Refused(Refusal::Other(format!("unexpected answer {other:?}"))),
             Err(ApplyError::NotFound(cid)) => Answer::Refused(Refusal::NotFound(cid.clone())),
             Err(ApplyError::RecursiveToDirect) => Answer::Refused(Refusal::RecursiveToDirect),

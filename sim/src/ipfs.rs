@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use cluster_core::tracker::ListedPin;
+use cluster_core::tracker::{IpfsPinType, ListedPin};
 use cluster_core::{Cid, PinMode};
 use madsim::rand::{thread_rng, Rng};
 
@@ -247,9 +247,13 @@ impl FakeIpfs {
 
 /// A listing line for one held pin.
 fn listed(cid: &Cid, held: &HeldPin) -> ListedPin {
-    let _ = held.mode;
     ListedPin {
         cid: cid.clone(),
+        // As Kubo lists them: no depth for recursive pins.
+        pin_type: match held.mode {
+            PinMode::Recursive => IpfsPinType::Recursive { max_depth: None },
+            PinMode::Direct => IpfsPinType::Direct,
+        },
         by_cluster: held.by_cluster,
     }
 }

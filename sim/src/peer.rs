@@ -5,17 +5,18 @@
 //! all of it and a restart runs it again from the peer's disk.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU16, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use cluster_core::allocator::{
     allocate, AllocateBy, AllocationRequest, AllocatorConfig, PeerMetrics,
 };
-use cluster_core::pinset::{Command, Entry};
+use cluster_core::pinset::{Command, Entry, PinVersion};
 use cluster_core::tracker::{Desire, Input, IpfsCommand, Output, Tracker, TrackerConfig};
 use cluster_core::{Cid, Millis, PeerId, TrackerStatus};
-use cluster_net::{ClusterRaft, RaftConfig};
+use cluster_net::{Boot, ClusterRaft, RaftConfig};
+use madsim::rand::Rng;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::ipfs::FakeIpfs;
@@ -95,6 +96,8 @@ pub struct PeerCtx {
     pub group: String,
     /// Its free space, in bytes.
     pub free_space_bytes: u64,
+    /// Tracker instances started so far: the next one's epoch.
+    pub tracker_starts: AtomicU16,
 }
 
 /// Every status a tracker reports, by CID.
@@ -160,10 +163,16 @@ impl Registry {
 /// The init task of a peer's node: start consensus from disk and run the drivers.
 pub async fn run_peer(ctx: Arc<PeerCtx>) {
     let transport = ctx.net.transport_for(ctx.id.as_str());
+    // Used only if the disk is empty; madsim's seeded rng keeps it
+    // deterministic.
+    let boot = Boot::CreateIfEmpty {
+        incarnation: madsim::rand::thread_rng().gen_range(1..=u128::MAX),
+    };
     let started = ClusterRaft::start(
         &ctx.id,
         &ctx.addr,
         ctx.raft_config.clone(),
+        boot,
         ctx.store.clone(),
         transport,
     )
@@ -205,9 +214,20 @@ async fn drive_tracker(
     mut rx: mpsc::UnboundedReceiver<Input>,
     mut status_rx: mpsc::UnboundedReceiver<oneshot::Sender<Statuses>>,
 ) {
-    let mut tracker = Tracker::new(ctx.tracker_config.clone(), Millis(now_ms()));
+    let epoch = ctx.tracker_starts.fetch_add(1, Ordering::Relaxed);
+    let mut tracker = match Tracker::new(ctx.tracker_config.clone(), epoch, Millis(now_ms())) {
+        Ok(tracker) => tracker,
+        Err(e) => {
+            lock(&ctx.registry.start_errors).push(format!("peer {} tracker: {e}", ctx.index));
+            return;
+        }
+    };
     let mut known: BTreeMap<Cid, Desire> = BTreeMap::new();
     let mut seen_index = u64::MAX;
+    // The leader's commit index seen at start-up; once the pinset fed to the
+    // tracker reached it, every desire is known.
+    let mut catch_up_to: Option<u64> = None;
+    let mut desired_complete = false;
     loop {
         let index = raft.applied_index();
         if index != seen_index {
@@ -239,6 +259,13 @@ async fn drive_tracker(
                 );
             }
             known = wanted;
+        }
+        if !desired_complete {
+            catch_up_to = catch_up_to.or_else(|| leader_commit_index(&ctx, &raft));
+            if catch_up_to.is_some_and(|target| seen_index >= target) {
+                desired_complete = true;
+                tracker.handle_input(Input::DesiredComplete, Millis(now_ms()));
+            }
         }
         let wake = loop {
             match tracker.poll_output(Millis(now_ms())) {
@@ -272,6 +299,21 @@ async fn drive_tracker(
             tracker.handle_input(more, Millis(now_ms()));
         }
     }
+}
+
+/// The leader's commit index as this peer can learn it. `ClusterRaft` does
+/// not expose one, so the leader's applied index stands in for it (a real node
+/// would ask the leader); `None` while no leader is known.
+fn leader_commit_index(ctx: &PeerCtx, raft: &ClusterRaft) -> Option<u64> {
+    let leader = raft.leader()?;
+    if leader == ctx.id {
+        return Some(raft.applied_index());
+    }
+    ctx.registry
+        .all()
+        .into_iter()
+        .find(|(_, r)| r.raft.node_info().peer_id == leader.as_str())
+        .map(|(_, r)| r.raft.applied_index())
 }
 
 async fn execute(ipfs: Arc<FakeIpfs>, cmd: IpfsCommand, answers: mpsc::UnboundedSender<Input>) {
@@ -320,18 +362,19 @@ async fn repair_allocations(ctx: Arc<PeerCtx>, raft: ClusterRaft) {
             continue;
         }
         let members: BTreeSet<PeerId> = raft.members().into_iter().collect();
+        let member_list: Vec<PeerId> = members.iter().cloned().collect();
         let metrics = ctx.board.view_from(&ctx.id, &ctx.net);
-        let todo: Vec<cluster_core::Pin> = raft.with_pinset(|p| {
-            p.iter()
-                .filter(|pin| {
+        let todo: Vec<(cluster_core::Pin, PinVersion)> = raft.with_pinset(|p| {
+            p.iter_with_versions()
+                .filter(|(pin, _)| {
                     !pin.is_everywhere()
-                        && (pin.under_replicated
+                        && (pin.is_under_replicated()
                             || pin.allocations.iter().any(|a| !members.contains(a)))
                 })
                 .take(REPAIRS_PER_ROUND_MAX)
                 .collect()
         });
-        for pin in todo {
+        for (pin, version) in todo {
             let current: Vec<PeerId> = pin
                 .allocations
                 .iter()
@@ -350,6 +393,7 @@ async fn repair_allocations(ctx: Arc<PeerCtx>, raft: ClusterRaft) {
                 current: &current,
                 user_allocations: &[],
                 blacklist: &gone,
+                members: &member_list,
             };
             let member_metrics: Vec<PeerMetrics> = metrics
                 .iter()
@@ -364,12 +408,13 @@ async fn repair_allocations(ctx: Arc<PeerCtx>, raft: ClusterRaft) {
             ) else {
                 continue; // Not enough healthy peers yet; try again next round.
             };
-            if allocations == pin.allocations && !pin.under_replicated {
+            if allocations == pin.allocations && !pin.is_under_replicated() {
                 continue;
             }
             let entry = Entry::new(Command::Reallocate {
                 cid: pin.cid.clone(),
                 allocations,
+                version,
             });
             // Failures are retried by the next round.
             let _ = raft.write(entry).await;

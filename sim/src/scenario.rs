@@ -317,6 +317,7 @@ impl Sim {
             clock_skew_ms: AtomicI64::new(0),
             group: ["a", "b", "c"][index % 3].to_string(),
             free_space_bytes: rng.gen_range(10..100u64) << 30,
+            tracker_starts: Default::default(),
         });
         peers.push(Arc::clone(&ctx));
         drop(peers);
@@ -335,6 +336,7 @@ impl Sim {
         NodeInfo {
             peer_id: p.id.to_string(),
             addr: p.addr.clone(),
+            incarnation: 0, // a contact address: its store is not known here
         }
     }
 
@@ -523,14 +525,16 @@ impl Sim {
                 let mut pin = Pin::new(pool_cid(n), options, Millis(invoked_ms));
                 // The peer that takes the request allocates, from its own view of metrics.
                 let metrics = self.board.view_from(&ctx.id, &self.net);
+                let members: BTreeSet<PeerId> = running.raft.members().into_iter().collect();
+                let member_list: Vec<PeerId> = members.iter().cloned().collect();
                 let request = AllocationRequest {
                     replication_factor_min: rf.0,
                     replication_factor_max: rf.1,
                     current: &[],
                     user_allocations: &[],
                     blacklist: &[],
+                    members: &member_list,
                 };
-                let members: BTreeSet<PeerId> = running.raft.members().into_iter().collect();
                 let metrics: Vec<_> = metrics
                     .into_iter()
                     .filter(|m| members.contains(&m.peer))

@@ -6,13 +6,29 @@ use crate::pin::{Pin, PinType, PinValidationError};
 use crate::{Cid, Millis, PeerId};
 
 /// Identifies one client request so a retried request is applied once.
+///
+/// The pinset keeps a session per client (see [`crate::pinset::SESSION_WINDOW`]):
+/// a client numbers its requests with growing serials (gaps and a little
+/// reordering are fine) and re-sends a request with the same id and the
+/// same command until it gets an answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct RequestId {
-    /// The submitting client (e.g. a peer's API session), chosen by the driver.
+    /// The submitting client (e.g. a peer's API session), chosen by the driver;
+    /// a fresh random id per client process keeps sessions apart.
     pub client: u64,
-    /// Unique per client.
+    /// Unique per client, growing.
     pub serial: u64,
 }
+
+/// The log index of the entry that last created or changed a pin. Commands
+/// computed from a pin (re-allocation, expiry) carry the version they saw and
+/// are refused with [`ApplyError::Stale`] when the pin changed since.
+///
+/// Entries of one batch share an index, but a batch applies as a whole, so
+/// no reader ever sees a pin between two entries of one batch: the index
+/// names exactly one observable version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct PinVersion(pub u64);
 
 /// A change to the shared pinset. Allocations are decided by the proposer and
 /// travel inside the command, so applying it never consults metrics or clocks.
@@ -20,10 +36,19 @@ pub struct RequestId {
 pub enum Command {
     /// Add a pin, or change the options of an existing one.
     Pin(Pin),
-    /// Remove a pin.
+    /// Remove a pin (a user's request: whatever version is stored).
     Unpin {
         /// The pin to remove.
         cid: Cid,
+    },
+    /// Remove a pin whose `expire_at` has passed, as the proposer saw it.
+    /// Refused when the pin changed since (a user re-pinned it, maybe with a
+    /// later expiry) or carries no expiry.
+    Expire {
+        /// The pin to remove.
+        cid: Cid,
+        /// The version the proposer judged expired.
+        version: PinVersion,
     },
     /// Pin `to` as a copy of `from` (same allocations and options); `from` stays.
     Update {
@@ -45,6 +70,8 @@ pub enum Command {
         cid: Cid,
         /// Its new allocations; fewer than the minimum keeps it flagged under-replicated.
         allocations: Vec<PeerId>,
+        /// The version the allocations were computed from.
+        version: PinVersion,
     },
     /// A peer left the cluster: drop it from every allocation, flag pins that
     /// fall under their minimum so the leader re-allocates them.
@@ -95,10 +122,11 @@ pub enum Applied {
         /// What changed.
         change: PinChange,
     },
-    /// The pin as it was before removal.
+    /// The pin is gone (read it before unpinning when the caller wants it
+    /// back: answers stay small, they are remembered for retries).
     Unpinned {
-        /// Removed pin.
-        pin: Box<Pin>,
+        /// The removed CID.
+        cid: Cid,
     },
     /// A peer was dropped from allocations.
     PeerRemoved {
@@ -120,23 +148,46 @@ pub enum ApplyError {
     /// No such pin.
     #[error("pin is not part of the pinset: {0}")]
     NotFound(Cid),
-    /// Re-pin with a different type.
-    #[error("cannot repin CID with different tracking method, clear state with pin rm to proceed. New: {new:?}. Was: {was:?}")]
-    TypeChange {
-        /// Stored type.
-        was: PinType,
-        /// Requested type.
-        new: PinType,
-    },
     /// Re-pin of a recursive pin as direct.
     #[error("cannot repin a CID which is already pinned in recursive mode (new pin is pinned as direct). Unpin it first.")]
     RecursiveToDirect,
-    /// Only data pins can be updated.
-    #[error("this pin type cannot be updated: {0:?}")]
-    NotUpdatable(PinType),
-    /// Shard and cluster-DAG pins go away with their meta pin.
-    #[error("{0:?} pins cannot be unpinned directly; unpin the meta pin")]
-    NotUnpinnable(PinType),
+    /// Meta, cluster-DAG and shard pins are refused until sharding exists:
+    /// without it nothing could ever unpin them (IPFS Cluster unpins them
+    /// only together, from the meta pin).
+    #[error("{0:?} pins are not supported yet (sharding is not implemented)")]
+    Unsupported(PinType),
+    /// The pin changed since the command was computed from it.
+    #[error(
+        "pin {cid} changed since this command was computed (version {expected:?}, now {current:?})"
+    )]
+    Stale {
+        /// The pin.
+        cid: Cid,
+        /// The version the command was computed from.
+        expected: PinVersion,
+        /// The stored version.
+        current: PinVersion,
+    },
+    /// An expiry for a pin that does not expire.
+    #[error("pin {0} has no expiry")]
+    NoExpiry(Cid),
+    /// The request id was used before for a different command.
+    #[error("request id {0:?} was already used for a different command")]
+    RequestIdReused(RequestId),
+    /// The request is older than what its client's session remembers: it may
+    /// have been applied, so it is not applied again.
+    #[error("request {0:?} is older than its session's de-duplication window")]
+    RequestTooOld(RequestId),
+}
+
+/// An entry's log index did not grow: the driver replayed or reordered the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("applied index must grow: {index} after {applied}")]
+pub struct OutOfOrder {
+    /// The index given.
+    pub index: u64,
+    /// The last applied index.
+    pub applied: u64,
 }
 
 /// The answer to one applied entry.

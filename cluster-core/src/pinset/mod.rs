@@ -6,20 +6,22 @@
 //! state untouched.
 
 mod command;
+mod sessions;
 mod snapshot;
 mod stored;
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 
-pub use command::{Applied, ApplyError, ApplyResult, Command, Entry, PinChange, RequestId};
+pub use command::{
+    Applied, ApplyError, ApplyResult, Command, Entry, OutOfOrder, PinChange, PinVersion, RequestId,
+};
+pub use sessions::{SESSIONS_MAX, SESSION_IDLE_ENTRIES, SESSION_WINDOW};
 pub use snapshot::{SnapshotError, SNAPSHOT_VERSION};
 
-use crate::pin::{Pin, PinMode, PinType};
+use crate::pin::{Allocated, Pin, PinMode, PinType};
 use crate::{Cid, Millis, PeerId};
+use sessions::{Answer, Seen, Sessions};
 use stored::{PeerPool, StoredPin};
-
-/// How many recent client requests are remembered for de-duplication.
-pub const RECENT_REQUESTS_MAX: usize = 16_384;
 
 /// The replicated pinset.
 #[derive(Debug, Clone, Default)]
@@ -27,35 +29,7 @@ pub struct Pinset {
     pins: BTreeMap<Cid, StoredPin>,
     pool: PeerPool,
     applied_index: u64,
-    recent: RecentRequests,
-}
-
-/// Answers to recently applied client requests, oldest first, so a retry gets
-/// the first answer instead of being applied twice.
-#[derive(Debug, Clone, Default, PartialEq)]
-struct RecentRequests {
-    by_id: BTreeMap<RequestId, (u64, ApplyResult)>,
-    order: VecDeque<RequestId>,
-}
-
-impl RecentRequests {
-    fn get(&self, id: &RequestId) -> Option<&ApplyResult> {
-        self.by_id.get(id).map(|(_, r)| r)
-    }
-
-    fn remember(&mut self, id: RequestId, index: u64, result: ApplyResult) {
-        if self.by_id.insert(id, (index, result)).is_none() {
-            self.order.push_back(id);
-        }
-        while self.order.len() > RECENT_REQUESTS_MAX {
-            let oldest = self
-                .order
-                .pop_front()
-                .expect("invariant: order is not empty");
-            self.by_id.remove(&oldest);
-        }
-        debug_assert_eq!(self.order.len(), self.by_id.len());
-    }
+    sessions: Sessions,
 }
 
 impl Pinset {
@@ -66,39 +40,56 @@ impl Pinset {
 
     /// Applies the entry at log position `index` (which must exceed every index
     /// applied before) and returns its answer.
-    pub fn apply(&mut self, index: u64, entry: &Entry) -> ApplyResult {
-        self.advance_to(index);
-        self.apply_one(index, entry)
+    pub fn apply(&mut self, index: u64, entry: &Entry) -> Result<ApplyResult, OutOfOrder> {
+        self.advance_to(index)?;
+        Ok(self.apply_one(index, entry))
     }
 
     /// Applies several entries that share log position `index` (a batch of
     /// concurrent client writes proposed as one Raft entry), in order.
-    pub fn apply_batch(&mut self, index: u64, entries: &[Entry]) -> Vec<ApplyResult> {
-        self.advance_to(index);
-        entries.iter().map(|e| self.apply_one(index, e)).collect()
+    pub fn apply_batch(
+        &mut self,
+        index: u64,
+        entries: &[Entry],
+    ) -> Result<Vec<ApplyResult>, OutOfOrder> {
+        self.advance_to(index)?;
+        Ok(entries.iter().map(|e| self.apply_one(index, e)).collect())
     }
 
     fn apply_one(&mut self, index: u64, entry: &Entry) -> ApplyResult {
-        if let Some(id) = entry.request {
-            if let Some(previous) = self.recent.get(&id) {
-                return previous.clone();
+        let request = entry
+            .request
+            .map(|id| (id, sessions::digest(&entry.command)));
+        if let Some((id, digest)) = request {
+            self.sessions.expire(index);
+            match self.sessions.seen(id, digest) {
+                Seen::New => {}
+                Seen::Answered(answer) => return answer.rebuild(id, &entry.command),
+                Seen::Reused => return Err(ApplyError::RequestIdReused(id)),
+                Seen::TooOld => return Err(ApplyError::RequestTooOld(id)),
             }
         }
         let result = match &entry.command {
-            Command::Pin(pin) => self.apply_pin(pin),
+            Command::Pin(pin) => self.apply_pin(pin, index),
             Command::Unpin { cid } => self.apply_unpin(cid),
+            Command::Expire { cid, version } => self.apply_expire(cid, *version),
             Command::Update {
                 from,
                 to,
                 name,
                 expire_at,
                 timestamp,
-            } => self.apply_update(from, to, name, *expire_at, *timestamp),
-            Command::Reallocate { cid, allocations } => self.apply_reallocate(cid, allocations),
-            Command::RemovePeer { peer } => Ok(self.apply_remove_peer(peer)),
+            } => self.apply_update(from, to, name, *expire_at, *timestamp, index),
+            Command::Reallocate {
+                cid,
+                allocations,
+                version,
+            } => self.apply_reallocate(cid, allocations, *version, index),
+            Command::RemovePeer { peer } => Ok(self.apply_remove_peer(peer, index)),
         };
-        if let Some(id) = entry.request {
-            self.recent.remember(id, index, result.clone());
+        if let Some((id, digest)) = request {
+            self.sessions
+                .remember(id, digest, index, Answer::of(&result));
         }
         if cfg!(debug_assertions) {
             self.assert_step(&result);
@@ -115,61 +106,64 @@ impl Pinset {
                 .pins
                 .get(cid)
                 .expect("invariant: a pinned CID is in the pinset");
-            if let Err(e) = stored.to_pin(cid).validate() {
-                panic!("invariant: apply stored an invalid pin {cid}: {e}");
+            if let Err(e) = self.check_pin(cid, stored) {
+                panic!("invariant: apply stored an invalid pin: {e}");
             }
             assert!(
                 stored.allocations.iter().all(|p| self.pool.is_interned(p)),
                 "invariant: allocations of {cid} are interned"
             );
         }
-        if let Ok(Applied::Unpinned { pin }) = result {
+        if let Ok(Applied::Unpinned { cid }) = result {
             assert!(
-                !self.pins.contains_key(&pin.cid),
+                !self.pins.contains_key(cid),
                 "invariant: an unpinned CID is gone"
             );
         }
-        debug_assert_eq!(self.recent.order.len(), self.recent.by_id.len());
     }
 
     /// Records that log position `index` was consumed by an entry that does not
-    /// touch the pinset (a Raft blank or membership entry).
-    pub fn advance_to(&mut self, index: u64) {
-        assert!(
-            index > self.applied_index || (index == 0 && self.applied_index == 0),
-            "applied index must grow: {index} after {}",
-            self.applied_index
-        );
-        self.applied_index = index;
+    /// touch the pinset (a Raft blank or membership entry). Refused, with the
+    /// state untouched, unless `index` exceeds every index applied before.
+    pub fn advance_to(&mut self, index: u64) -> Result<(), OutOfOrder> {
+        if index > self.applied_index || (index == 0 && self.applied_index == 0) {
+            self.applied_index = index;
+            Ok(())
+        } else {
+            Err(OutOfOrder {
+                index,
+                applied: self.applied_index,
+            })
+        }
     }
 
-    fn apply_pin(&mut self, pin: &Pin) -> ApplyResult {
+    fn apply_pin(&mut self, pin: &Pin, index: u64) -> ApplyResult {
+        if pin.pin_type != PinType::Data {
+            return Err(ApplyError::Unsupported(pin.pin_type));
+        }
+        self.put(pin, index, Allocated::Fully)
+    }
+
+    /// Stores `pin` (created or changed at `index`) unless it is invalid or a
+    /// recursive-to-direct change; an equal re-pin changes nothing.
+    fn put(&mut self, pin: &Pin, index: u64, allocated: Allocated) -> ApplyResult {
         use std::collections::btree_map::Entry as Slot;
-        pin.validate()?;
+        pin.validate_with(allocated)?;
         // One search of the map per pin: this is the hot path of every apply.
         let change = match self.pins.entry(pin.cid.clone()) {
             Slot::Vacant(slot) => {
-                slot.insert(StoredPin::from_pin(pin, &mut self.pool));
+                slot.insert(StoredPin::from_pin(pin, &mut self.pool, index));
                 PinChange::Created
             }
             Slot::Occupied(mut slot) => {
                 let existing = slot.get();
-                if existing.pin_type != pin.pin_type {
-                    return Err(ApplyError::TypeChange {
-                        was: existing.pin_type,
-                        new: pin.pin_type,
-                    });
-                }
-                if existing.pin_type == PinType::Data
-                    && existing.max_depth != 0
-                    && pin.mode() == PinMode::Direct
-                {
+                if existing.max_depth != 0 && pin.mode() == PinMode::Direct {
                     return Err(ApplyError::RecursiveToDirect);
                 }
                 if existing.to_pin(&pin.cid).same_request(pin) {
                     PinChange::Unchanged
                 } else {
-                    slot.insert(StoredPin::from_pin(pin, &mut self.pool));
+                    slot.insert(StoredPin::from_pin(pin, &mut self.pool, index));
                     PinChange::Updated
                 }
             }
@@ -181,20 +175,34 @@ impl Pinset {
     }
 
     fn apply_unpin(&mut self, cid: &Cid) -> ApplyResult {
+        self.pins
+            .remove(cid)
+            .ok_or_else(|| ApplyError::NotFound(cid.clone()))?;
+        Ok(Applied::Unpinned { cid: cid.clone() })
+    }
+
+    fn apply_expire(&mut self, cid: &Cid, version: PinVersion) -> ApplyResult {
+        let stored = self.current(cid, version)?;
+        if stored.expire_at().is_none() {
+            return Err(ApplyError::NoExpiry(cid.clone()));
+        }
+        self.apply_unpin(cid)
+    }
+
+    /// The stored pin, if it is still at `version`.
+    fn current(&self, cid: &Cid, version: PinVersion) -> Result<&StoredPin, ApplyError> {
         let stored = self
             .pins
             .get(cid)
             .ok_or_else(|| ApplyError::NotFound(cid.clone()))?;
-        if matches!(stored.pin_type, PinType::Shard | PinType::ClusterDag) {
-            return Err(ApplyError::NotUnpinnable(stored.pin_type));
+        if stored.version != version.0 {
+            return Err(ApplyError::Stale {
+                cid: cid.clone(),
+                expected: version,
+                current: PinVersion(stored.version),
+            });
         }
-        let stored = self
-            .pins
-            .remove(cid)
-            .expect("invariant: checked present above");
-        Ok(Applied::Unpinned {
-            pin: Box::new(stored.to_pin(cid)),
-        })
+        Ok(stored)
     }
 
     fn apply_update(
@@ -204,14 +212,12 @@ impl Pinset {
         name: &str,
         expire_at: Option<Millis>,
         timestamp: Millis,
+        index: u64,
     ) -> ApplyResult {
         let source = self
             .pins
             .get(from)
             .ok_or_else(|| ApplyError::NotFound(from.clone()))?;
-        if source.pin_type != PinType::Data {
-            return Err(ApplyError::NotUpdatable(source.pin_type));
-        }
         let mut pin = source.to_pin(from);
         pin.cid = to.clone();
         pin.timestamp = timestamp;
@@ -222,51 +228,49 @@ impl Pinset {
         if let Some(at) = expire_at.filter(|at| *at > timestamp) {
             pin.options.expire_at = Some(at);
         }
-        self.apply_pin(&pin)
+        // A copy of an under-replicated pin is under-replicated too: the
+        // leader tops both up.
+        self.put(&pin, index, Allocated::MayBeShort)
     }
 
-    fn apply_reallocate(&mut self, cid: &Cid, allocations: &[PeerId]) -> ApplyResult {
-        let stored = self
-            .pins
-            .get(cid)
-            .ok_or_else(|| ApplyError::NotFound(cid.clone()))?;
+    fn apply_reallocate(
+        &mut self,
+        cid: &Cid,
+        allocations: &[PeerId],
+        version: PinVersion,
+        index: u64,
+    ) -> ApplyResult {
+        let stored = self.current(cid, version)?;
+        if allocations == &stored.allocations[..] {
+            return Ok(Applied::Pinned {
+                cid: cid.clone(),
+                change: PinChange::Unchanged,
+            });
+        }
         let mut pin = stored.to_pin(cid);
         pin.allocations = allocations.to_vec();
-        pin.under_replicated =
-            !pin.is_everywhere() && allocations.len() < pin.options.replication_factor_min as usize;
-        pin.validate()?;
-        let change = if pin.allocations[..] == stored.allocations[..]
-            && pin.under_replicated == stored.under_replicated
-        {
-            PinChange::Unchanged
-        } else {
-            PinChange::Updated
-        };
-        self.pins
-            .insert(cid.clone(), StoredPin::from_pin(&pin, &mut self.pool));
+        pin.validate_with(Allocated::MayBeShort)?;
+        self.pins.insert(
+            cid.clone(),
+            StoredPin::from_pin(&pin, &mut self.pool, index),
+        );
         Ok(Applied::Pinned {
             cid: cid.clone(),
-            change,
+            change: PinChange::Updated,
         })
     }
 
-    fn apply_remove_peer(&mut self, peer: &PeerId) -> Applied {
+    fn apply_remove_peer(&mut self, peer: &PeerId, index: u64) -> Applied {
         let (mut pins_affected, mut under_replicated) = (0, 0);
         for stored in self.pins.values_mut() {
             if !stored.allocations.contains(peer) {
                 continue;
             }
             pins_affected += 1;
-            stored.allocations = stored
-                .allocations
-                .iter()
-                .filter(|p| *p != peer)
-                .cloned()
-                .collect();
-            if !stored.is_everywhere() && stored.allocations.len() < stored.rmin as usize {
-                stored.under_replicated = true;
-                under_replicated += 1;
-            }
+            stored.allocations.retain(|p| p != peer);
+            stored.version = index;
+            stored.under_replicated = stored.is_short();
+            under_replicated += u64::from(stored.under_replicated);
         }
         self.pool.forget(peer);
         Applied::PeerRemoved {
@@ -317,7 +321,8 @@ impl Pinset {
             .collect()
     }
 
-    /// Pins flagged under-replicated (left below their minimum by a peer removal).
+    /// Pins with fewer allocations than their minimum (left so by a peer
+    /// removal or a short re-allocation): the leader re-allocates them.
     pub fn under_replicated(&self) -> impl Iterator<Item = Pin> + '_ {
         self.pins
             .iter()
@@ -325,12 +330,24 @@ impl Pinset {
             .map(|(cid, s)| s.to_pin(cid))
     }
 
-    /// Checks the state's invariants; tests and the simulator call it after every step.
+    /// The version of the pin stored for `cid`: what a command computed from
+    /// it carries.
+    pub fn version(&self, cid: &Cid) -> Option<PinVersion> {
+        self.pins.get(cid).map(|s| PinVersion(s.version))
+    }
+
+    /// Every pin with its version, in CID byte order.
+    pub fn iter_with_versions(&self) -> impl Iterator<Item = (Pin, PinVersion)> + '_ {
+        self.pins
+            .iter()
+            .map(|(cid, s)| (s.to_pin(cid), PinVersion(s.version)))
+    }
+
+    /// Checks the state's invariants; tests and the simulator call it after
+    /// every step.
     pub fn check_invariants(&self) -> Result<(), String> {
+        self.check_content()?;
         for (cid, stored) in &self.pins {
-            let pin = stored.to_pin(cid);
-            pin.validate()
-                .map_err(|e| format!("stored pin {cid} invalid: {e}"))?;
             if let Some(p) = stored
                 .allocations
                 .iter()
@@ -339,17 +356,40 @@ impl Pinset {
                 return Err(format!("pin {cid}: allocation {p} not interned"));
             }
         }
-        if self.recent.order.len() != self.recent.by_id.len() {
-            return Err("recent-request queue and map disagree".into());
+        Ok(())
+    }
+
+    /// The invariants a restored snapshot must pass: every pin is what apply
+    /// could have stored, every session is within its bounds. (Interning is
+    /// left out: restore interns by construction, and hashing every
+    /// allocation of a million pins would double the decode time.)
+    fn check_content(&self) -> Result<(), String> {
+        for (cid, stored) in &self.pins {
+            self.check_pin(cid, stored)?;
         }
-        if let Some((id, _)) = self
-            .recent
-            .by_id
-            .iter()
-            .find(|(_, (i, _))| *i > self.applied_index)
-        {
+        self.sessions.check(self.applied_index)
+    }
+
+    /// One stored pin is what apply could have stored.
+    fn check_pin(&self, cid: &Cid, stored: &StoredPin) -> Result<(), String> {
+        if stored.pin_type != PinType::Data {
+            return Err(format!("pin {cid}: unsupported type {:?}", stored.pin_type));
+        }
+        stored
+            .validate(cid)
+            .map_err(|e| format!("stored pin {cid} invalid: {e}"))?;
+        if stored.under_replicated != stored.is_short() {
             return Err(format!(
-                "request {id:?} remembered beyond the applied index"
+                "pin {cid}: under-replicated flag {} with {} allocations, min {}",
+                stored.under_replicated,
+                stored.allocations.len(),
+                stored.rmin
+            ));
+        }
+        if stored.version > self.applied_index {
+            return Err(format!(
+                "pin {cid}: version {} beyond the applied index {}",
+                stored.version, self.applied_index
             ));
         }
         Ok(())
@@ -365,7 +405,8 @@ impl PartialEq for Pinset {
     fn eq(&self, other: &Self) -> bool {
         self.applied_index == other.applied_index
             && self.pins == other.pins
-            && self.recent == other.recent
+            && self.sessions == other.sessions
+            && self.pool.sorted() == other.pool.sorted()
     }
 }
 

@@ -10,13 +10,15 @@ use std::fmt;
 use serde::de::{self, DeserializeSeed, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 
+use super::sessions::{Session, Sessions};
 use super::stored::{Allocations, Name, PeerPool, PinExtra, StoredPin};
-use super::{ApplyResult, Pinset, RecentRequests, RequestId};
+use super::Pinset;
 use crate::pin::PinType;
 use crate::{Cid, PeerId};
 
 /// Version byte of the snapshot format this build writes.
-pub const SNAPSHOT_VERSION: u8 = 1;
+/// Version 2: per-pin versions and per-client sessions.
+pub const SNAPSHOT_VERSION: u8 = 2;
 const CHECKSUM_BYTES: usize = 8;
 
 /// Why snapshot bytes could not be restored.
@@ -105,7 +107,7 @@ impl<'a> BodyWriter<'a> {
         self.out.extend_from_slice(b);
     }
 
-    /// Appends `value` with serde (rare or small parts: extras, requests).
+    /// Appends `value` with serde (rare or small parts: extras, sessions).
     fn serde<T: Serialize + ?Sized>(&mut self, value: &T) {
         let out = std::mem::take(&mut self.out);
         self.out = postcard::serialize_with_flavor(value, VecFlavor(out))
@@ -139,6 +141,7 @@ impl<'a> BodyWriter<'a> {
                 self.serde(&**extra);
             }
         }
+        self.varint(p.version);
     }
 }
 
@@ -148,7 +151,7 @@ struct BodyIn {
     applied_index: u64,
     pool: PeerPool,
     pins: Vec<(Cid, StoredPin)>,
-    recent: Vec<(RequestId, u64, ApplyResult)>,
+    sessions: Vec<(u64, Session)>,
 }
 
 /// Decodes the body; knows the body's length to bound allocations.
@@ -181,12 +184,12 @@ impl<'de> DeserializeSeed<'de> for BodySeed {
                         body_len: self.body_len,
                     })?
                     .ok_or_else(|| missing("pins"))?;
-                let recent = seq.next_element()?.ok_or_else(|| missing("requests"))?;
+                let sessions = seq.next_element()?.ok_or_else(|| missing("sessions"))?;
                 Ok(BodyIn {
                     applied_index,
                     pool,
                     pins,
-                    recent,
+                    sessions,
                 })
             }
         }
@@ -236,7 +239,7 @@ struct PinSeed<'a> {
 impl<'de> DeserializeSeed<'de> for PinSeed<'_> {
     type Value = (Cid, StoredPin);
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_tuple(10, self)
+        d.deserialize_tuple(11, self)
     }
 }
 
@@ -266,6 +269,7 @@ impl<'de> Visitor<'de> for PinSeed<'_> {
             pin_type,
             under_replicated: next(&mut seq)?,
             extra: next::<Option<PinExtra>, _>(&mut seq)?.map(Box::new),
+            version: next(&mut seq)?,
         };
         Ok((cid, stored))
     }
@@ -312,7 +316,7 @@ fn decode_body(body: &[u8]) -> postcard::Result<BodyIn> {
 }
 
 impl Pinset {
-    /// Encodes the whole state (pins, applied index, remembered requests).
+    /// Encodes the whole state (pins, applied index, client sessions).
     pub fn snapshot(&self) -> Vec<u8> {
         let peers: Vec<&PeerId> = self.pool.sorted();
         let peer_index = peers
@@ -339,16 +343,8 @@ impl Pinset {
         for (cid, p) in &self.pins {
             w.pin(cid, p);
         }
-        let recent: Vec<(&RequestId, u64, &ApplyResult)> = self
-            .recent
-            .order
-            .iter()
-            .map(|id| {
-                let (index, result) = &self.recent.by_id[id];
-                (id, *index, result)
-            })
-            .collect();
-        w.serde(&recent);
+        let sessions: Vec<(&u64, &Session)> = self.sessions.by_client.iter().collect();
+        w.serde(&sessions);
         let mut out = w.out;
         let checksum = checksum(&out[1..]);
         out.extend_from_slice(&checksum.to_le_bytes());
@@ -379,28 +375,18 @@ impl Pinset {
         if let Some(w) = body.pins.windows(2).find(|w| w[0].0 >= w[1].0) {
             return invalid(format!("pins out of order at {}", w[1].0));
         }
-        // Sorted input builds the map in bulk, with full nodes.
-        let pins: BTreeMap<Cid, StoredPin> = body.pins.into_iter().collect();
-        let pool = body.pool;
-        let mut recent = RecentRequests::default();
-        for (id, index, result) in body.recent {
-            if index > body.applied_index {
-                return invalid(format!(
-                    "request {id:?} at {index} beyond applied {}",
-                    body.applied_index
-                ));
-            }
-            recent.by_id.insert(id, (index, result));
-            recent.order.push_back(id);
+        if let Some(w) = body.sessions.windows(2).find(|w| w[0].0 >= w[1].0) {
+            return invalid(format!("sessions out of order at client {}", w[1].0));
         }
-        if recent.by_id.len() != recent.order.len() {
-            return invalid("duplicate remembered request".into());
-        }
-        Ok(Pinset {
-            pins,
-            pool,
+        // Sorted input builds the maps in bulk, with full nodes.
+        let pinset = Pinset {
+            pins: body.pins.into_iter().collect(),
+            pool: body.pool,
             applied_index: body.applied_index,
-            recent,
-        })
+            sessions: Sessions::from_sessions(body.sessions.into_iter().collect()),
+        };
+        // Every pin as apply could have stored it, every session within its bounds.
+        pinset.check_content().map_err(SnapshotError::Invalid)?;
+        Ok(pinset)
     }
 }

@@ -6,7 +6,10 @@ use std::hash::{BuildHasherDefault, Hasher};
 use serde::{Deserialize, Serialize};
 use smallvec::SmallVec;
 
-use crate::pin::{Pin, PinMode, PinOptions, PinType};
+use crate::pin::{
+    bounded, check_allocations, check_shape, validate_replication, Allocated, Pin, PinMode,
+    PinOptions, PinType, PinValidationError, ALLOCATIONS_MAX, NAME_MAX_BYTES,
+};
 use crate::{Cid, Millis, PeerId};
 
 /// What the state keeps per CID. Rare fields live behind one box so the common
@@ -20,8 +23,11 @@ pub(crate) struct StoredPin {
     pub rmax: i32,
     pub max_depth: i32,
     pub pin_type: PinType,
+    /// Fewer allocations than `rmin`: computed by apply (see [`Pin::is_under_replicated`]).
     pub under_replicated: bool,
     pub extra: Option<Box<PinExtra>>,
+    /// The log index that last created or changed it (see `PinVersion`).
+    pub version: u64,
 }
 
 /// Allocation lists of up to three peers (the common replication factors)
@@ -115,7 +121,8 @@ impl PeerPool {
 impl StoredPin {
     /// The stored form of `pin` (user allocations and the requested mode are not kept,
     /// as in IPFS Cluster: the mode is derived from the depth).
-    pub fn from_pin(pin: &Pin, pool: &mut PeerPool) -> StoredPin {
+    /// `version` is the log index of the entry storing it.
+    pub fn from_pin(pin: &Pin, pool: &mut PeerPool, version: u64) -> StoredPin {
         let o = &pin.options;
         let extra = PinExtra {
             reference: pin.reference.clone(),
@@ -133,8 +140,9 @@ impl StoredPin {
             rmax: o.replication_factor_max,
             max_depth: pin.max_depth,
             pin_type: pin.pin_type,
-            under_replicated: pin.under_replicated,
+            under_replicated: pin.is_under_replicated(),
             extra: (!extra.is_empty()).then(|| Box::new(extra)),
+            version,
         }
     }
 
@@ -147,16 +155,11 @@ impl StoredPin {
             max_depth: self.max_depth,
             reference: extra.reference,
             timestamp: self.timestamp,
-            under_replicated: self.under_replicated,
             options: PinOptions {
                 replication_factor_min: self.rmin,
                 replication_factor_max: self.rmax,
                 name: name_str(&self.name).to_string(),
-                mode: if self.max_depth == 0 {
-                    PinMode::Direct
-                } else {
-                    PinMode::Recursive
-                },
+                mode: self.mode(),
                 shard_size: extra.shard_size,
                 user_allocations: Vec::new(),
                 expire_at: extra.expire_at,
@@ -167,7 +170,43 @@ impl StoredPin {
         }
     }
 
-    pub fn is_everywhere(&self) -> bool {
-        self.rmin == crate::pin::REPLICATION_EVERYWHERE
+    /// What [`Pin::validate_with`] with `Allocated::MayBeShort` says of
+    /// `to_pin(cid)`, without building the pin for the common case of a pin
+    /// without extras (snapshot restore checks a million of them). Pins with
+    /// extras take the exact path.
+    pub fn validate(&self, cid: &Cid) -> Result<(), PinValidationError> {
+        if self.extra.is_some() {
+            return self.to_pin(cid).validate_with(Allocated::MayBeShort);
+        }
+        // Same checks, same order as `Pin::validate_with`; the fields an
+        // extra-less pin leaves empty pass trivially.
+        validate_replication(self.rmin, self.rmax)?;
+        bounded("name", self.name.len(), NAME_MAX_BYTES)?;
+        bounded("allocations", self.allocations.len(), ALLOCATIONS_MAX)?;
+        check_shape(self.pin_type, self.mode(), self.max_depth, false)?;
+        check_allocations(
+            self.pin_type,
+            self.rmin,
+            self.rmax,
+            &self.allocations,
+            Allocated::MayBeShort,
+        )
+    }
+
+    fn mode(&self) -> PinMode {
+        if self.max_depth == 0 {
+            PinMode::Direct
+        } else {
+            PinMode::Recursive
+        }
+    }
+
+    /// The under-replication rule applied to the stored fields.
+    pub fn is_short(&self) -> bool {
+        crate::pin::is_short(self.pin_type, self.rmin, self.allocations.len())
+    }
+
+    pub fn expire_at(&self) -> Option<Millis> {
+        self.extra.as_ref().and_then(|e| e.expire_at)
     }
 }

@@ -9,11 +9,26 @@
 //! Policy: pin operations run at most `concurrent_pins` at once (unpins have
 //! their own limit); first attempts go before retries; a failed operation is
 //! retried with exponential back-off up to `attempts_max` times, then stays in
-//! error until `recover` or the periodic reconcile. The reconcile lists the
-//! daemon's pins: pins IPFS lost are pinned again, and pins the cluster made
-//! here but no longer wants are removed, including ones made before a restart
-//! (the connector marks cluster pins, see [`ListedPin`]). Pins the cluster
-//! never made are left alone.
+//! error until `recover` or the periodic reconcile, which retries it once per
+//! interval. An operation IPFS does not answer within `op_timeout_ms` counts
+//! as failed, and what IPFS holds is unknown until its late answer (which is
+//! used: a late success means IPFS did it) or the next listing.
+//!
+//! The reconcile lists the daemon's pins (a listing has the same deadline):
+//! pins IPFS lost are pinned again, a pin that holds less than wanted is
+//! re-pinned (a direct or indirect pin does not serve a recursive desire, nor
+//! a shallower one a deeper desire; a pin holding more serves, as Kubo cannot
+//! narrow a pin by pinning), and pins of the cluster's that are no longer
+//! wanted are removed. A pin is the cluster's when this tracker's pin
+//! operation made it, and the listing shows the connector's mark (see
+//! [`ListedPin`]): the mark is how pins made before a restart are found, and
+//! a pin listed without it is a user's (the pin operation found it there). A
+//! user's own pin is never removed, even while it serves a desire. After a restart the pinset may be behind, so marked pins
+//! are only removed once the driver says the desired set is complete
+//! ([`Input::DesiredComplete`]), as IPFS Cluster waits for consensus.
+//!
+//! Op ids carry the instance's epoch ([`Tracker::new`]): answers meant for an
+//! earlier instance never match.
 
 mod backoff;
 mod item;
@@ -25,17 +40,61 @@ use serde::{Deserialize, Serialize};
 use crate::pin::{Pin, PinType};
 use crate::{Cid, Millis, PeerId, TrackerStatus};
 pub use backoff::backoff_ms;
-use item::{IpfsView, Item, Op, OpKind, Phase};
+use item::{Held, IpfsView, Item, Op, OpKind, Owner, Phase};
 
 /// Error text of an operation refused because the queue is full (as IPFS Cluster words it).
 pub const QUEUE_FULL_ERROR: &str =
     "pin/unpin operation queue is full. Try increasing max_pin_queue_size";
 /// Error text of an operation IPFS never answered in time.
 pub const OP_TIMEOUT_ERROR: &str = "operation timed out waiting for IPFS";
+/// Pin and unpin operations past their deadline whose answers are still
+/// awaited, at most; beyond it the oldest answers are no longer used.
+const TIMED_OUT_REMEMBERED_MAX: usize = 4096;
+/// Listings past their deadline whose answers are still used, at most.
+const LATE_LISTINGS_MAX: usize = 4;
 
-/// Identifies one command sent to IPFS, so its answer can be matched.
+/// Identifies one command sent to IPFS, so its answer can be matched: the
+/// tracker instance's epoch in the high 16 bits, a sequence number below.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct OpId(pub u64);
+
+/// Bits of an [`OpId`] that number the commands of one tracker instance.
+const OP_SEQ_BITS: u32 = 48;
+const OP_SEQ_MASK: u64 = (1 << OP_SEQ_BITS) - 1;
+
+impl OpId {
+    /// The `seq`-th command of the tracker started with `epoch`.
+    pub fn new(epoch: u16, seq: u64) -> OpId {
+        OpId((u64::from(epoch) << OP_SEQ_BITS) | (seq & OP_SEQ_MASK))
+    }
+
+    /// The epoch of the tracker instance that sent it.
+    pub fn epoch(self) -> u16 {
+        (self.0 >> OP_SEQ_BITS) as u16
+    }
+
+    /// Its number among that instance's commands.
+    pub fn seq(self) -> u64 {
+        self.0 & OP_SEQ_MASK
+    }
+}
+
+/// A [`TrackerConfig`] setting that cannot work.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TrackerConfigError {
+    /// A count or duration that must be positive is zero (a zero back-off or
+    /// reconcile interval makes the tracker spin; zero concurrency stalls it).
+    #[error("tracker setting {0} must be positive")]
+    Zero(&'static str),
+    /// The first retry delay is longer than the longest.
+    #[error("backoff_base_ms ({base}) exceeds backoff_max_ms ({max})")]
+    BackoffOrder {
+        /// `backoff_base_ms`.
+        base: u64,
+        /// `backoff_max_ms`.
+        max: u64,
+    },
+}
 
 /// Tracker settings (IPFS Cluster's `pin_tracker.stateless` plus back-off).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -70,6 +129,32 @@ impl Default for TrackerConfig {
             reconcile_interval_ms: 12 * 60_000,
             op_timeout_ms: 10 * 60_000,
         }
+    }
+}
+
+impl TrackerConfig {
+    /// Checks the settings can work; [`Tracker::new`] refuses any that cannot.
+    pub fn validate(&self) -> Result<(), TrackerConfigError> {
+        let positive = [
+            ("concurrent_pins", self.concurrent_pins as u64),
+            ("concurrent_unpins", self.concurrent_unpins as u64),
+            ("queue_max", self.queue_max as u64),
+            ("attempts_max", u64::from(self.attempts_max)),
+            ("backoff_base_ms", self.backoff_base_ms),
+            ("backoff_max_ms", self.backoff_max_ms),
+            ("reconcile_interval_ms", self.reconcile_interval_ms),
+            ("op_timeout_ms", self.op_timeout_ms),
+        ];
+        if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
+            return Err(TrackerConfigError::Zero(name));
+        }
+        if self.backoff_base_ms > self.backoff_max_ms {
+            return Err(TrackerConfigError::BackoffOrder {
+                base: self.backoff_base_ms,
+                max: self.backoff_max_ms,
+            });
+        }
+        Ok(())
     }
 }
 
@@ -126,6 +211,11 @@ pub enum Input {
         /// The pins, or the error text.
         result: Result<Vec<ListedPin>, String>,
     },
+    /// The desired set is complete: the local pinset has caught up with the
+    /// leader's commit index seen at start-up, so a CID not desired now is
+    /// truly unwanted. Until then the cluster's pins known only from a
+    /// listing's mark are kept, as they may be wanted by entries still to come.
+    DesiredComplete,
     /// Retry failed operations now (one CID, or all) and re-check IPFS.
     Recover {
         /// The CID, or `None` for everything.
@@ -135,11 +225,29 @@ pub enum Input {
     Tick,
 }
 
+/// How IPFS holds a listed CID (the types Kubo's `pin ls` reports).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum IpfsPinType {
+    /// The DAG below the CID, down to `max_depth` when the daemon reports a
+    /// limit (`None`: not reported, as Kubo's plain recursive pins; -1: all).
+    Recursive {
+        /// The depth limit, if reported.
+        max_depth: Option<i32>,
+    },
+    /// The block itself only.
+    Direct,
+    /// Held only because another pin's DAG contains it. Not a pin of its own:
+    /// it satisfies no desire, and goes when that other pin goes.
+    Indirect,
+}
+
 /// One pin of an IPFS listing.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ListedPin {
     /// The pinned CID.
     pub cid: Cid,
+    /// How it is pinned.
+    pub pin_type: IpfsPinType,
     /// The pin carries the cluster's mark (the connector names the pins it
     /// makes), so the cluster may remove it even after a restart.
     pub by_cluster: bool,
@@ -222,21 +330,41 @@ pub struct Tracker {
     in_flight: BTreeMap<OpId, Cid>,
     deadlines: BTreeSet<(Millis, OpId)>,
     retries: BTreeSet<(Millis, Cid)>,
+    epoch: u16,
     next_op: u64,
     next_generation: u64,
-    listing: Option<OpId>,
+    /// The listing in flight and its deadline.
+    listing: Option<(OpId, Millis)>,
+    /// Listings past their deadline whose answers are still used, oldest first.
+    late_listings: VecDeque<OpId>,
+    /// Pin and unpin operations past their deadline: a late answer still
+    /// tells what IPFS did.
+    timed_out: BTreeMap<OpId, (Cid, OpKind)>,
     listing_error: Option<String>,
     have_listing: bool,
     touched_since_listing: BTreeSet<Cid>,
+    /// Pins the last listing showed without the cluster's mark: a CID wanted
+    /// later starts from this, so the user's pin is never taken for ours.
+    users_pins: BTreeMap<Cid, Held>,
     next_reconcile: Millis,
     list_wanted: bool,
     failed: usize,
+    /// The driver said every desire is known (see [`Input::DesiredComplete`]).
+    desired_complete: bool,
 }
 
 impl Tracker {
     /// A tracker that knows nothing yet: its first command lists the daemon's pins.
-    pub fn new(config: TrackerConfig, now: Millis) -> Tracker {
-        Tracker {
+    ///
+    /// `epoch` must differ from that of any earlier instance whose answers may
+    /// still arrive (a per-start counter), so they never match this one's commands.
+    pub fn new(
+        config: TrackerConfig,
+        epoch: u16,
+        now: Millis,
+    ) -> Result<Tracker, TrackerConfigError> {
+        config.validate()?;
+        Ok(Tracker {
             next_reconcile: now.plus(config.reconcile_interval_ms),
             config,
             items: BTreeMap::new(),
@@ -249,15 +377,20 @@ impl Tracker {
             in_flight: BTreeMap::new(),
             deadlines: BTreeSet::new(),
             retries: BTreeSet::new(),
+            epoch,
             next_op: 1,
             next_generation: 1,
             listing: None,
+            late_listings: VecDeque::new(),
+            timed_out: BTreeMap::new(),
             listing_error: None,
             have_listing: false,
             touched_since_listing: BTreeSet::new(),
+            users_pins: BTreeMap::new(),
             list_wanted: true,
             failed: 0,
-        }
+            desired_complete: false,
+        })
     }
 
     /// Feeds one fact observed at `now`.
@@ -268,6 +401,7 @@ impl Tracker {
             Input::IpfsDone { op, result } => self.on_done(op, result, now),
             Input::IpfsPins { op, result } => self.on_listing(op, result, now),
             Input::Recover { cid } => self.on_recover(cid, now),
+            Input::DesiredComplete => self.on_desired_complete(now),
             Input::Tick => {}
         }
     }
@@ -278,8 +412,11 @@ impl Tracker {
         if self.list_wanted && self.listing.is_none() {
             self.list_wanted = false;
             let op = self.new_op_id();
-            self.listing = Some(op);
-            self.touched_since_listing.clear();
+            self.listing = Some((op, now.plus(self.config.op_timeout_ms)));
+            if self.late_listings.is_empty() {
+                // Kept while a late listing may still answer: it is older.
+                self.touched_since_listing.clear();
+            }
             return Output::Command(IpfsCommand::ListPins { op });
         }
         if let Some(cmd) = self.dispatch(now) {
@@ -315,16 +452,21 @@ impl Tracker {
                 priority: matches!(op.phase, Phase::Queued { priority: true, .. }),
             };
         }
+        if item.awaits_desired_set(self.desired_complete) {
+            // Unpinned once the desired set is complete, unless desired by then.
+            return none(TrackerStatus::UnpinQueued);
+        }
         match item.desire {
             None => none(TrackerStatus::Unpinned),
             Some(Desire::Remote) => none(TrackerStatus::Remote),
             Some(Desire::Sharded) => none(TrackerStatus::Sharded),
+            // Once IPFS is known, a pin that is missing, of the wrong type or
+            // unsure has an operation, shown above (see `check_invariants`):
+            // what IPFS Cluster calls `unexpectedly_unpinned` is `pin_queued` here.
             Some(Desire::Pin { .. }) => match item.ipfs_view(self.have_listing) {
-                IpfsView::Pinned => none(TrackerStatus::Pinned),
-                IpfsView::NotPinned => PinStatus {
-                    error: "the item should be pinned but it is not".into(),
-                    ..none(TrackerStatus::UnexpectedlyUnpinned)
-                },
+                IpfsView::Pinned(_) | IpfsView::NotPinned | IpfsView::Unsure => {
+                    none(TrackerStatus::Pinned)
+                }
                 IpfsView::Unknown => match &self.listing_error {
                     Some(e) => PinStatus {
                         error: format!("could not list IPFS pins: {e}"),
@@ -350,7 +492,7 @@ impl Tracker {
             pinned: self
                 .items
                 .values()
-                .filter(|i| i.ipfs == IpfsView::Pinned)
+                .filter(|i| matches!(i.ipfs, IpfsView::Pinned(_)))
                 .count(),
         }
     }
@@ -358,18 +500,27 @@ impl Tracker {
     // ---- inputs ---------------------------------------------------------------
 
     fn on_desired(&mut self, cid: Cid, desire: Option<Desire>, now: Millis) {
-        let item = self.items.entry(cid.clone()).or_default();
-        if matches!(desire, Some(Desire::Pin { .. })) {
-            item.owned = true;
-        }
+        let users_pin = self.users_pins.get(&cid).copied();
+        let item = self.items.entry(cid.clone()).or_insert_with(|| Item {
+            ipfs: users_pin.map_or(IpfsView::Unknown, IpfsView::Pinned),
+            ..Item::default()
+        });
         item.desire = desire;
         self.reconcile_item(&cid, now);
     }
 
     fn on_done(&mut self, op_id: OpId, result: Result<(), String>, now: Millis) {
-        let Some(cid) = self.in_flight.remove(&op_id) else {
-            return; // Late answer to an operation that timed out or was superseded.
-        };
+        if let Some(cid) = self.in_flight.remove(&op_id) {
+            self.finish_op(cid, op_id, result, now);
+        } else if let Some((cid, kind)) = self.timed_out.remove(&op_id) {
+            self.on_late_answer(cid, kind, result, now);
+        }
+        // Anything else answers an earlier instance (another epoch) or an
+        // operation forgotten long ago.
+    }
+
+    /// The operation `op_id` on `cid` ended: answered, or timed out.
+    fn finish_op(&mut self, cid: Cid, op_id: OpId, result: Result<(), String>, now: Millis) {
         let item = self
             .items
             .get_mut(&cid)
@@ -389,13 +540,12 @@ impl Tracker {
         self.touched_since_listing.insert(cid.clone());
         match result {
             Ok(()) => {
-                item.ipfs = match op.kind {
-                    OpKind::Pin { .. } => IpfsView::Pinned,
-                    OpKind::Unpin => IpfsView::NotPinned,
+                (item.ipfs, item.owner) = match op.kind {
+                    OpKind::Pin { max_depth } => {
+                        (IpfsView::Pinned(Held::made_with(max_depth)), Owner::Made)
+                    }
+                    OpKind::Unpin => (IpfsView::NotPinned, Owner::NotOurs),
                 };
-                if op.kind == OpKind::Unpin && item.desire.is_none() {
-                    item.owned = false;
-                }
                 item.op = None;
             }
             Err(error) => {
@@ -417,31 +567,107 @@ impl Tracker {
         self.reconcile_item(&cid, now);
     }
 
+    /// IPFS gave up waiting on nothing: the operation may still take effect,
+    /// so what IPFS holds is unknown until its answer or a listing tells.
+    fn on_timeout(&mut self, op_id: OpId, now: Millis) {
+        let cid = self
+            .in_flight
+            .remove(&op_id)
+            .expect("invariant: a deadline belongs to an in-flight op");
+        let item = self
+            .items
+            .get_mut(&cid)
+            .expect("invariant: in-flight op has an item");
+        let kind = item
+            .op
+            .as_ref()
+            .expect("invariant: in-flight op is on its item")
+            .kind;
+        item.ipfs = IpfsView::Unsure;
+        if self.timed_out.len() >= TIMED_OUT_REMEMBERED_MAX {
+            self.timed_out.pop_first();
+        }
+        self.timed_out.insert(op_id, (cid.clone(), kind));
+        self.finish_op(cid, op_id, Err(OP_TIMEOUT_ERROR.into()), now);
+    }
+
+    /// The answer to an operation that had timed out: if it succeeded, IPFS
+    /// did what it was asked (the item may have been forgotten meanwhile).
+    fn on_late_answer(&mut self, cid: Cid, kind: OpKind, result: Result<(), String>, now: Millis) {
+        if result.is_err() {
+            return; // It changed nothing; the retry goes on.
+        }
+        self.touched_since_listing.insert(cid.clone());
+        let item = self.items.entry(cid.clone()).or_default();
+        (item.ipfs, item.owner) = match kind {
+            OpKind::Pin { max_depth } => {
+                (IpfsView::Pinned(Held::made_with(max_depth)), Owner::Made)
+            }
+            OpKind::Unpin => (IpfsView::NotPinned, Owner::NotOurs),
+        };
+        self.reconcile_item(&cid, now);
+    }
+
     fn on_listing(&mut self, op: OpId, result: Result<Vec<ListedPin>, String>, now: Millis) {
-        if self.listing != Some(op) {
+        let live = self.listing.is_some_and(|(live, _)| live == op);
+        if !live && !self.late_listings.contains(&op) {
             return;
         }
-        self.listing = None;
+        // Its answer supersedes those of listings sent before it.
+        self.late_listings.retain(|late| *late > op);
+        if live {
+            self.listing = None;
+        }
+        let newer_pending = self.listing.is_some() || !self.late_listings.is_empty();
         let listed = match result {
             Ok(listed) => listed,
             Err(e) => {
-                self.listing_error = Some(e);
-                // Try again soon rather than at the next reconcile interval.
-                self.next_reconcile = now.plus(self.config.backoff_base_ms);
+                if !newer_pending {
+                    self.listing_error = Some(e);
+                    // Try again soon rather than at the next reconcile interval.
+                    self.next_reconcile = now.plus(self.config.backoff_base_ms);
+                }
                 return;
             }
         };
         self.listing_error = None;
         self.have_listing = true;
-        let touched = std::mem::take(&mut self.touched_since_listing);
-        let mut pinned = BTreeSet::new();
+        // A newer listing still pending needs what was touched since it was
+        // sent: a superset is kept (skipping too much only delays a view).
+        let touched = if newer_pending {
+            self.touched_since_listing.clone()
+        } else {
+            std::mem::take(&mut self.touched_since_listing)
+        };
+        // What each CID is pinned as, and whether with the cluster's mark.
+        let mut pinned: BTreeMap<Cid, (Held, bool)> = BTreeMap::new();
         for pin in listed {
+            let held = match pin.pin_type {
+                IpfsPinType::Indirect => continue, // No pin of its own, nobody's mark.
+                IpfsPinType::Direct => Held::Direct,
+                IpfsPinType::Recursive { max_depth } => Held::Recursive(max_depth),
+            };
+            // Kubo lists a CID once; should a daemon list it twice, the
+            // recursive pin is the one that holds the most.
+            let entry = pinned
+                .entry(pin.cid.clone())
+                .or_insert((held, pin.by_cluster));
+            if held != Held::Direct {
+                *entry = (held, pin.by_cluster);
+            }
             if pin.by_cluster && !touched.contains(&pin.cid) {
                 // Ours even if this tracker never saw it wanted (made before a restart).
-                self.items.entry(pin.cid.clone()).or_default().owned = true;
+                let item = self.items.entry(pin.cid.clone()).or_default();
+                if item.owner == Owner::NotOurs {
+                    item.owner = Owner::Marked;
+                }
             }
-            pinned.insert(pin.cid);
         }
+        self.users_pins = pinned
+            .iter()
+            .filter(|(_, (_, marked))| !marked)
+            .map(|(cid, (held, _))| (cid.clone(), *held))
+            .collect();
         let cids: Vec<Cid> = self.items.keys().cloned().collect();
         for cid in cids {
             if touched.contains(&cid) {
@@ -451,11 +677,36 @@ impl Tracker {
                 .items
                 .get_mut(&cid)
                 .expect("invariant: key just listed");
-            item.ipfs = if pinned.contains(&cid) {
-                IpfsView::Pinned
+            if let Some(&(held, marked)) = pinned.get(&cid) {
+                if !marked {
+                    // The mark is the truth: our pin op may have found the
+                    // user's pin already there and changed nothing.
+                    item.owner = Owner::NotOurs;
+                }
+                item.ipfs = match (held, item.ipfs) {
+                    // The depth this tracker pinned with stays known when the
+                    // daemon does not report depths.
+                    (Held::Recursive(None), IpfsView::Pinned(Held::Recursive(Some(depth)))) => {
+                        IpfsView::Pinned(Held::Recursive(Some(depth)))
+                    }
+                    (held, _) => IpfsView::Pinned(held),
+                };
             } else {
-                IpfsView::NotPinned
-            };
+                // Nothing left in IPFS to call ours.
+                (item.ipfs, item.owner) = (IpfsView::NotPinned, Owner::NotOurs);
+            }
+            self.reconcile_item(&cid, now);
+            self.retry_exhausted(&cid, now);
+        }
+    }
+
+    fn on_desired_complete(&mut self, now: Millis) {
+        if self.desired_complete {
+            return;
+        }
+        self.desired_complete = true;
+        let cids: Vec<Cid> = self.items.keys().cloned().collect();
+        for cid in cids {
             self.reconcile_item(&cid, now);
         }
     }
@@ -490,7 +741,7 @@ impl Tracker {
         let Some(item) = self.items.get(cid) else {
             return;
         };
-        let want = item.wanted_op(self.have_listing);
+        let want = item.wanted_op(self.have_listing, self.desired_complete);
         let have = item.op.as_ref().map(|op| (op.kind, op.phase.clone()));
         match (want, have) {
             (_, Some((_, Phase::InFlight { .. }))) => {} // Re-decided when it answers.
@@ -507,6 +758,20 @@ impl Tracker {
         let item = self.items.get(cid).expect("invariant: item present");
         if item.is_idle_and_empty() {
             self.items.remove(cid);
+        }
+    }
+
+    /// Queues one more attempt of an operation that ran out of automatic
+    /// ones (IPFS Cluster's periodic recover): the reconcile interval is its
+    /// back-off, and it waits behind first attempts.
+    fn retry_exhausted(&mut self, cid: &Cid, now: Millis) {
+        let Some(op) = self.items.get(cid).and_then(|i| i.op.as_ref()) else {
+            return;
+        };
+        if op.phase == (Phase::Failed { retry_at: None }) {
+            let (kind, attempts) = (op.kind, op.attempts);
+            self.failed -= 1;
+            self.enqueue(cid, kind, attempts, now);
         }
     }
 
@@ -661,7 +926,7 @@ impl Tracker {
             if at > now {
                 break;
             }
-            self.on_done(op, Err(OP_TIMEOUT_ERROR.into()), now);
+            self.on_timeout(op, now);
         }
         while let Some((at, cid)) = self.retries.first().cloned() {
             if at > now {
@@ -677,6 +942,17 @@ impl Tracker {
             self.failed -= 1;
             self.enqueue(&cid, kind, attempts, now);
         }
+        if let Some((op, deadline)) = self.listing {
+            if deadline <= now {
+                self.listing = None;
+                if self.late_listings.len() >= LATE_LISTINGS_MAX {
+                    self.late_listings.pop_front();
+                }
+                self.late_listings.push_back(op);
+                self.listing_error = Some(OP_TIMEOUT_ERROR.into());
+                self.next_reconcile = now.plus(self.config.backoff_base_ms);
+            }
+        }
         if now >= self.next_reconcile {
             self.next_reconcile = now.plus(self.config.reconcile_interval_ms);
             self.list_wanted = true;
@@ -685,6 +961,9 @@ impl Tracker {
 
     fn next_deadline(&self) -> Millis {
         let mut next = self.next_reconcile;
+        if let Some((_, deadline)) = self.listing {
+            next = next.min(deadline);
+        }
         if let Some((at, _)) = self.deadlines.first() {
             next = next.min(*at);
         }
@@ -695,7 +974,7 @@ impl Tracker {
     }
 
     fn new_op_id(&mut self) -> OpId {
-        let id = OpId(self.next_op);
+        let id = OpId::new(self.epoch, self.next_op);
         self.next_op += 1;
         id
     }
@@ -703,21 +982,22 @@ impl Tracker {
     /// Checks the tracker's invariants; tests and the simulator call it after every step.
     pub fn check_invariants(&self) -> Result<(), String> {
         let (mut queued, mut failed, mut pins, mut unpins) = (0, 0, 0, 0);
-        let mut in_flight_seen = BTreeSet::new();
         for (cid, item) in &self.items {
             if item.is_idle_and_empty() {
                 return Err(format!("{cid}: empty item kept"));
             }
-            let Some(op) = &item.op else { continue };
+            let Some(op) = &item.op else {
+                if let Some(kind) = item.wanted_op(self.have_listing, self.desired_complete) {
+                    return Err(format!("{cid}: needs {kind:?} but has no operation"));
+                }
+                continue;
+            };
             match op.phase {
                 Phase::Queued { .. } => queued += 1,
                 Phase::Failed { .. } => failed += 1,
                 Phase::InFlight { op: id, .. } => {
                     if self.in_flight.get(&id) != Some(cid) {
                         return Err(format!("{cid}: in-flight op {id:?} not registered"));
-                    }
-                    if !in_flight_seen.insert(cid.clone()) {
-                        return Err(format!("{cid}: two in-flight ops"));
                     }
                     match op.kind {
                         OpKind::Pin { .. } => pins += 1,
@@ -744,6 +1024,20 @@ impl Tracker {
             (
                 self.deadlines.len() == self.in_flight.len(),
                 "deadline per in-flight op",
+            ),
+            (
+                self.timed_out.len() <= TIMED_OUT_REMEMBERED_MAX,
+                "timed-out ops bound",
+            ),
+            (
+                self.timed_out
+                    .keys()
+                    .all(|op| !self.in_flight.contains_key(op)),
+                "timed-out op still in flight",
+            ),
+            (
+                self.late_listings.len() <= LATE_LISTINGS_MAX,
+                "late listings bound",
             ),
         ];
         match checks.iter().find(|(ok, _)| !ok) {

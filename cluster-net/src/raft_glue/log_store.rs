@@ -9,6 +9,7 @@ use openraft::{ErrorSubject, ErrorVerb, LogState, OptionalSend, RaftLogReader, V
 
 use super::codec::{decode, encode, sto_err};
 use super::runtime;
+use super::snapshot_gate::SnapshotGate;
 use super::types::{LogId, NodeId, RaftEntry, StorageError, TypeConfig};
 use crate::store::{DurableStore, MetaKey, StoreError, WriteBatch, WriteOp};
 
@@ -19,6 +20,8 @@ pub(crate) struct LogStore<S: DurableStore> {
     /// along with the next durable batch instead of costing a commit of its
     /// own (it is on the write path of every entry).
     unsaved_committed: Arc<Mutex<Option<Option<LogId>>>>,
+    /// Purges wait here for the snapshot they rely on.
+    gate: Arc<SnapshotGate>,
 }
 
 impl<S: DurableStore> Clone for LogStore<S> {
@@ -26,16 +29,18 @@ impl<S: DurableStore> Clone for LogStore<S> {
         LogStore {
             store: Arc::clone(&self.store),
             unsaved_committed: Arc::clone(&self.unsaved_committed),
+            gate: Arc::clone(&self.gate),
         }
     }
 }
 
 impl<S: DurableStore> LogStore<S> {
-    /// A log store over `store`.
-    pub(crate) fn new(store: Arc<S>) -> LogStore<S> {
+    /// A log store over `store`, purging through the state machine's gate.
+    pub(crate) fn new(store: Arc<S>, gate: Arc<SnapshotGate>) -> LogStore<S> {
         LogStore {
             store,
             unsaved_committed: Arc::new(Mutex::new(None)),
+            gate,
         }
     }
 
@@ -232,11 +237,14 @@ impl<S: DurableStore> RaftLogStorage<TypeConfig> for LogStore<S> {
     {
         let mut batch = WriteBatch::durable();
         self.take_committed(&mut batch)?;
+        let mut appended = 0u64;
         for entry in entries {
             let bytes = encode(&entry, "log entry")
                 .map_err(|e| sto_err(ErrorSubject::Log(entry.log_id), ErrorVerb::Write, e))?;
+            appended += bytes.len() as u64;
             batch.push(WriteOp::PutLog(entry.log_id.index, bytes));
         }
+        self.gate.appended_log_bytes(appended);
         let result = commit_off_thread(&self.store, batch).await;
         // Durability order: the callback tells openraft the entries are
         // persisted (which lets it count this peer towards the commit quorum
@@ -261,15 +269,13 @@ impl<S: DurableStore> RaftLogStorage<TypeConfig> for LogStore<S> {
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
-        let bytes = encode(&log_id, "last purged")
-            .map_err(|e| sto_err(ErrorSubject::Logs, ErrorVerb::Write, e))?;
-        let mut batch = WriteBatch::durable();
         // One atomic batch: the purge marker and the removal go together, so
-        // a crash never leaves a gap the log state cannot explain.
-        batch
-            .push(WriteOp::PutMeta(MetaKey::LastPurged, bytes))
-            .push(WriteOp::PurgeLogUpTo(log_id.index));
-        self.commit(batch, ErrorSubject::Logs).await
+        // a crash never leaves a gap the log state cannot explain. The gate
+        // holds the purge until the snapshot it relies on is durable.
+        self.gate
+            .purge(&self.store, log_id)
+            .await
+            .map_err(|e| sto_err(ErrorSubject::Logs, ErrorVerb::Write, e))
     }
 }
 
@@ -300,7 +306,7 @@ mod tests {
             ));
         }
         store.commit(batch).unwrap();
-        let mut log = LogStore::new(store);
+        let mut log = LogStore::new(store, SnapshotGate::new(None));
         let indexes =
             |entries: Vec<RaftEntry>| entries.iter().map(|e| e.log_id.index).collect::<Vec<_>>();
         assert_eq!(

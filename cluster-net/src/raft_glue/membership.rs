@@ -141,8 +141,17 @@ impl ClusterRaft {
     /// this peer as a learner, waits until it caught up, then promotes it to
     /// voter. Returns once this peer is a voter. Idempotent (joining again
     /// is a no-op) and retried with back-off within `membership_timeout_ms`.
+    ///
+    /// Until the answer arrives this peer is "joining" (persisted): only
+    /// then does it adopt the cluster id of the Raft messages it receives.
+    /// A peer that is a member under an earlier incarnation of its store is
+    /// refused ([`MembershipError::StaleMember`]): remove it first.
     pub async fn join(&self, via: &NodeInfo) -> Result<(), MembershipError> {
         let inner = &self.inner;
+        inner
+            .cluster_id
+            .begin_joining(&*inner.store)
+            .map_err(|e| MembershipError::Store(e.to_string()))?;
         let body = RequestBody::Join(inner.me.clone());
         let cluster_id = inner
             .membership_call(Some(via.clone()), body)
@@ -331,6 +340,9 @@ fn membership_result(
             Err(MembershipError::NotMember(peer))
         }
         Ok(ResponseBody::Refused(RefusedReason::LastPeer)) => Err(MembershipError::LastPeer),
+        Ok(ResponseBody::Refused(RefusedReason::StaleMember(peer))) => {
+            Err(MembershipError::StaleMember { peer })
+        }
         Ok(ResponseBody::Refused(RefusedReason::Shutdown)) => Err(MembershipError::Shutdown),
         Ok(ResponseBody::Refused(RefusedReason::NoCluster)) => Err(MembershipError::NoCluster),
         Ok(ResponseBody::Refused(r)) => Err(MembershipError::Raft(format!("refused: {r:?}"))),
@@ -383,6 +395,12 @@ pub(crate) async fn serve_join(inner: &Arc<Inner>, node: NodeInfo) -> ResponseBo
                     node_id,
                     existing: existing.peer_id.clone(),
                 });
+            }
+            // Same peer, another store: the member it was lost its data, and
+            // re-adding it would keep the old record (Raft traffic would go to
+            // the old incarnation). It must be removed first.
+            Some(existing) if existing.incarnation != node.incarnation => {
+                return ResponseBody::Refused(RefusedReason::StaleMember(node.peer_id));
             }
             _ => {}
         }
@@ -463,10 +481,13 @@ mod tests {
 
     /// Log indices of the membership entries after `after`.
     async fn membership_entries(store: &MemStore, after: Option<u64>) -> Vec<u64> {
-        let log = LogStore::new(Arc::new(store.clone()))
-            .try_get_log_entries(after.map_or(0, |i| i + 1)..)
-            .await
-            .expect("read log");
+        let log = LogStore::new(
+            Arc::new(store.clone()),
+            crate::raft_glue::snapshot_gate::SnapshotGate::new(None),
+        )
+        .try_get_log_entries(after.map_or(0, |i| i + 1)..)
+        .await
+        .expect("read log");
         log.iter()
             .filter(|e| matches!(e.payload, openraft::EntryPayload::Membership(_)))
             .map(|e| e.log_id.index)
@@ -486,6 +507,7 @@ mod tests {
             &a,
             "inproc/1",
             config.clone(),
+            crate::Boot::CreateIfEmpty { incarnation: 101 },
             store.clone(),
             router.transport(a.as_str()),
         )
@@ -501,6 +523,7 @@ mod tests {
             &b,
             "inproc/2",
             config,
+            crate::Boot::CreateIfEmpty { incarnation: 102 },
             MemStore::new(),
             router.transport(b.as_str()),
         )
@@ -508,6 +531,11 @@ mod tests {
         .expect("start");
         router.register(b.as_str(), joiner.rpc_handler());
         // What the first attempt did before its answer was lost.
+        joiner
+            .inner
+            .cluster_id
+            .begin_joining(&*joiner.inner.store)
+            .expect("joining");
         leader
             .inner
             .raft
@@ -587,9 +615,16 @@ mod tests {
             delay: Duration::from_millis(100),
         });
         let store = MemStore::new();
-        let leader = ClusterRaft::start(&a, "inproc/1", config.clone(), store.clone(), slow)
-            .await
-            .expect("start");
+        let leader = ClusterRaft::start(
+            &a,
+            "inproc/1",
+            config.clone(),
+            crate::Boot::CreateIfEmpty { incarnation: 103 },
+            store.clone(),
+            slow,
+        )
+        .await
+        .expect("start");
         router.register(a.as_str(), leader.rpc_handler());
         leader.initialize(7).await.expect("initialize");
         leader
@@ -608,6 +643,7 @@ mod tests {
             &b,
             "inproc/2",
             config,
+            crate::Boot::CreateIfEmpty { incarnation: 104 },
             MemStore::new(),
             router.transport(b.as_str()),
         )
@@ -630,6 +666,7 @@ mod tests {
             &peer,
             "inproc/1",
             RaftConfig::fast_for_tests(),
+            crate::Boot::CreateIfEmpty { incarnation: 1 },
             MemStore::new(),
             router.transport(peer.as_str()),
         )
@@ -646,6 +683,7 @@ mod tests {
         let impostor = NodeInfo {
             peer_id: PeerId::synthetic(3).to_string(),
             addr: "inproc/3".to_string(),
+            incarnation: 3,
         };
         raft.inner
             .raft
@@ -655,6 +693,7 @@ mod tests {
         let node = NodeInfo {
             peer_id: joiner.to_string(),
             addr: "inproc/2".to_string(),
+            incarnation: 2,
         };
         match serve_join(&raft.inner, node).await {
             ResponseBody::Refused(RefusedReason::NodeIdCollision { node_id, existing }) => {

@@ -3,9 +3,11 @@
 //! - `types`: the type configuration and node ids;
 //! - `runtime`: the tokio / madsim runtime seam;
 //! - `log_store`, `state_machine`: storage over any [`DurableStore`](crate::store::DurableStore);
-//! - `codec`: stored record encoding;
+//! - `codec`: stored record encoding; `snapshot_gate`: purges wait for the
+//!   snapshot they rely on, snapshots are saved only when newer;
 //! - `rpc`: wire messages; `network`: openraft's network over our transport;
-//! - `cluster_id`: the persisted cluster id;
+//! - `cluster_id`: the persisted cluster id and joining flag;
+//! - `identity`: the store's peer id and incarnation;
 //! - `node`: the [`ClusterRaft`] handle; `write_path`: batching and
 //!   forwarding; `membership`: bootstrap, join, remove, leave.
 
@@ -14,16 +16,19 @@
 
 mod cluster_id;
 mod codec;
+mod identity;
 mod log_store;
 mod membership;
 mod network;
 mod node;
 mod rpc;
 mod runtime;
+mod snapshot_gate;
 mod state_machine;
 mod types;
 mod write_path;
 
+pub use identity::Boot;
 pub use node::ClusterRaft;
 pub use rpc::{CodecError, RpcRequest, RpcResponse};
 #[cfg(madsim)]

@@ -70,6 +70,7 @@ impl NetworkClient {
     async fn send(&self, body: RequestBody, ttl: Duration) -> Result<ResponseBody, SendError> {
         let request = RpcRequest {
             cluster_id: self.cluster_id.get(),
+            target_incarnation: self.node.incarnation,
             body,
         };
         let call = self.transport.call(&self.node, request);

@@ -9,11 +9,13 @@ use openraft::error::{ClientWriteError, RaftError};
 use openraft::{ServerState, SnapshotPolicy};
 use tokio::sync::mpsc;
 
-use super::cluster_id::ClusterIdCell;
+use super::cluster_id::{AdoptError, ClusterIdCell};
+use super::identity::{self, Boot};
 use super::log_store::LogStore;
 use super::network::NetworkFactory;
 use super::rpc::{RefusedReason, RequestBody, ResponseBody, RpcRequest, RpcResponse};
 use super::runtime;
+use super::snapshot_gate::SnapshotGate;
 use super::state_machine::{read_pinset, SharedPinset, StateMachine};
 use super::types::{node_id_of, NodeId, NodeInfo, Raft};
 use super::write_path::{self, PendingWrite};
@@ -83,6 +85,12 @@ impl ClusterRaft {
     /// Starts the consensus layer of peer `peer`, reachable at `addr`, over
     /// `store` (restoring its log, vote and last snapshot) and `transport`.
     ///
+    /// `boot` says whether the store must already hold this peer's state
+    /// ([`Boot::Existing`], for a node configured as a member: an empty store
+    /// is refused with [`StartError::NoState`]) or may be empty
+    /// ([`Boot::CreateIfEmpty`]: a new identity is written with the caller's
+    /// random incarnation). A store of another peer is refused.
+    ///
     /// A fresh store starts a peer that belongs to no cluster: call
     /// [`initialize`](ClusterRaft::initialize) or [`join`](ClusterRaft::join).
     /// A store with state rejoins its cluster without further action. The
@@ -92,16 +100,24 @@ impl ClusterRaft {
         peer: &PeerId,
         addr: impl Into<String>,
         config: RaftConfig,
+        boot: Boot,
         store: S,
         transport: Arc<dyn RaftTransport>,
     ) -> Result<ClusterRaft, StartError> {
         config.validate()?;
         let raft_config = Arc::new(openraft_config(&config)?);
         let store = Arc::new(store);
+        super::codec::check_store_format(&*store)?;
+        let identity = identity::load_or_create(&*store, peer.as_str(), boot)?;
         let cluster_id = ClusterIdCell::load(&*store)?;
         let pinset: SharedPinset = Arc::new(RwLock::new(Pinset::new()));
         let state_machine = StateMachine::open(Arc::clone(&store), Arc::clone(&pinset))?;
-        let log_store = LogStore::new(Arc::clone(&store));
+        let gate = state_machine.gate();
+        gate.set_snapshot_policy(
+            config.snapshot_every_writes,
+            config.snapshot_every_log_bytes,
+        );
+        let log_store = LogStore::new(Arc::clone(&store), Arc::clone(&gate));
         let network = NetworkFactory {
             transport: Arc::clone(&transport),
             cluster_id: cluster_id.clone(),
@@ -115,6 +131,7 @@ impl ClusterRaft {
             me: NodeInfo {
                 peer_id: peer.to_string(),
                 addr: addr.into(),
+                incarnation: identity.incarnation,
             },
             my_id,
             raft,
@@ -126,6 +143,7 @@ impl ClusterRaft {
             writes,
         });
         runtime::spawn(write_path::run_batcher(Arc::downgrade(&inner), queue));
+        runtime::spawn(trigger_snapshots(Arc::downgrade(&inner), gate));
         Ok(ClusterRaft { inner })
     }
 
@@ -234,6 +252,28 @@ impl ClusterRaft {
     }
 }
 
+/// How often the snapshot trigger checks that its peer still exists.
+const TRIGGER_ALIVE_CHECK_MS: u64 = 1_000;
+
+/// Asks openraft for a snapshot whenever the gate says one is due (by
+/// writes or log bytes since the last one; openraft's own policy only counts
+/// log entries). Ends with the peer.
+async fn trigger_snapshots(inner: std::sync::Weak<Inner>, gate: Arc<SnapshotGate>) {
+    loop {
+        let due = runtime::timeout(
+            Duration::from_millis(TRIGGER_ALIVE_CHECK_MS),
+            gate.snapshot_due(),
+        )
+        .await;
+        let Some(inner) = inner.upgrade() else {
+            return;
+        };
+        if due.is_some() && inner.raft.trigger().snapshot().await.is_err() {
+            return; // Raft shut down.
+        }
+    }
+}
+
 impl RpcHandler for ClusterRaft {
     fn handle(&self, request: RpcRequest) -> BoxFuture<RpcResponse> {
         let inner = Arc::clone(&self.inner);
@@ -279,6 +319,9 @@ impl Inner {
 
     /// Serves one incoming request.
     async fn serve(self: &Arc<Self>, request: RpcRequest) -> ResponseBody {
+        if let Err(refusal) = self.check_incarnation(&request) {
+            return refusal;
+        }
         if let Err(refusal) = self.check_cluster(&request) {
             return refusal;
         }
@@ -294,9 +337,29 @@ impl Inner {
         }
     }
 
-    /// Refuses requests from another cluster; adopts the cluster id of the
-    /// first Raft message a fresh peer receives (it was just added by a
-    /// leader after asking to join).
+    /// Refuses Raft messages addressed to another incarnation of this
+    /// peer's store: they are meant for the member this peer was before its
+    /// store was lost, and answering them would vote or acknowledge appends
+    /// with no memory of what that member promised.
+    fn check_incarnation(&self, request: &RpcRequest) -> Result<(), ResponseBody> {
+        let ours = self.me.incarnation;
+        if request.body.is_raft_protocol() && request.target_incarnation != ours {
+            tracing::warn!(
+                peer = %self.me,
+                addressed = %format!("{:032x}", request.target_incarnation),
+                "refusing raft traffic for another incarnation of this peer"
+            );
+            return Err(ResponseBody::Refused(RefusedReason::WrongIncarnation {
+                ours,
+                addressed: request.target_incarnation,
+            }));
+        }
+        Ok(())
+    }
+
+    /// Refuses requests from another cluster; a peer that asked to join
+    /// adopts the cluster id of the first Raft message it receives (it was
+    /// just added by a leader), a peer that did not ask refuses them.
     fn check_cluster(&self, request: &RpcRequest) -> Result<(), ResponseBody> {
         let raft_protocol = request.body.is_raft_protocol();
         match (self.cluster_id.get(), request.cluster_id) {
@@ -308,13 +371,18 @@ impl Inner {
             }
             (Some(_), _) => Ok(()),
             (None, Some(theirs)) if raft_protocol => {
-                match self.cluster_id.adopt(&*self.store, theirs) {
-                    Ok(id) if id == theirs => {
+                match self.cluster_id.adopt_from_raft(&*self.store, theirs) {
+                    Ok(_) => {
                         tracing::info!(peer = %self.me, cluster = %format!("{theirs:032x}"), "joined cluster");
                         Ok(())
                     }
-                    Ok(ours) => Err(ResponseBody::ClusterMismatch { ours, theirs }),
-                    Err(e) => Err(ResponseBody::Failed(e.to_string())),
+                    Err(AdoptError::Mismatch(ours)) => {
+                        Err(ResponseBody::ClusterMismatch { ours, theirs })
+                    }
+                    Err(AdoptError::NotJoining) => {
+                        Err(ResponseBody::Refused(RefusedReason::NoCluster))
+                    }
+                    Err(AdoptError::Store(e)) => Err(ResponseBody::Failed(e.to_string())),
                 }
             }
             (None, None) if raft_protocol => {
@@ -347,5 +415,83 @@ impl Inner {
             RaftError::APIError(other) => ResponseBody::Failed(other.to_string()),
             RaftError::Fatal(_) => ResponseBody::Refused(RefusedReason::Shutdown),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use openraft::raft::VoteRequest;
+    use openraft::Vote;
+
+    use super::*;
+    use crate::inproc::InProcRouter;
+    use crate::store::MemStore;
+
+    async fn fresh_peer(incarnation: u128) -> ClusterRaft {
+        let router = InProcRouter::new();
+        let peer = PeerId::synthetic(1);
+        ClusterRaft::start(
+            &peer,
+            "inproc/1",
+            RaftConfig::fast_for_tests(),
+            Boot::CreateIfEmpty { incarnation },
+            MemStore::new(),
+            router.transport(peer.as_str()),
+        )
+        .await
+        .expect("start")
+    }
+
+    fn vote(cluster_id: u128, target_incarnation: u128) -> RpcRequest {
+        RpcRequest {
+            cluster_id: Some(cluster_id),
+            target_incarnation,
+            body: RequestBody::Vote(VoteRequest::new(Vote::new(5, 42), None)),
+        }
+    }
+
+    /// Item 13: a fresh store that never asked to join adopted the cluster
+    /// id of any Raft message and answered it.
+    #[tokio::test]
+    async fn a_peer_that_is_not_joining_refuses_raft_traffic() {
+        let raft = fresh_peer(7).await;
+        let answer = raft.rpc_handler().handle(vote(9, 7)).await;
+        assert!(
+            matches!(answer.body, ResponseBody::Refused(RefusedReason::NoCluster)),
+            "{answer:?}"
+        );
+        assert_eq!(raft.cluster_id(), None);
+        raft.shutdown().await;
+    }
+
+    /// Item 13: Raft messages addressed to another incarnation are refused
+    /// even while joining (they are meant for the member this peer was).
+    #[tokio::test]
+    async fn raft_traffic_for_another_incarnation_is_refused() {
+        let raft = fresh_peer(7).await;
+        raft.inner
+            .cluster_id
+            .begin_joining(&*raft.inner.store)
+            .expect("joining");
+        let answer = raft.rpc_handler().handle(vote(9, 6)).await;
+        assert!(
+            matches!(
+                answer.body,
+                ResponseBody::Refused(RefusedReason::WrongIncarnation {
+                    ours: 7,
+                    addressed: 6
+                })
+            ),
+            "{answer:?}"
+        );
+        assert_eq!(raft.cluster_id(), None);
+        // Addressed to this incarnation while joining: adopted and answered.
+        let answer = raft.rpc_handler().handle(vote(9, 7)).await;
+        assert!(
+            matches!(answer.body, ResponseBody::Vote(Ok(_))),
+            "{answer:?}"
+        );
+        assert_eq!(raft.cluster_id(), Some(9));
+        raft.shutdown().await;
     }
 }

@@ -21,6 +21,9 @@ pub struct CodecError(String);
 pub struct RpcRequest {
     /// Cluster of the sender, `None` for a peer that has not joined yet.
     pub(crate) cluster_id: Option<u128>,
+    /// The incarnation of the target as the sender knows it (from the
+    /// membership); Raft messages for another incarnation are refused.
+    pub(crate) target_incarnation: u128,
     pub(crate) body: RequestBody,
 }
 
@@ -139,4 +142,11 @@ pub(crate) enum RefusedReason {
     LastPeer,
     /// The receiver is shut down and did not propose anything.
     Shutdown,
+    /// A Raft message addressed to another incarnation of the receiver's
+    /// store: the receiver lost its data since it joined (or the sender's
+    /// membership is stale) and must not act as that member.
+    WrongIncarnation { ours: u128, addressed: u128 },
+    /// The joining peer is a member under another incarnation: it must be
+    /// removed before it joins again.
+    StaleMember(String),
 }

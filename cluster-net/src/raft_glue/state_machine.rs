@@ -4,7 +4,7 @@
 use std::io::Cursor;
 use std::sync::{Arc, RwLock};
 
-use cluster_core::pinset::ApplyResult;
+use cluster_core::pinset::{ApplyResult, SnapshotError, SNAPSHOT_VERSION};
 use cluster_core::Pinset;
 use openraft::storage::RaftStateMachine;
 use openraft::{
@@ -12,9 +12,10 @@ use openraft::{
 };
 
 use super::codec::{decode, encode, sto_err};
-use super::log_store::commit_off_thread;
+use super::runtime;
+use super::snapshot_gate::SnapshotGate;
 use super::types::{LogId, RaftEntry, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
-use crate::store::{DurableStore, MetaKey, StoreError, WriteBatch, WriteOp};
+use crate::store::{DurableStore, MetaKey, StoreError};
 
 /// The pinset shared between the state machine and readers.
 pub(crate) type SharedPinset = Arc<RwLock<Pinset>>;
@@ -37,6 +38,7 @@ pub(crate) struct StateMachine<S: DurableStore> {
     last_applied: Option<LogId>,
     last_membership: StoredMembership,
     snapshots_built: u64,
+    gate: Arc<SnapshotGate>,
 }
 
 /// A stored snapshot: openraft metadata plus the pinset's own snapshot bytes.
@@ -61,35 +63,75 @@ fn load_snapshot<S: DurableStore>(store: &S) -> Result<Option<StoredSnapshot>, S
     }
 }
 
+/// Saves `snap` durably through the gate if it is newer than the stored
+/// snapshot; returns whether it was saved.
 async fn save_snapshot<S: DurableStore>(
     store: &Arc<S>,
+    gate: &Arc<SnapshotGate>,
     snap: &StoredSnapshot,
+) -> Result<bool, StoreError> {
+    let meta = encode(&snap.meta, "snapshot meta")?;
+    let (store, gate) = (Arc::clone(store), Arc::clone(gate));
+    let last_log_id = snap.meta.last_log_id;
+    // The copy of the data is the price of the blocking seam's `'static`
+    // closure; it is small next to the fsync of the same bytes.
+    let data = snap.data.clone();
+    runtime::blocking(move || gate.save_snapshot(&*store, last_log_id, meta, data))
+        .await
+        .unwrap_or_else(|| {
+            Err(StoreError::Unavailable(
+                "runtime is shutting down".to_string(),
+            ))
+        })
+}
+
+/// Refuses a store whose log was purged past its snapshot: the entries in
+/// between are gone, so the state cannot be rebuilt (a crash during a
+/// snapshot install could leave this before the purge waited for it).
+fn check_purge_behind_snapshot<S: DurableStore>(
+    store: &S,
+    snapshot: Option<&StoredSnapshot>,
 ) -> Result<(), StoreError> {
-    let mut batch = WriteBatch::durable();
-    batch
-        .push(WriteOp::PutMeta(
-            MetaKey::SnapshotMeta,
-            encode(&snap.meta, "snapshot meta")?,
-        ))
-        .push(WriteOp::PutMeta(MetaKey::SnapshotData, snap.data.clone()));
-    commit_off_thread(store, batch).await
+    let Some(bytes) = store.get_meta(MetaKey::LastPurged)? else {
+        return Ok(());
+    };
+    let purged: LogId = decode(&bytes, "last purged")?;
+    let snapshot_index = snapshot.and_then(|s| s.meta.last_log_id).map(|id| id.index);
+    if snapshot_index.is_some_and(|s| s >= purged.index) {
+        return Ok(());
+    }
+    Err(StoreError::PurgedPastSnapshot {
+        purged: purged.index,
+        snapshot: snapshot_index,
+    })
 }
 
 impl<S: DurableStore> StateMachine<S> {
     /// Opens the state machine: restores the last persisted snapshot, if any.
     /// openraft then re-applies the committed log after it.
+    /// Refuses a store whose log was purged past its snapshot.
     pub(crate) fn open(store: Arc<S>, pinset: SharedPinset) -> Result<StateMachine<S>, StoreError> {
+        let stored = load_snapshot(&*store)?;
+        check_purge_behind_snapshot(&*store, stored.as_ref())?;
         let mut sm = StateMachine {
             store,
             pinset,
             last_applied: None,
             last_membership: StoredMembership::default(),
             snapshots_built: 0,
+            gate: SnapshotGate::new(stored.as_ref().and_then(|s| s.meta.last_log_id)),
         };
-        if let Some(snap) = load_snapshot(&*sm.store)? {
-            let restored = Pinset::restore(&snap.data).map_err(|e| StoreError::Corrupt {
-                what: "snapshot data".to_string(),
-                reason: e.to_string(),
+        if let Some(snap) = stored {
+            let restored = Pinset::restore(&snap.data).map_err(|e| match e {
+                SnapshotError::UnknownVersion(version) => StoreError::UnknownFormat {
+                    what: "snapshot data".to_string(),
+                    version,
+                    supported: SNAPSHOT_VERSION,
+                },
+                other => StoreError::Corrupt {
+                    what: "snapshot data".to_string(),
+                    reason: other.to_string(),
+                },
             })?;
             *write_pinset(&sm.pinset) = restored;
             sm.last_applied = snap.meta.last_log_id;
@@ -100,22 +142,32 @@ impl<S: DurableStore> StateMachine<S> {
         Ok(sm)
     }
 
+    /// The gate the log store purges through.
+    pub(crate) fn gate(&self) -> Arc<SnapshotGate> {
+        Arc::clone(&self.gate)
+    }
+
     async fn install(&mut self, snap: &StoredSnapshot) -> Result<(), StorageError> {
         let subject = || ErrorSubject::Snapshot(Some(snap.meta.signature()));
-        let restored = Pinset::restore(&snap.data).map_err(|e| {
-            sto_err(
-                subject(),
-                ErrorVerb::Read,
-                StoreError::Corrupt {
+        let restored = match Pinset::restore(&snap.data) {
+            Ok(restored) => restored,
+            Err(e) => {
+                self.gate.install_failed(e.to_string());
+                let e = StoreError::Corrupt {
                     what: "received snapshot".to_string(),
                     reason: e.to_string(),
-                },
-            )
-        })?;
-        // Persist first: after a crash the peer restarts from this snapshot.
-        save_snapshot(&self.store, snap)
-            .await
-            .map_err(|e| sto_err(subject(), ErrorVerb::Write, e))?;
+                };
+                return Err(sto_err(subject(), ErrorVerb::Read, e));
+            }
+        };
+        // Persist first: after a crash the peer restarts from this snapshot,
+        // and the purge of the log it covers waits for this save.
+        if let Err(e) = save_snapshot(&self.store, &self.gate, snap).await {
+            self.gate.install_failed(e.to_string());
+            return Err(sto_err(subject(), ErrorVerb::Write, e));
+        }
+        self.gate.install_done();
+        self.gate.snapshot_captured();
         *write_pinset(&self.pinset) = restored;
         self.last_applied = snap.meta.last_log_id;
         self.last_membership = snap.meta.last_membership.clone();
@@ -152,14 +204,19 @@ impl<S: DurableStore> RaftStateMachine<TypeConfig> for StateMachine<S> {
                     e,
                 ));
             }
+            // The order was checked above, so the pinset cannot refuse the index.
+            let grown = "invariant: index checked to grow";
             match entry.payload {
-                EntryPayload::Normal(batch) => out.push(pinset.apply_batch(index, &batch)),
+                EntryPayload::Normal(batch) => {
+                    self.gate.applied_writes(batch.len() as u64);
+                    out.push(pinset.apply_batch(index, &batch).expect(grown))
+                }
                 EntryPayload::Blank => {
-                    pinset.advance_to(index);
+                    pinset.advance_to(index).expect(grown);
                     out.push(Vec::new());
                 }
                 EntryPayload::Membership(membership) => {
-                    pinset.advance_to(index);
+                    pinset.advance_to(index).expect(grown);
                     self.last_membership = StoredMembership::new(Some(entry.log_id), membership);
                     out.push(Vec::new());
                 }
@@ -171,11 +228,13 @@ impl<S: DurableStore> RaftStateMachine<TypeConfig> for StateMachine<S> {
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
         self.snapshots_built += 1;
+        self.gate.snapshot_captured();
         // Capture the state now, while no entry is being applied, so the
         // bytes and the metadata describe the same log position.
         let data = read_pinset(&self.pinset).snapshot();
         SnapshotBuilder {
             store: Arc::clone(&self.store),
+            gate: Arc::clone(&self.gate),
             last_applied: self.last_applied,
             last_membership: self.last_membership.clone(),
             data,
@@ -184,6 +243,9 @@ impl<S: DurableStore> RaftStateMachine<TypeConfig> for StateMachine<S> {
     }
 
     async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
+        // From here until the install ends, a purge past the durable
+        // snapshot waits (openraft purges while the install still runs).
+        self.gate.begin_receiving();
         Ok(Box::new(Cursor::new(Vec::new())))
     }
 
@@ -212,6 +274,7 @@ impl<S: DurableStore> RaftStateMachine<TypeConfig> for StateMachine<S> {
 /// Builds (and persists) a snapshot of the state captured when it was made.
 pub(crate) struct SnapshotBuilder<S: DurableStore> {
     store: Arc<S>,
+    gate: Arc<SnapshotGate>,
     last_applied: Option<LogId>,
     last_membership: StoredMembership,
     data: Vec<u8>,
@@ -233,17 +296,139 @@ impl<S: DurableStore> RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder<S> {
             data: std::mem::take(&mut self.data),
         };
         // Persisted before openraft learns about it (and may purge the log
-        // it covers).
-        save_snapshot(&self.store, &snap).await.map_err(|e| {
-            sto_err(
-                ErrorSubject::Snapshot(Some(snap.meta.signature())),
-                ErrorVerb::Write,
-                e,
-            )
-        })?;
+        // it covers). Not saved when a newer snapshot is already stored (a
+        // received one installed while this build ran).
+        save_snapshot(&self.store, &self.gate, &snap)
+            .await
+            .map_err(|e| {
+                sto_err(
+                    ErrorSubject::Snapshot(Some(snap.meta.signature())),
+                    ErrorVerb::Write,
+                    e,
+                )
+            })?;
         Ok(Snapshot {
             meta: snap.meta,
             snapshot: Box::new(Cursor::new(snap.data)),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use openraft::storage::RaftLogStorage;
+    use openraft::{CommittedLeaderId, Membership};
+
+    use super::*;
+    use crate::raft_glue::log_store::LogStore;
+    use crate::store::{MemStore, WriteBatch, WriteOp};
+
+    fn log_id(index: u64) -> LogId {
+        LogId::new(CommittedLeaderId::new(1, 1), index)
+    }
+
+    fn pair(store: &Arc<MemStore>) -> (LogStore<MemStore>, StateMachine<MemStore>) {
+        let pinset = Arc::new(RwLock::new(Pinset::new()));
+        let sm = StateMachine::open(Arc::clone(store), pinset).expect("open");
+        (LogStore::new(Arc::clone(store), sm.gate()), sm)
+    }
+
+    fn snapshot_meta(index: u64) -> SnapshotMeta {
+        SnapshotMeta {
+            last_log_id: Some(log_id(index)),
+            last_membership: StoredMembership::new(
+                Some(log_id(0)),
+                Membership::new(vec![std::collections::BTreeSet::from([1u64])], None),
+            ),
+            snapshot_id: format!("1-{index}-0"),
+        }
+    }
+
+    fn stored_purge(store: &MemStore) -> Option<LogId> {
+        store
+            .get_meta(MetaKey::LastPurged)
+            .unwrap()
+            .map(|b| decode(&b, "purge").unwrap())
+    }
+
+    /// Item 12 (issue 10): openraft purges the log up to a received
+    /// snapshot while the state machine worker is still decoding it. A
+    /// crash in between left the purge marker past the stored snapshot.
+    /// The purge must wait until the snapshot it relies on is durable.
+    #[tokio::test]
+    async fn purge_waits_for_the_received_snapshot_to_be_durable() {
+        let store = Arc::new(MemStore::new());
+        let (mut log, mut sm) = pair(&store);
+        let data = sm.begin_receiving_snapshot().await.unwrap();
+        let purge = tokio::spawn(async move { log.purge(log_id(10)).await });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        // "Crash" now: what is on disk must be restartable.
+        assert_eq!(stored_purge(&store), None, "purge became durable first");
+        assert!(load_snapshot(&*store).unwrap().is_none());
+        let mut data = data;
+        data.get_mut().extend_from_slice(&Pinset::new().snapshot());
+        sm.install_snapshot(&snapshot_meta(10), data).await.unwrap();
+        purge.await.unwrap().unwrap();
+        assert_eq!(stored_purge(&store), Some(log_id(10)));
+        let snap = load_snapshot(&*store).unwrap().expect("snapshot stored");
+        assert_eq!(snap.meta.last_log_id, Some(log_id(10)));
+    }
+
+    /// Item 12: a snapshot built from an older state must not replace a
+    /// newer stored one (the build runs in its own task and may finish after
+    /// a received snapshot was installed and the log purged behind it).
+    #[tokio::test]
+    async fn an_older_snapshot_never_replaces_a_newer_one() {
+        let store = Arc::new(MemStore::new());
+        let (_log, mut sm) = pair(&store);
+        let mut builder = sm.get_snapshot_builder().await; // captured at nothing applied
+        let data = Box::new(Cursor::new(Pinset::new().snapshot()));
+        sm.install_snapshot(&snapshot_meta(10), data).await.unwrap();
+        builder.build_snapshot().await.unwrap();
+        let snap = load_snapshot(&*store).unwrap().expect("snapshot stored");
+        assert_eq!(snap.meta.last_log_id, Some(log_id(10)));
+    }
+
+    /// Item 12: a store whose log was purged past its snapshot (what the
+    /// race above left behind) is refused with a typed error that says what
+    /// to do, instead of starting with a hole in its state.
+    #[test]
+    fn a_store_purged_past_its_snapshot_is_refused() {
+        let store = Arc::new(MemStore::new());
+        let mut batch = WriteBatch::durable();
+        batch.push(WriteOp::PutMeta(
+            MetaKey::LastPurged,
+            encode(&log_id(10), "purge").unwrap(),
+        ));
+        store.commit(batch).unwrap();
+        let pinset = Arc::new(RwLock::new(Pinset::new()));
+        match StateMachine::open(Arc::clone(&store), Arc::clone(&pinset)) {
+            Err(
+                e @ StoreError::PurgedPastSnapshot {
+                    purged: 10,
+                    snapshot: None,
+                },
+            ) => {
+                let text = e.to_string();
+                assert!(text.contains("join it again"), "{text}");
+            }
+            Err(other) => panic!("unexpected error {other}"),
+            Ok(_) => panic!("a store purged past its snapshot opened"),
+        }
+        // A snapshot that covers the purge is fine.
+        let mut batch = WriteBatch::durable();
+        batch
+            .push(WriteOp::PutMeta(
+                MetaKey::SnapshotMeta,
+                encode(&snapshot_meta(12), "meta").unwrap(),
+            ))
+            .push(WriteOp::PutMeta(
+                MetaKey::SnapshotData,
+                Pinset::new().snapshot(),
+            ));
+        store.commit(batch).unwrap();
+        assert!(StateMachine::open(store, pinset).is_ok());
     }
 }

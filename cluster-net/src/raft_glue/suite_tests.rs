@@ -19,7 +19,8 @@ impl StoreBuilder<TypeConfig, LogStore<MemStore>, StateMachine<MemStore>, ()> fo
         let store = Arc::new(MemStore::new());
         let pinset = Arc::new(RwLock::new(Pinset::new()));
         let sm = StateMachine::open(Arc::clone(&store), pinset).expect("open state machine");
-        Ok(((), LogStore::new(store), sm))
+        let gate = sm.gate();
+        Ok(((), LogStore::new(store, gate), sm))
     }
 }
 
@@ -51,10 +52,11 @@ impl
         StorageError,
     > {
         let dir = tempfile::tempdir().expect("temp dir");
-        let store = Arc::new(crate::store::RedbStore::open(dir.path()).expect("open redb"));
+        let store = Arc::new(crate::store::RedbStore::create(dir.path()).expect("create redb"));
         let pinset = Arc::new(RwLock::new(Pinset::new()));
         let sm = StateMachine::open(Arc::clone(&store), pinset).expect("open state machine");
-        Ok((dir, LogStore::new(store), sm))
+        let gate = sm.gate();
+        Ok((dir, LogStore::new(store, gate), sm))
     }
 }
 

@@ -36,14 +36,19 @@ pub(crate) type SnapshotMeta = openraft::SnapshotMeta<NodeId, NodeInfo>;
 /// The Raft handle.
 pub(crate) type Raft = openraft::Raft<TypeConfig>;
 
-/// What the Raft membership records about a peer: its libp2p peer id and an
-/// address the transport can use to reach it.
+/// What the Raft membership records about a peer: its libp2p peer id, an
+/// address the transport can use to reach it, and the incarnation of its
+/// store.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeInfo {
     /// The peer id, as its string form.
     pub peer_id: String,
     /// Transport address (a multiaddr for libp2p, any name in-process).
     pub addr: String,
+    /// The random id of the peer's store when it joined; 0 when unknown (a
+    /// contact address given to `join`). Raft messages are addressed to it:
+    /// a peer whose store was replaced has another one and refuses them.
+    pub incarnation: u128,
 }
 
 impl std::fmt::Display for NodeInfo {

@@ -391,6 +391,7 @@ impl Inner {
             } else {
                 let request = RpcRequest {
                     cluster_id: self.cluster_id.get(),
+                    target_incarnation: node.incarnation,
                     body: body.clone(),
                 };
                 let call = self.transport.call(&node, request);
@@ -519,6 +520,7 @@ mod tests {
             &a,
             "inproc/1",
             config.clone(),
+            crate::Boot::CreateIfEmpty { incarnation: 101 },
             MemStore::new(),
             router.transport(a.as_str()),
         )
@@ -534,6 +536,7 @@ mod tests {
             &b,
             "inproc/2",
             config,
+            crate::Boot::CreateIfEmpty { incarnation: 102 },
             MemStore::new(),
             wrap(router.transport(b.as_str())),
         )
@@ -638,6 +641,7 @@ mod tests {
             &me,
             "inproc/1",
             config,
+            crate::Boot::CreateIfEmpty { incarnation: 103 },
             MemStore::new(),
             router.transport(me.as_str()),
         )

@@ -32,17 +32,25 @@ pub enum MetaKey {
     SnapshotData,
     /// The id of the cluster this peer belongs to.
     ClusterId,
+    /// Who the store belongs to: peer id and incarnation (a random id of
+    /// this life of the store), written when the store is created.
+    Identity,
+    /// Present while this peer asked to join a cluster and has not learnt
+    /// its id yet: only then may it adopt the cluster id of a Raft message.
+    Joining,
 }
 
 impl MetaKey {
     /// Every key, for backends that enumerate them.
-    pub const ALL: [MetaKey; 6] = [
+    pub const ALL: [MetaKey; 8] = [
         MetaKey::Vote,
         MetaKey::Committed,
         MetaKey::LastPurged,
         MetaKey::SnapshotMeta,
         MetaKey::SnapshotData,
         MetaKey::ClusterId,
+        MetaKey::Identity,
+        MetaKey::Joining,
     ];
 
     /// The stable on-disk name of the key.
@@ -54,6 +62,8 @@ impl MetaKey {
             MetaKey::SnapshotMeta => "snapshot_meta",
             MetaKey::SnapshotData => "snapshot_data",
             MetaKey::ClusterId => "cluster_id",
+            MetaKey::Identity => "identity",
+            MetaKey::Joining => "joining",
         }
     }
 }
@@ -129,6 +139,18 @@ pub enum StoreError {
         /// The backend's explanation.
         reason: String,
     },
+    /// The database does not exist. A node configured as a member must not
+    /// create it again: it would come back with no memory of its votes and
+    /// log. Remove it from the cluster and join it again as a new peer.
+    #[error(
+        "raft database {path} does not exist (lost or replaced disk?); if this peer was a \
+         cluster member, remove it from the cluster (remove_peer from a live member), then \
+         start it with a new, empty database and join again"
+    )]
+    Missing {
+        /// The expected database file.
+        path: PathBuf,
+    },
     /// A read or write failed.
     #[error("raft database {path}: {reason}")]
     Io {
@@ -144,6 +166,34 @@ pub enum StoreError {
         what: String,
         /// Why decoding failed.
         reason: String,
+    },
+    /// The log was purged past the stored snapshot: the entries in between
+    /// are gone and this peer's state cannot be rebuilt.
+    #[error(
+        "raft database: the log is purged up to index {purged} but the stored snapshot ends at {}; \
+         the entries in between are lost, so this peer cannot rebuild its state. Remove it from \
+         the cluster (from a live member) and join it again with an empty data directory",
+        snapshot.map_or_else(|| "nothing (no snapshot)".to_string(), |s| format!("index {s}"))
+    )]
+    PurgedPastSnapshot {
+        /// Last purged log index.
+        purged: u64,
+        /// Last log index of the stored snapshot, if any.
+        snapshot: Option<u64>,
+    },
+    /// A stored record was written in a format version this build does not
+    /// know (a newer version of the software, or a damaged record).
+    #[error(
+        "raft database record {what} has format version {version}; this build reads version \
+         {supported} (written by another version of the software?)"
+    )]
+    UnknownFormat {
+        /// Which record.
+        what: String,
+        /// The version found.
+        version: u8,
+        /// The version this build reads.
+        supported: u8,
     },
     /// The backend refuses writes (a simulated crash or injected fault).
     #[error("raft storage unavailable: {0}")]

@@ -25,32 +25,77 @@ pub struct RedbStore {
 }
 
 impl RedbStore {
-    /// Opens (or creates) `<dir>/raft.redb`. A file that exists but cannot be
-    /// read as a redb database (truncated, corrupt, empty) is an error: the
-    /// peer must never silently start with an empty log.
+    /// Opens the existing `<dir>/raft.redb`. A missing file is
+    /// [`StoreError::Missing`] (never silently created: a peer whose disk was
+    /// lost must not start empty as the member it was); a file that cannot
+    /// be read as a redb database (truncated, corrupt, empty) is
+    /// [`StoreError::Open`].
     pub fn open(dir: &Path) -> Result<RedbStore, StoreError> {
+        let path = dir.join(RAFT_DB_FILE_NAME);
+        match std::fs::metadata(&path) {
+            Ok(_) => RedbStore::open_file(path),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(StoreError::Missing { path }),
+            Err(e) => Err(StoreError::Open {
+                path,
+                reason: e.to_string(),
+            }),
+        }
+    }
+
+    /// Creates a new, empty `<dir>/raft.redb` (and `dir`), durably: the
+    /// file and its directory entry are synced before this returns. Refuses
+    /// to touch an existing file.
+    pub fn create(dir: &Path) -> Result<RedbStore, StoreError> {
         let path = dir.join(RAFT_DB_FILE_NAME);
         let open_err = |reason: String| StoreError::Open {
             path: path.clone(),
             reason,
         };
-        std::fs::create_dir_all(dir).map_err(|e| open_err(format!("create directory: {e}")))?;
-        let db = match std::fs::metadata(&path) {
+        create_dir_durably(dir).map_err(|e| open_err(format!("create directory: {e}")))?;
+        if path.exists() {
+            return Err(open_err(
+                "the database already exists (not creating it again)".to_string(),
+            ));
+        }
+        let db = Database::create(&path).map_err(|e| open_err(e.to_string()))?;
+        // The new file's name lives in the directory: without this sync a
+        // power cut could lose the whole file after commits were acknowledged.
+        sync_dir(dir).map_err(|e| open_err(format!("sync directory: {e}")))?;
+        RedbStore::with_tables(db, path)
+    }
+
+    /// [`open`](RedbStore::open) if the database exists, else
+    /// [`create`](RedbStore::create): for a peer allowed to start empty.
+    pub fn open_or_create(dir: &Path) -> Result<RedbStore, StoreError> {
+        match RedbStore::open(dir) {
+            Err(StoreError::Missing { .. }) => RedbStore::create(dir),
+            other => other,
+        }
+    }
+
+    fn open_file(path: PathBuf) -> Result<RedbStore, StoreError> {
+        let open_err = |reason: String| StoreError::Open {
+            path: path.clone(),
+            reason,
+        };
+        match std::fs::metadata(&path) {
             Ok(meta) if meta.len() == 0 => {
                 return Err(open_err("file is empty (truncated?)".to_string()))
             }
-            Ok(_) => open_existing(&path).map_err(open_err)?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                Database::create(&path).map_err(|e| open_err(e.to_string()))?
-            }
+            Ok(_) => {}
             Err(e) => return Err(open_err(e.to_string())),
-        };
+        }
+        let db = open_existing(&path).map_err(open_err)?;
+        RedbStore::with_tables(db, path)
+    }
+
+    fn with_tables(db: Database, path: PathBuf) -> Result<RedbStore, StoreError> {
         let store = RedbStore {
             db,
             path: path.clone(),
         };
         store.create_tables().map_err(|e| match e {
-            StoreError::Io { reason, .. } => open_err(reason),
+            StoreError::Io { reason, .. } => StoreError::Open { path, reason },
             other => other,
         })?;
         Ok(store)
@@ -73,6 +118,39 @@ impl RedbStore {
         txn.open_table(LOG_TABLE).map_err(|e| self.io(e))?;
         txn.open_table(META_TABLE).map_err(|e| self.io(e))?;
         txn.commit().map_err(|e| self.io(e))
+    }
+}
+
+/// Creates `dir` and any missing parents, syncing each parent whose entry
+/// changed, so the directory survives a power cut.
+fn create_dir_durably(dir: &Path) -> std::io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        create_dir_durably(parent)?;
+    }
+    match std::fs::create_dir(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(()),
+        Err(e) => return Err(e),
+    }
+    match dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        Some(parent) => sync_dir(parent),
+        None => Ok(()),
+    }
+}
+
+/// fsyncs a directory (its entries), where the platform allows it.
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        std::fs::File::open(dir)?.sync_all()
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = dir;
+        Ok(())
     }
 }
 

@@ -9,8 +9,10 @@ use std::time::Duration;
 use cluster_core::pinset::{Command, Entry, RequestId};
 use cluster_core::{Cid, Millis, PeerId, Pin, PinOptions};
 use cluster_net::inproc::InProcRouter;
-use cluster_net::store::{DurableStore, RedbStore};
-use cluster_net::{ClusterRaft, RaftConfig};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use cluster_net::store::{DurableStore, RedbStore, StoreError};
+use cluster_net::{Boot, ClusterRaft, RaftConfig, StartError};
 
 /// The cluster id used by the tests.
 pub const CLUSTER_ID: u128 = 0x5eed_0000_0000_0000_0000_0000_0000_0001;
@@ -27,7 +29,10 @@ pub fn cid(n: u64) -> Cid {
     Cid::from_bytes(&bytes).expect("valid cid")
 }
 
-/// A pin-everywhere entry for CID number `n`, with a request id.
+/// A pin-everywhere entry for CID number `n`, with a request id. Tests send
+/// up to 100 writes at once; a client may have at most
+/// `SESSION_WINDOW` requests in flight, so the ids come from one client per
+/// 32 serials, as a node spreads its concurrent writes over client ids.
 pub fn pin_entry(n: u64) -> Entry {
     let options = PinOptions {
         replication_factor_min: -1,
@@ -36,7 +41,7 @@ pub fn pin_entry(n: u64) -> Entry {
     };
     Entry {
         request: Some(RequestId {
-            client: 7,
+            client: 7 + n / 32,
             serial: n,
         }),
         command: Command::Pin(Pin::new(cid(n), options, Millis(n))),
@@ -72,41 +77,44 @@ impl TestCluster {
     /// Starts peer number `n` on its redb directory (fresh or existing).
     pub async fn start_peer(&mut self, n: usize) -> ClusterRaft {
         let dir = self.root.path().join(format!("peer-{n}"));
-        // A killed peer's last tasks may still be unwinding and hold the
-        // file lock for a moment (a real process exit releases it at once).
-        let deadline = std::time::Instant::now() + WAIT;
-        let store = loop {
-            match RedbStore::open(&dir) {
-                Ok(store) => break store,
-                Err(e)
-                    if std::time::Instant::now() < deadline
-                        && e.to_string().contains("already open") =>
-                {
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-                Err(e) => panic!("open redb: {e}"),
-            }
-        };
+        let store = open_retrying(&dir, RedbStore::open_or_create).await;
         self.start_peer_with(n, store, dir).await
     }
 
-    /// Starts peer number `n` over any store.
+    /// Starts peer number `n` over any store, as a peer allowed to start
+    /// empty (a new incarnation is drawn for an empty store).
     pub async fn start_peer_with<S: DurableStore>(
         &mut self,
         n: usize,
         store: S,
         dir: PathBuf,
     ) -> ClusterRaft {
+        let boot = Boot::CreateIfEmpty {
+            incarnation: next_incarnation(),
+        };
+        self.start_peer_boot(n, boot, store, dir)
+            .await
+            .expect("start peer")
+    }
+
+    /// Starts peer number `n` over any store with `boot`.
+    pub async fn start_peer_boot<S: DurableStore>(
+        &mut self,
+        n: usize,
+        boot: Boot,
+        store: S,
+        dir: PathBuf,
+    ) -> Result<ClusterRaft, StartError> {
         let id = PeerId::synthetic(n as u64 + 1);
         let raft = ClusterRaft::start(
             &id,
             format!("inproc/{n}"),
             self.config.clone(),
+            boot,
             store,
             self.router.transport(id.as_str()),
         )
-        .await
-        .expect("start peer");
+        .await?;
         self.router.register(id.as_str(), raft.rpc_handler());
         while self.peers.len() <= n {
             self.peers.push(None);
@@ -116,7 +124,7 @@ impl TestCluster {
             id,
             dir,
         });
-        raft
+        Ok(raft)
     }
 
     /// Bootstraps peer 0 and joins peers 1..count.
@@ -191,6 +199,35 @@ impl TestCluster {
                 "peer {n} did not apply {index} (at {})",
                 self.raft(n).applied_index()
             );
+        }
+    }
+}
+
+/// A new, non-zero incarnation for each store created by the tests (the
+/// production caller draws it at random).
+pub fn next_incarnation() -> u128 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    u128::from(NEXT.fetch_add(1, Ordering::Relaxed)) << 64 | 0x1ac
+}
+
+/// Opens a redb store with `open`, retrying while a killed peer's last
+/// tasks still unwind and hold the file lock (a real process exit releases
+/// it at once).
+pub async fn open_retrying(
+    dir: &Path,
+    open: impl Fn(&Path) -> Result<RedbStore, StoreError>,
+) -> RedbStore {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        match open(dir) {
+            Ok(store) => return store,
+            Err(e)
+                if std::time::Instant::now() < deadline
+                    && e.to_string().contains("already open") =>
+            {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(e) => panic!("open redb: {e}"),
         }
     }
 }

@@ -37,7 +37,7 @@ pub fn check_allocations(pins: &BTreeMap<Cid, Pin>, members: &[PeerId]) -> Resul
                 pin.cid,
                 pin.allocations.len(),
                 members.len(),
-                pin.under_replicated
+                pin.is_under_replicated()
             ));
         }
     }

@@ -205,7 +205,9 @@ fn step(state: &State, op: &SubOp) -> Option<State> {
         }
         (Step::Unpin, Answer::Unpinned(was)) => match state {
             State::Present { name, written, .. }
-                if *name == was.name && written.as_ref().is_none_or(|w| w == was) =>
+                if was.as_ref().is_none_or(|was| {
+                    *name == was.name && written.as_ref().is_none_or(|w| w == was)
+                }) =>
             {
                 Some(State::Absent)
             }
@@ -439,7 +441,7 @@ mod tests {
                 2,
                 Request::Unpin { cid: cid() },
                 (20, 30),
-                Answer::Unpinned(written("a")),
+                Answer::Unpinned(Some(written("a"))),
             ),
         ]);
         assert!(check(&h, &BTreeMap::new()));
@@ -492,7 +494,7 @@ mod tests {
                 3,
                 Request::Unpin { cid: cid() },
                 (40, 50),
-                Answer::Unpinned(written("a")),
+                Answer::Unpinned(Some(written("a"))),
             ),
         ]);
         assert!(!check(&h, &BTreeMap::new()));
@@ -506,7 +508,7 @@ mod tests {
                 2,
                 Request::Unpin { cid: cid() },
                 (10, 20),
-                Answer::Unpinned(written("a")),
+                Answer::Unpinned(Some(written("a"))),
             ),
         ]);
         assert!(check(&concurrent, &BTreeMap::new()));
