@@ -323,7 +323,7 @@ async fn publish_metrics(ctx: Arc<PeerCtx>) {
 async fn repair_allocations(ctx: Arc<PeerCtx>, raft: ClusterRaft) {
     loop {
         madsim::time::sleep(Duration::from_millis(REPAIR_EVERY_MS)).await;
-        if cfg!(feature = "bug-skip-reallocation") || !raft.is_leader() {
+        if !raft.is_leader() {
             continue;
         }
         let members: BTreeSet<PeerId> = raft.members().into_iter().collect();

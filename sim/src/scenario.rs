@@ -553,7 +553,18 @@ impl Sim {
                     Millis(invoked_ms),
                     &peer::allocator_config(),
                 ) {
-                    Ok(allocations) => pin.allocations = allocations,
+                    Ok(allocations) => {
+                        // Every fresh candidate's tag value, as the allocator saw it.
+                        let tags: BTreeMap<PeerId, String> = metrics
+                            .iter()
+                            .filter(|m| m.last_seen.0 + peer::METRIC_TTL_MS >= invoked_ms)
+                            .filter_map(|m| Some((m.peer.clone(), m.tags.get("group")?.clone())))
+                            .collect();
+                        if let Err(v) = checkers::check_tag_spread(&allocations, &tags) {
+                            self.violation(v.checker, v.detail);
+                        }
+                        pin.allocations = allocations;
+                    }
                     Err(e) => {
                         probes::hit("allocator: not enough peers");
                         self.event(format!("client {client}/{serial} not allocated: {e}"));

@@ -11,11 +11,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use cluster_net::store::{Durability, DurableStore, MetaKey, StoreError, WriteBatch, WriteOp};
 
-/// Under the `bug-ack-before-durable` feature the store claims durability it
-/// does not have and only really syncs every this many commits.
-#[cfg(feature = "bug-ack-before-durable")]
-const BUGGY_SYNC_EVERY_COMMITS: u64 = 64;
-
 /// Called right after a durable commit that persisted a vote (`"vote"`) or
 /// log entries (`"append"`).
 pub type PersistHook = Arc<dyn Fn(&'static str) + Send + Sync>;
@@ -172,8 +167,6 @@ impl DurableStore for SimStore {
         }
         disk.commits += 1;
         let durable = batch.durability == Durability::Immediate;
-        #[cfg(feature = "bug-ack-before-durable")]
-        let durable = durable && disk.commits % BUGGY_SYNC_EVERY_COMMITS == 0;
         if !durable {
             disk.undo.push(Vec::new());
         }
@@ -239,7 +232,6 @@ mod tests {
     }
 
     #[test]
-    #[cfg(not(feature = "bug-ack-before-durable"))]
     fn crash_keeps_durable_writes_and_loses_relaxed_ones() {
         let s = SimStore::default();
         s.commit(batch(
@@ -274,7 +266,6 @@ mod tests {
     }
 
     #[test]
-    #[cfg(not(feature = "bug-ack-before-durable"))]
     fn a_torn_crash_keeps_a_prefix_of_the_unsynced_commits() {
         let s = SimStore::default();
         for i in 1..=3 {

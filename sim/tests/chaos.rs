@@ -112,27 +112,9 @@ fn work(seed: u64, params: Params) {
     );
 }
 
-/// The features of this build that change behaviour (planted bugs).
-fn features() -> Vec<&'static str> {
-    let mut out = Vec::new();
-    if cfg!(feature = "bug-ack-before-durable") {
-        out.push("bug-ack-before-durable");
-    }
-    if cfg!(feature = "bug-skip-reallocation") {
-        out.push("bug-skip-reallocation");
-    }
-    out
-}
-
 fn repro(seed: u64, params: &Params) -> String {
-    let features = features();
-    let features = if features.is_empty() {
-        String::new()
-    } else {
-        format!("SIM_FEATURES={} ", features.join(","))
-    };
     format!(
-        "repro: {features}SIM_SEED={seed} SIM_SEEDS=1 SIM_SECS={} SIM_PEERS={} cargo test -p sim --test simulate simulations",
+        "repro: SIM_SEED={seed} SIM_SEEDS=1 SIM_SECS={} SIM_PEERS={} cargo test -p sim --test simulate simulations",
         params.chaos_secs, params.peers
     )
 }

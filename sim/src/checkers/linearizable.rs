@@ -50,7 +50,7 @@ enum Step {
     UpdateFrom,
     /// The pinset read after the clients stopped.
     FinalRead {
-        pin: Option<Pin>,
+        pin: Option<Box<Pin>>,
         members: BTreeSet<PeerId>,
     },
 }
@@ -128,7 +128,7 @@ pub fn check_linearizable(
     for (cid, mut ops) in per_cid {
         ops.push(SubOp {
             step: Step::FinalRead {
-                pin: final_pins.get(&cid).cloned(),
+                pin: final_pins.get(&cid).cloned().map(Box::new),
                 members: members.clone(),
             },
             answer: Answer::Pinned(PinChange::Unchanged),
