@@ -409,7 +409,8 @@ impl Sim {
     async fn remove(self: &Arc<Self>, index: usize) -> Result<(), String> {
         let id = self.peer(index).id.clone();
         for attempt in 0..JOIN_ATTEMPTS_MAX {
-            let live: Vec<usize> = self.live();
+            // Asked of another peer: the one removed may not know it is a member.
+            let live: Vec<usize> = self.live().into_iter().filter(|i| *i != index).collect();
             let Some(r) = self.pick(&live).and_then(|i| self.registry.get(i)) else {
                 sleep_ms(500).await;
                 continue;
@@ -445,6 +446,21 @@ impl Sim {
 
     /// After the heal: peers that should be members are, and removed ones are not.
     async fn repair_membership(self: &Arc<Self>) {
+        // A peer back on a wiped disk refuses to act as the member it was
+        // (issue 10, item 13): as its start-up error tells the operator, it is
+        // removed and joins again as a new member.
+        let wiped: Vec<usize> = std::mem::take(&mut *lock(&self.wiped))
+            .into_iter()
+            .collect();
+        for i in wiped {
+            if self.live().contains(&i) {
+                if let Err(e) = self.remove(i).await {
+                    self.violation("membership", e);
+                } else if let Err(e) = self.join(i).await {
+                    self.violation("membership", e);
+                }
+            }
+        }
         let Some(members) = self
             .leader()
             .and_then(|l| self.registry.get(l))
