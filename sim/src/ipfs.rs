@@ -160,6 +160,7 @@ impl FakeIpfs {
         let mut s = self.state();
         if ms > TRACKER_OP_TIMEOUT_MS {
             s.counters.answers_past_timeout += 1;
+            crate::probes::hit("ipfs: answer later than the op timeout");
         }
         if s.restarts != restarts {
             return Err(format!("{what}: connection reset (ipfs daemon restarted)"));
@@ -170,6 +171,7 @@ impl FakeIpfs {
         }
         if roll < s.error_per_mille {
             s.counters.errors_after_work += 1;
+            crate::probes::hit("ipfs: error after the work was done");
             return Ok(Answer::ErrorAfterWork(format!(
                 "{what}: context canceled (the daemon finished anyway)"
             )));
@@ -191,6 +193,9 @@ impl FakeIpfs {
             }
         }
         let answer = served?;
+        if max_depth == 0 {
+            crate::probes::hit("ipfs: direct pin asked");
+        }
         let mode = if max_depth == 0 {
             PinMode::Direct
         } else {

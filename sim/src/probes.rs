@@ -13,6 +13,8 @@ use std::sync::Mutex;
 static COUNTS: Mutex<BTreeMap<&'static str, u64>> = Mutex::new(BTreeMap::new());
 
 /// Probes every full run must fire at least once (summed over its seeds).
+/// The torn-tail probes are counted but not required: the log store now
+/// writes every record durably, so no unsynced commit exists to lose.
 pub const REQUIRED: &[&str] = &[
     "client: answer Created",
     "client: answer Updated",
@@ -25,12 +27,11 @@ pub const REQUIRED: &[&str] = &[
     "disk: log truncated",
     "disk: log purged",
     "disk: snapshot stored",
-    "disk: crash lost unsynced writes",
-    "disk: crash tore the unsynced tail",
     "disk: write refused",
     "disk: crash right after a vote was persisted",
     "disk: crash right after an append was persisted",
     "disk: wiped",
+    "membership: wiped peer joined again",
     "net: snapshot sent",
     "net: message duplicated",
     "net: stale answer after the caller gave up",
@@ -42,7 +43,6 @@ pub const REQUIRED: &[&str] = &[
     "fault: quick reboot",
     "ipfs: error after the work was done",
     "ipfs: answer later than the op timeout",
-    "ipfs: pin made by hand",
     "ipfs: cluster pin removed by hand",
     "ipfs: direct pin asked",
     "tracker: status pinned checked",

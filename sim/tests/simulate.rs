@@ -7,7 +7,8 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-const PASSED_THROUGH: [&str; 9] = [
+const PASSED_THROUGH: [&str; 10] = [
+    "SIM_USER_PINS",
     "SIM_SEED",
     "SIM_SEEDS",
     "SIM_SECS",
