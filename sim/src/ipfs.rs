@@ -21,19 +21,6 @@ const SLOW_LATENCY_MS: (u64, u64) = (500, 14_000);
 /// One pin held by the daemon.
 pub type HeldPin = crate::checkers::DaemonPin;
 
-/// What the daemon did, for the coverage table.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct IpfsCounters {
-    /// Requests answered with an error after doing the work.
-    pub errors_after_work: u64,
-    /// Requests answered later than the tracker's op timeout.
-    pub answers_past_timeout: u64,
-    /// Pins made by hand.
-    pub hand_pins: u64,
-    /// Cluster pins removed by hand.
-    pub hand_unpins: u64,
-}
-
 /// One daemon. It lives outside the cluster peer, so a peer crash keeps its pins.
 #[derive(Default)]
 pub struct FakeIpfs {
@@ -53,7 +40,6 @@ struct DaemonState {
     error_per_mille: u32,
     slow: bool,
     restarts: u64,
-    counters: IpfsCounters,
 }
 
 /// How long the tracker waits for an answer before it counts as failed, in ms
@@ -103,7 +89,6 @@ impl FakeIpfs {
             },
         );
         s.user_pins.insert(cid.clone(), (mode, false));
-        s.counters.hand_pins += 1;
         true
     }
 
@@ -121,7 +106,6 @@ impl FakeIpfs {
         }
         let cid = ours[pick % ours.len()].clone();
         s.pins.remove(&cid);
-        s.counters.hand_unpins += 1;
         Some(cid)
     }
 
@@ -142,11 +126,6 @@ impl FakeIpfs {
             .collect()
     }
 
-    /// Counters of rare behaviour.
-    pub fn counters(&self) -> IpfsCounters {
-        self.state().counters
-    }
-
     /// Waits like a daemon would; says whether the request survived and
     /// whether, having survived, its answer is an error after the work.
     async fn serve(&self, what: &str) -> Result<Answer, String> {
@@ -157,9 +136,8 @@ impl FakeIpfs {
         let (lo, hi) = if slow { SLOW_LATENCY_MS } else { LATENCY_MS };
         let ms = thread_rng().gen_range(lo..=hi);
         madsim::time::sleep(Duration::from_millis(ms)).await;
-        let mut s = self.state();
+        let s = self.state();
         if ms > TRACKER_OP_TIMEOUT_MS {
-            s.counters.answers_past_timeout += 1;
             crate::probes::hit("ipfs: answer later than the op timeout");
         }
         if s.restarts != restarts {
@@ -170,7 +148,6 @@ impl FakeIpfs {
             return Err(format!("{what}: context deadline exceeded"));
         }
         if roll < s.error_per_mille {
-            s.counters.errors_after_work += 1;
             crate::probes::hit("ipfs: error after the work was done");
             return Ok(Answer::ErrorAfterWork(format!(
                 "{what}: context canceled (the daemon finished anyway)"
