@@ -44,6 +44,7 @@ pub const REQUIRED: &[&str] = &[
     "ipfs: error after the work was done",
     "ipfs: answer later than the op timeout",
     "ipfs: cluster pin removed by hand",
+    "ipfs: pin made by hand",
     "ipfs: direct pin asked",
     "tracker: status pinned checked",
     "tracker: status remote checked",

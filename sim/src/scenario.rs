@@ -901,7 +901,7 @@ impl Sim {
             FaultKind::IpfsByHand => {
                 let victim = self.pick(&members)?;
                 let ipfs = Arc::clone(&self.peer(victim).ipfs);
-                if thread_rng().gen_bool(0.5) && std::env::var_os("SIM_USER_PINS").is_some() {
+                if thread_rng().gen_bool(0.5) {
                     // Later hand pins go to CIDs the clients never name: a hand
                     // pin racing the cluster's own `pin/add` of the same CID
                     // is one no connector can tell apart from its own pin
@@ -1229,10 +1229,16 @@ impl Sim {
             .collect();
         checkers::check_ipfs_matches_allocations(pins, &ipfs)?;
         checkers::check_pin_modes(pins, &ipfs)?;
+        // Every daemon, not only live members': a removed peer's IPFS
+        // outlives it, and the user's pins there must still be kept.
         let user: BTreeMap<PeerId, BTreeMap<Cid, cluster_core::PinMode>> = (0..self.peer_count())
             .map(|i| (self.peer(i).id.clone(), self.peer(i).ipfs.user_pins()))
             .collect();
-        checkers::check_user_pins(&user, &ipfs)?;
+        let every_ipfs: BTreeMap<PeerId, BTreeMap<Cid, checkers::DaemonPin>> = (0..self
+            .peer_count())
+            .map(|i| (self.peer(i).id.clone(), self.peer(i).ipfs.pins()))
+            .collect();
+        checkers::check_user_pins(&user, &every_ipfs)?;
         let statuses = self.tracker_statuses().await;
         let counts = checkers::check_tracker_status(pins, &statuses, &ipfs)?;
         probes::add("tracker: status pinned checked", counts.pinned);
@@ -1284,13 +1290,8 @@ pub async fn run(params: Params) -> Report {
         sim.add_peer();
     }
     // The user's own pins from before the cluster, of CIDs the cluster may
-    // come to want: it must leave them when it lets go. Off by default
-    // (`SIM_USER_PINS=1` turns it on) while an open bug remains: a pin op the
-    // connector answers Ok on a user's existing pin makes the tracker take it
-    // as its own until the next listing (seeds 7, 11, 16, 17 fail
-    // `user_pins`); the fix is a connector that reports "already pinned".
-    if swarm.faults.contains(&FaultKind::IpfsByHand) && std::env::var_os("SIM_USER_PINS").is_some()
-    {
+    // come to want: it must leave them when it lets go.
+    if swarm.faults.contains(&FaultKind::IpfsByHand) {
         for i in 0..swarm.peers {
             for _ in 0..thread_rng().gen_range(0..3) {
                 let n = thread_rng().gen_range(0..swarm.cids);

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 const PASSED_THROUGH: [&str; 10] = [
-    "SIM_USER_PINS",
+    "SIM_TRACE",
     "SIM_SEED",
     "SIM_SEEDS",
     "SIM_SECS",
