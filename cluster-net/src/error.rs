@@ -19,6 +19,11 @@ pub enum StartError {
     /// The Raft engine refused to start.
     #[error("raft failed to start: {0}")]
     Raft(String),
+    /// The Raft engine could not read or write its state while starting
+    /// (a failing or full disk). Nothing was lost: start again once the
+    /// disk is healthy.
+    #[error("raft failed to start on a storage error (start again once the disk is healthy): {0}")]
+    RaftStorage(String),
     /// The node is configured as a member but its store holds no state
     /// (missing, wiped or replaced disk). It must not come back as the old
     /// member: it remembers no vote and no log.
@@ -40,6 +45,23 @@ pub enum StartError {
         /// The peer id given to `start`.
         given: String,
     },
+}
+
+/// Why a running peer's consensus stopped by itself.
+///
+/// openraft stops a peer for good on any storage error (a read or a write
+/// that failed: an I/O error, a full disk): it cannot tell what reached the
+/// disk, so it serves nothing more rather than guess. The node should exit
+/// and be restarted (by its supervisor) once the disk is healthy; the peer
+/// then rebuilds its state from what is durable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FatalError {
+    /// A read or write of the Raft store failed.
+    #[error("raft stopped on a storage error (restart the node once the disk is healthy): {0}")]
+    Storage(String),
+    /// A Raft task panicked.
+    #[error("raft stopped: a raft task panicked")]
+    Panicked,
 }
 
 /// A write was not applied, or its outcome is unknown.

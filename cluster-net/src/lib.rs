@@ -14,7 +14,7 @@ pub mod store;
 pub mod transport;
 
 pub use config::{ConfigError, RaftConfig};
-pub use error::{MembershipError, StartError, WriteError};
+pub use error::{FatalError, MembershipError, StartError, WriteError};
 #[cfg(madsim)]
 pub use raft_glue::sim_hooks;
 pub use raft_glue::{node_id_of, Boot, ClusterRaft, CodecError, NodeInfo, RpcRequest, RpcResponse};

@@ -160,6 +160,12 @@ impl Registry {
     }
 }
 
+/// Sleeps `ms` by this peer's timers (which may drift, see
+/// `cluster_net::sim_hooks`).
+fn local_sleep(ms: u64) -> madsim::time::Sleep {
+    madsim::time::sleep(cluster_net::sim_hooks::drifted(Duration::from_millis(ms)))
+}
+
 /// The init task of a peer's node: start consensus from disk and run the drivers.
 pub async fn run_peer(ctx: Arc<PeerCtx>) {
     let transport = ctx.net.transport_for(ctx.id.as_str());
@@ -288,7 +294,11 @@ async fn drive_tracker(
             );
         }
         let wait_ms = wake.0.saturating_sub(now_ms()).clamp(1, PINSET_POLL_MS);
-        let input = madsim::time::timeout(Duration::from_millis(wait_ms), rx.recv()).await;
+        let input = madsim::time::timeout(
+            cluster_net::sim_hooks::drifted(Duration::from_millis(wait_ms)),
+            rx.recv(),
+        )
+        .await;
         let input = match input {
             Ok(Some(input)) => input,
             Ok(None) => return,
@@ -349,7 +359,7 @@ async fn publish_metrics(ctx: Arc<PeerCtx>) {
             last_seen: Millis(seen),
         };
         ctx.board.latest().insert(ctx.id.clone(), metrics);
-        madsim::time::sleep(Duration::from_millis(METRICS_EVERY_MS)).await;
+        local_sleep(METRICS_EVERY_MS).await;
     }
 }
 
@@ -357,7 +367,7 @@ async fn publish_metrics(ctx: Arc<PeerCtx>) {
 /// under-replicated, as new proposals (never as a side effect of apply).
 async fn repair_allocations(ctx: Arc<PeerCtx>, raft: ClusterRaft) {
     loop {
-        madsim::time::sleep(Duration::from_millis(REPAIR_EVERY_MS)).await;
+        local_sleep(REPAIR_EVERY_MS).await;
         if !raft.is_leader() {
             continue;
         }

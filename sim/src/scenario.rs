@@ -81,6 +81,9 @@ pub enum FaultKind {
     DiskErrors,
     /// A peer's metrics clock is skewed.
     ClockSkew,
+    /// Each peer's timers (Raft's and its drivers') run a few percent fast
+    /// or slow; the fault re-draws one peer's drift.
+    TimerDrift,
     /// A peer's IPFS daemon fails, slows down or restarts.
     IpfsFaults,
     /// A user pins and unpins by hand behind the tracker's back.
@@ -92,7 +95,7 @@ pub enum FaultKind {
 }
 
 impl FaultKind {
-    const ALL: [FaultKind; 15] = [
+    const ALL: [FaultKind; 16] = [
         FaultKind::Partition,
         FaultKind::Bridge,
         FaultKind::Deaf,
@@ -104,6 +107,7 @@ impl FaultKind {
         FaultKind::PowerLoss,
         FaultKind::DiskErrors,
         FaultKind::ClockSkew,
+        FaultKind::TimerDrift,
         FaultKind::IpfsFaults,
         FaultKind::IpfsByHand,
         FaultKind::WipedDisk,
@@ -237,6 +241,8 @@ struct Sim {
     registry: Arc<Registry>,
     board: Arc<MetricsBoard>,
     peers: Mutex<Vec<Arc<PeerCtx>>>,
+    /// The madsim node of each peer, by index.
+    nodes: Mutex<Vec<madsim::task::NodeId>>,
     /// Peers removed from the cluster for good.
     removed: Mutex<BTreeSet<usize>>,
     /// Peers currently crashed (killed, waiting for restart).
@@ -323,14 +329,33 @@ impl Sim {
         });
         peers.push(Arc::clone(&ctx));
         drop(peers);
-        Handle::current()
+        let node = Handle::current()
             .create_node()
             .name(format!("peer-{index}"))
             .ip(IpAddr::V4(Ipv4Addr::new(10, 0, 0, index as u8 + 1)))
             .init(move || peer::run_peer(Arc::clone(&ctx)))
             .build();
+        // Set before the node's init task first runs (it is only spawned).
+        if self.swarm.faults.contains(&FaultKind::TimerDrift) {
+            self.drift_timers(index, node.id());
+        }
+        lock(&self.nodes).push(node.id());
         self.event(format!("peer {index} created"));
         index
+    }
+
+    /// Draws new timer drift for a peer: up to ±5 % (its timers fire that
+    /// much late or early, through the runtime seam of `cluster-net` and the
+    /// simulator's own drivers).
+    fn drift_timers(&self, index: usize, node: madsim::task::NodeId) {
+        let per_mille = thread_rng().gen_range(-50..=50);
+        probes::hit(if per_mille < 0 {
+            "clock: peer timers run fast"
+        } else {
+            "clock: peer timers run slow"
+        });
+        cluster_net::sim_hooks::set_drift_per_mille(node, per_mille);
+        self.event(format!("peer {index} timer drift {per_mille}/1000"));
     }
 
     fn info(&self, index: usize) -> NodeInfo {
@@ -880,6 +905,12 @@ impl Sim {
                     s.peer(victim).clock_skew_ms.store(0, Ordering::Relaxed)
                 }))
             }
+            FaultKind::TimerDrift => {
+                let victim = self.pick(&members)?;
+                let node = lock(&self.nodes)[victim];
+                self.drift_timers(victim, node);
+                None
+            }
             FaultKind::IpfsFaults => {
                 let victim = self.pick(&members)?;
                 let ipfs = Arc::clone(&self.peer(victim).ipfs);
@@ -1118,8 +1149,15 @@ impl Sim {
             Millis(heal_ms),
         );
         let mut acked_at = None;
+        let mut attempt = 0;
         while acked_at.is_none() && now_ms() <= heal_ms + LIVENESS_BOUND_MS {
-            let target = self.live().first().and_then(|i| self.registry.get(*i));
+            // Each attempt asks the next live peer: one of them may be a
+            // wiped peer not yet a member again, which serves no writes.
+            let live = self.live();
+            attempt += 1;
+            let target = (!live.is_empty())
+                .then(|| live[attempt % live.len()])
+                .and_then(|i| self.registry.get(i));
             if let Some(r) = target {
                 let write = r.raft.write(Entry::new(Command::Pin(probe.clone())));
                 if let Ok(Ok(Ok(_))) =
@@ -1275,6 +1313,7 @@ pub async fn run(params: Params) -> Report {
         registry: Arc::new(Registry::default()),
         board: Arc::new(MetricsBoard::default()),
         peers: Mutex::new(Vec::new()),
+        nodes: Mutex::new(Vec::new()),
         removed: Mutex::new(BTreeSet::new()),
         down: Mutex::new(BTreeSet::new()),
         digest: Mutex::new(Digest::default()),
@@ -1333,6 +1372,10 @@ pub async fn run(params: Params) -> Report {
     sim.settle_and_check().await;
     sim.check_safety();
     sim.digest_final_state();
+    probes::add(
+        "clock: drifted timer fired",
+        cluster_net::sim_hooks::DRIFTED_TIMERS.load(Ordering::Relaxed),
+    );
     let (acked, _, _) = lock(&sim.history).counts();
     let acked_min = params.chaos_secs as usize / 4;
     if acked < acked_min {

@@ -5,7 +5,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use cluster_core::{PeerId, Pinset};
-use openraft::error::{ClientWriteError, RaftError};
+use openraft::error::{ClientWriteError, Fatal, RaftError};
 use openraft::{ServerState, SnapshotPolicy};
 use tokio::sync::mpsc;
 
@@ -20,7 +20,7 @@ use super::state_machine::{read_pinset, SharedPinset, StateMachine};
 use super::types::{node_id_of, NodeId, NodeInfo, Raft};
 use super::write_path::{self, PendingWrite};
 use crate::config::RaftConfig;
-use crate::error::StartError;
+use crate::error::{FatalError, StartError};
 use crate::store::DurableStore;
 use crate::transport::{BoxFuture, RaftTransport, RpcHandler};
 
@@ -125,7 +125,10 @@ impl ClusterRaft {
         let my_id = node_id_of(peer);
         let raft = Raft::new(my_id, raft_config, network, log_store, state_machine)
             .await
-            .map_err(|e| StartError::Raft(e.to_string()))?;
+            .map_err(|e| match e {
+                Fatal::StorageError(e) => StartError::RaftStorage(e.to_string()),
+                other => StartError::Raft(other.to_string()),
+            })?;
         let (writes, queue) = mpsc::channel(WRITE_QUEUE_CAPACITY);
         let inner = Arc::new(Inner {
             me: NodeInfo {
@@ -184,6 +187,41 @@ impl ClusterRaft {
         let metrics = self.inner.raft.metrics();
         let m = metrics.borrow();
         m.state == ServerState::Leader
+    }
+
+    /// Why this peer's Raft stopped by itself, if it did (`None` while it
+    /// runs, and after a [`shutdown`](ClusterRaft::shutdown)). A storage
+    /// error is fatal to Raft: the peer serves nothing more, and the node
+    /// should exit so that its supervisor restarts it once the disk is
+    /// healthy. See [`FatalError`].
+    pub fn fatal_error(&self) -> Option<FatalError> {
+        let metrics = self.inner.raft.metrics();
+        let m = metrics.borrow();
+        match &m.running_state {
+            Ok(()) | Err(Fatal::Stopped) => None,
+            Err(Fatal::StorageError(e)) => Some(FatalError::Storage(e.to_string())),
+            Err(Fatal::Panicked) => Some(FatalError::Panicked),
+        }
+    }
+
+    /// Waits until this peer's Raft stops by itself and says why; never
+    /// returns while it runs (or after a normal shutdown). For a node's
+    /// main loop: exit on it.
+    pub async fn wait_fatal(&self) -> FatalError {
+        let mut metrics = self.inner.raft.metrics();
+        loop {
+            if let Some(fatal) = self.fatal_error() {
+                return fatal;
+            }
+            if metrics.changed().await.is_err() {
+                // Raft's metrics end with its core task: read the last word,
+                // then wait for good if it stopped normally.
+                if let Some(fatal) = self.fatal_error() {
+                    return fatal;
+                }
+                std::future::pending::<()>().await;
+            }
+        }
     }
 
     /// Voting members of the cluster, as this peer knows them.

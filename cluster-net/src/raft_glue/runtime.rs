@@ -71,10 +71,58 @@ where
 /// Knobs the simulator sets for the code it runs (only under madsim).
 #[cfg(madsim)]
 pub mod sim_hooks {
-    use std::sync::atomic::AtomicU64;
+    use std::collections::BTreeMap;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    use madsim::task::NodeId;
 
     /// Longest simulated time a durable store commit takes, in ms (0: instant).
     pub static COMMIT_DELAY_MAX_MS: AtomicU64 = AtomicU64::new(0);
+
+    /// Timer drift of each simulated node, in parts per thousand (positive:
+    /// its timers fire late, its clock runs slow; negative: early, fast).
+    /// Nodes not listed have exact timers.
+    static DRIFT_PER_MILLE: Mutex<BTreeMap<NodeId, i32>> = Mutex::new(BTreeMap::new());
+
+    /// Timers that fired at a drifted time so far (a coverage count).
+    pub static DRIFTED_TIMERS: AtomicU64 = AtomicU64::new(0);
+
+    /// Sets the timer drift of `node` (0: none). The simulator keeps drifts
+    /// small (a few percent), as crystals and VM clocks differ.
+    pub fn set_drift_per_mille(node: NodeId, per_mille: i32) {
+        let mut drifts = DRIFT_PER_MILLE.lock().unwrap_or_else(|e| e.into_inner());
+        if per_mille == 0 {
+            drifts.remove(&node);
+        } else {
+            drifts.insert(node, per_mille);
+        }
+    }
+
+    /// `duration` as the current node's timers measure it: how long a timer
+    /// set for `duration` really takes on this node.
+    pub fn drifted(duration: Duration) -> Duration {
+        let per_mille = DRIFT_PER_MILLE
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&madsim::plugin::node())
+            .copied()
+            .unwrap_or(0);
+        if per_mille == 0 || duration.is_zero() {
+            return duration;
+        }
+        DRIFTED_TIMERS.fetch_add(1, Ordering::Relaxed);
+        let nanos = duration.as_nanos() as i128 * (1000 + per_mille as i128) / 1000;
+        Duration::from_nanos(nanos.clamp(0, u64::MAX as i128) as u64)
+    }
+
+    /// The drifted wait until `deadline` (a timer armed now for the
+    /// remaining time).
+    pub(crate) fn drifted_until(deadline: std::time::Instant) -> std::time::Instant {
+        let now = madsim::time::Instant::now();
+        now + drifted(deadline.saturating_duration_since(now))
+    }
 }
 
 #[cfg(madsim)]
@@ -88,6 +136,8 @@ mod madsim_runtime {
 
     use openraft::async_runtime::TokioOneShotSender;
     use openraft::{AsyncRuntime, OptionalSend, TokioInstant};
+
+    use super::sim_hooks::{drifted, drifted_until};
 
     /// openraft runtime backed by madsim.
     #[derive(Debug, Default, PartialEq, Eq)]
@@ -138,12 +188,14 @@ mod madsim_runtime {
             madsim::task::spawn(future)
         }
 
+        // Every timer goes through the node's drift: the simulator gives
+        // each peer timers that run a little fast or slow.
         fn sleep(duration: Duration) -> Self::Sleep {
-            madsim::time::sleep(duration)
+            madsim::time::sleep(drifted(duration))
         }
 
         fn sleep_until(deadline: Self::Instant) -> Self::Sleep {
-            madsim::time::sleep_until(deadline.into_std())
+            madsim::time::sleep_until(drifted_until(deadline.into_std()))
         }
 
         fn timeout<R, F: Future<Output = R> + OptionalSend>(
@@ -152,7 +204,7 @@ mod madsim_runtime {
         ) -> Self::Timeout<R, F> {
             Timeout {
                 inner: Box::pin(future),
-                sleep: Box::pin(madsim::time::sleep(duration)),
+                sleep: Box::pin(madsim::time::sleep(drifted(duration))),
             }
         }
 
@@ -162,7 +214,9 @@ mod madsim_runtime {
         ) -> Self::Timeout<R, F> {
             Timeout {
                 inner: Box::pin(future),
-                sleep: Box::pin(madsim::time::sleep_until(deadline.into_std())),
+                sleep: Box::pin(madsim::time::sleep_until(drifted_until(
+                    deadline.into_std(),
+                ))),
             }
         }
 
