@@ -1307,7 +1307,8 @@ pub async fn run(params: Params) -> Report {
         swarm: swarm.clone(),
         wiped: Mutex::new(BTreeSet::new()),
         ever_removed: Mutex::new(BTreeSet::new()),
-        buggify_left: Mutex::new(3),
+        // Armed once the cluster is formed (see `run`).
+        buggify_left: Mutex::new(0),
         buggify_tx,
         net: Arc::new(SimNet::default()),
         registry: Arc::new(Registry::default()),
@@ -1352,6 +1353,9 @@ pub async fn run(params: Params) -> Report {
     if let Err(e) = sim.bootstrap(cluster_id).await {
         sim.violation("bootstrap", e);
     }
+    // Crash points only once the cluster exists: a crash inside the first
+    // `initialize` is an operator's retry, not a consensus fault.
+    *lock(&sim.buggify_left) = 3;
     // Metrics need a round to arrive before the first allocation.
     sleep_ms(1_500).await;
     let clients: Vec<_> = (0..swarm.clients as u64)
