@@ -165,7 +165,12 @@ def main():
                 failed.append(name)
                 rows.append((name, klass, title, None, None, None, 0))
                 continue
-            output = run_seeds(tree, args.first, args.seeds, {"CARGO_TARGET_DIR": target})
+            # A target dir of its own: cargo does not key workspace crates'
+            # artifacts by their path, so builds of the planted tree would
+            # otherwise pass for fresh builds of the real one afterwards.
+            output = run_seeds(
+                tree, args.first, args.seeds, {"CARGO_TARGET_DIR": os.path.join(target, "planted")}
+            )
             if "error[" in output and "Finished" not in output:
                 print(f"{name}: DOES NOT BUILD:\n{output[-3000:]}", flush=True)
                 failed.append(name)

@@ -143,6 +143,18 @@ pub enum MembershipError {
     /// `bootstrap` was given an initial peer list without this peer.
     #[error("peer {0} is not in the initial peer list it was given")]
     NotInInitialPeers(String),
+    /// `bootstrap` was given a peer record without its store's incarnation.
+    #[error(
+        "peer {0} is listed in the initial peers without the incarnation of its store; \
+         ask each peer for its node info before bootstrapping"
+    )]
+    UnknownIncarnation(String),
+    /// `bootstrap` was given a list naming this peer with another store.
+    #[error(
+        "the initial peer list names peer {0} with another store (an earlier incarnation): \
+         this peer's data was lost or replaced since the list was made"
+    )]
+    ListedWithAnotherStore(String),
     /// The peer asked belongs to no cluster yet (it may be bootstrapping).
     #[error("the peer asked belongs to no cluster yet")]
     NoCluster,

@@ -152,6 +152,36 @@ async fn bootstrap_requires_this_peer_in_the_list() {
     );
 }
 
+/// Raft node ids cover each store's incarnation, so bootstrap needs every
+/// peer's real record: one without an incarnation, or naming this peer with
+/// another store, is refused before anything is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bootstrap_requires_each_peers_incarnation() {
+    let router = InProcRouter::new();
+    let config = RaftConfig::fast_for_tests();
+    let a = start(1, &router, &config).await;
+    let b = start(2, &router, &config).await;
+    let mut contact = b.node_info().clone();
+    contact.incarnation = 0;
+    let result = a
+        .bootstrap(CLUSTER_ID, &[a.node_info().clone(), contact])
+        .await;
+    assert!(
+        matches!(result, Err(MembershipError::UnknownIncarnation(_))),
+        "{result:?}"
+    );
+    let mut old_self = a.node_info().clone();
+    old_self.incarnation += 1;
+    let result = a
+        .bootstrap(CLUSTER_ID, &[old_self, b.node_info().clone()])
+        .await;
+    assert!(
+        matches!(result, Err(MembershipError::ListedWithAnotherStore(_))),
+        "{result:?}"
+    );
+    assert_eq!(a.cluster_id(), None, "a refused bootstrap wrote nothing");
+}
+
 /// Item 15: a join that meets a transient failure (here: the member asked
 /// has not bootstrapped yet) failed at once; it is retried with back-off
 /// within `membership_timeout_ms` now.

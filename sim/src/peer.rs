@@ -98,6 +98,10 @@ pub struct PeerCtx {
     pub free_space_bytes: u64,
     /// Tracker instances started so far: the next one's epoch.
     pub tracker_starts: AtomicU16,
+    /// Where the peer asks its supervisor (systemd, say) for a restart: its
+    /// Raft stopped on a storage error, or it could not start on a failing
+    /// disk. Carries the peer's index and why.
+    pub supervisor: mpsc::UnboundedSender<(usize, String)>,
 }
 
 /// Every status a tracker reports, by CID.
@@ -185,12 +189,33 @@ pub async fn run_peer(ctx: Arc<PeerCtx>) {
     .await;
     let raft = match started {
         Ok(raft) => raft,
+        // A failing disk refuses the start; the node exits and its
+        // supervisor tries again later. Any other refusal is a bug.
+        Err(e) if ctx.store.failing() => {
+            crate::probes::hit("restart: start refused by a failing disk");
+            let _ = ctx
+                .supervisor
+                .send((ctx.index, format!("start refused: {e}")));
+            return;
+        }
         Err(e) => {
             lock(&ctx.registry.start_errors)
                 .push(format!("peer {} failed to start: {e}", ctx.index));
             return;
         }
     };
+    {
+        // As the node's main loop does: exit when Raft stops on a storage
+        // error, so the supervisor restarts the peer from its disk.
+        let (raft, ctx) = (raft.clone(), Arc::clone(&ctx));
+        madsim::task::spawn(async move {
+            let fatal = raft.wait_fatal().await;
+            crate::probes::hit("raft: fatal storage error, peer restarted");
+            let _ = ctx
+                .supervisor
+                .send((ctx.index, format!("raft stopped: {fatal}")));
+        });
+    }
     let node = madsim::runtime::Handle::current()
         .get_node(format!("peer-{}", ctx.index))
         .map(|n| n.id());

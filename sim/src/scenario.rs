@@ -237,6 +237,8 @@ struct Sim {
     buggify_left: Mutex<u32>,
     /// Where the persist hooks ask for a crash: (peer, what was persisted).
     buggify_tx: tokio::sync::mpsc::UnboundedSender<(usize, &'static str)>,
+    /// Where peers ask their supervisor for a restart (see [`PeerCtx::supervisor`]).
+    supervisor_tx: tokio::sync::mpsc::UnboundedSender<(usize, String)>,
     net: Arc<SimNet>,
     registry: Arc<Registry>,
     board: Arc<MetricsBoard>,
@@ -326,6 +328,7 @@ impl Sim {
             group: ["a", "b", "c"][index % 3].to_string(),
             free_space_bytes: rng.gen_range(10..100u64) << 30,
             tracker_starts: Default::default(),
+            supervisor: self.supervisor_tx.clone(),
         });
         peers.push(Arc::clone(&ctx));
         drop(peers);
@@ -883,15 +886,28 @@ impl Sim {
             }
             FaultKind::DiskErrors => {
                 let victim = self.pick(&live)?;
-                self.event(format!("fault disk errors {victim}"));
-                self.peer(victim).store.set_fail_writes(true);
+                // Writes (a full disk), reads, or both fail for a while.
+                let (writes, reads) =
+                    [(true, false), (false, true), (true, true)][thread_rng().gen_range(0..3)];
+                self.event(format!(
+                    "fault disk errors {victim} writes {writes} reads {reads}"
+                ));
+                let store = &self.peer(victim).store;
+                store.set_fail_writes(writes);
+                store.set_fail_reads(reads);
                 Some(Box::new(move |s: &Sim| {
-                    // The disk is fixed and the supervisor restarts the peer.
-                    s.peer(victim).store.set_fail_writes(false);
-                    if s.registry.get(victim).is_some() {
-                        s.crash(victim);
+                    // The disk heals by itself (space freed, a flaky cable):
+                    // a peer whose Raft met no error runs on, one that
+                    // stopped was restarted by its supervisor.
+                    let store = &s.peer(victim).store;
+                    store.set_fail_writes(false);
+                    store.set_fail_reads(false);
+                    if s.registry
+                        .get(victim)
+                        .is_some_and(|r| r.raft.fatal_error().is_none())
+                    {
+                        probes::hit("disk: errors healed without a restart");
                     }
-                    s.restart(victim);
                 }))
             }
             FaultKind::ClockSkew => {
@@ -1117,6 +1133,28 @@ impl Sim {
         }
     }
 
+    /// The peers' supervisor (systemd, say): a peer whose node exited on a
+    /// storage error is started again after a pause, from its disk.
+    async fn supervise(
+        self: Arc<Self>,
+        mut requests: tokio::sync::mpsc::UnboundedReceiver<(usize, String)>,
+    ) {
+        while let Some((index, why)) = requests.recv().await {
+            // Crashed or removed meanwhile: whoever did it restarts it (or not).
+            if lock(&self.removed).contains(&index) || lock(&self.down).contains(&index) {
+                continue;
+            }
+            self.event(format!("supervisor restarts {index}: {why}"));
+            self.crash(index);
+            let sim = Arc::clone(&self);
+            let after = thread_rng().gen_range(500..3_000);
+            madsim::task::spawn(async move {
+                sleep_ms(after).await;
+                sim.restart(index);
+            });
+        }
+    }
+
     // ---- heal and check --------------------------------------------------------
 
     async fn heal(self: &Arc<Self>) {
@@ -1127,6 +1165,7 @@ impl Sim {
         for i in 0..all {
             let p = self.peer(i);
             p.store.set_fail_writes(false);
+            p.store.set_fail_reads(false);
             p.ipfs.heal();
             p.clock_skew_ms.store(0, Ordering::Relaxed);
         }
@@ -1303,6 +1342,7 @@ pub async fn run(params: Params) -> Report {
         probes::hit("swarm: fault-free seed");
     }
     let (buggify_tx, buggify_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (supervisor_tx, supervisor_rx) = tokio::sync::mpsc::unbounded_channel();
     let sim = Arc::new(Sim {
         swarm: swarm.clone(),
         wiped: Mutex::new(BTreeSet::new()),
@@ -1310,6 +1350,7 @@ pub async fn run(params: Params) -> Report {
         // Armed once the cluster is formed (see `run`).
         buggify_left: Mutex::new(0),
         buggify_tx,
+        supervisor_tx,
         net: Arc::new(SimNet::default()),
         registry: Arc::new(Registry::default()),
         board: Arc::new(MetricsBoard::default()),
@@ -1326,6 +1367,7 @@ pub async fn run(params: Params) -> Report {
     });
     sim.event(format!("swarm {swarm:?}"));
     madsim::task::spawn(Arc::clone(&sim).buggify_crashes(buggify_rx));
+    madsim::task::spawn(Arc::clone(&sim).supervise(supervisor_rx));
     for _ in 0..swarm.peers {
         sim.add_peer();
     }
@@ -1369,6 +1411,14 @@ pub async fn run(params: Params) -> Report {
         sleep_ms(500).await;
     }
     sim.repair_membership().await;
+    // The harshest fault mixes leave few writes acknowledged during the
+    // faults: the clients keep going on the healed cluster until the run
+    // has tested enough (a cluster that cannot get there fails below).
+    let acked_min = params.chaos_secs as usize / 4;
+    let enough_by = now_ms() + 30_000;
+    while lock(&sim.history).counts().0 < acked_min && now_ms() < enough_by {
+        sleep_ms(500).await;
+    }
     sim.stop_clients.store(true, Ordering::Relaxed);
     for c in clients {
         let _ = c.await;
@@ -1381,7 +1431,6 @@ pub async fn run(params: Params) -> Report {
         cluster_net::sim_hooks::DRIFTED_TIMERS.load(Ordering::Relaxed),
     );
     let (acked, _, _) = lock(&sim.history).counts();
-    let acked_min = params.chaos_secs as usize / 4;
     if acked < acked_min {
         sim.violation(
             "workload",

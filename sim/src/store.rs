@@ -29,6 +29,7 @@ struct Disk {
     /// commit, oldest commit first, newest change last within each.
     undo: Vec<Vec<Undo>>,
     fail_writes: bool,
+    fail_reads: bool,
     commits: u64,
     hook: Option<PersistHook>,
 }
@@ -89,6 +90,17 @@ impl SimStore {
         self.disk().fail_writes = fail;
     }
 
+    /// Makes every read fail (a failing disk) until cleared.
+    pub fn set_fail_reads(&self, fail: bool) {
+        self.disk().fail_reads = fail;
+    }
+
+    /// True while reads or writes are made to fail.
+    pub fn failing(&self) -> bool {
+        let disk = self.disk();
+        disk.fail_reads || disk.fail_writes
+    }
+
     /// Wipes the disk (a peer replaced by a fresh one).
     pub fn wipe(&self) {
         crate::probes::hit("disk: wiped");
@@ -106,6 +118,18 @@ impl SimStore {
 }
 
 impl Disk {
+    /// Refuses a read while the disk is made to fail reads.
+    fn check_read(&self) -> Result<(), StoreError> {
+        if self.fail_reads {
+            crate::probes::hit("disk: read refused");
+            return Err(StoreError::Io {
+                path: "sim-disk".into(),
+                reason: "injected read error".into(),
+            });
+        }
+        Ok(())
+    }
+
     fn track(&mut self, undo: Undo) {
         match self.undo.last_mut() {
             Some(commit) => commit.push(undo),
@@ -136,12 +160,15 @@ impl Disk {
 
 impl DurableStore for SimStore {
     fn get_meta(&self, key: MetaKey) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.disk().meta.get(&key).cloned())
+        let disk = self.disk();
+        disk.check_read()?;
+        Ok(disk.meta.get(&key).cloned())
     }
 
     fn log_range(&self, range: Range<u64>) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
-        Ok(self
-            .disk()
+        let disk = self.disk();
+        disk.check_read()?;
+        Ok(disk
             .log
             .range(range)
             .map(|(i, v)| (*i, v.clone()))
@@ -149,11 +176,9 @@ impl DurableStore for SimStore {
     }
 
     fn log_last(&self) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
-        Ok(self
-            .disk()
-            .log
-            .last_key_value()
-            .map(|(i, v)| (*i, v.clone())))
+        let disk = self.disk();
+        disk.check_read()?;
+        Ok(disk.log.last_key_value().map(|(i, v)| (*i, v.clone())))
     }
 
     fn commit(&self, batch: WriteBatch) -> Result<(), StoreError> {
@@ -303,5 +328,23 @@ mod tests {
                 vec![WriteOp::PutLog(1, vec![1])]
             ))
             .is_ok());
+    }
+
+    #[test]
+    fn injected_read_errors_refuse_reads_and_keep_the_data() {
+        let s = SimStore::default();
+        s.commit(batch(
+            Durability::Immediate,
+            vec![WriteOp::PutLog(1, vec![1])],
+        ))
+        .unwrap();
+        s.set_fail_reads(true);
+        assert!(s.failing());
+        assert!(s.log_last().is_err());
+        assert!(s.log_range(0..5).is_err());
+        assert!(s.get_meta(MetaKey::Vote).is_err());
+        s.set_fail_reads(false);
+        assert!(!s.failing());
+        assert_eq!(s.log_last().unwrap(), Some((1, vec![1])));
     }
 }

@@ -7,6 +7,8 @@
 //! (default: available cores), `SIM_DETERMINISM` how many seeds run twice
 //! to compare digests (default 3), `SIM_REQUIRE_PROBES` (default: on when at
 //! least 100 seeds run) fails the run when a coverage probe never fired.
+//! `SIM_TRACE` prints the controller's events, `SIM_RAFT_LOG` openraft's
+//! info-level log (with the madsim node of each line), for one failing seed.
 //! `MADSIM_TEST_SEED` / `MADSIM_TEST_NUM` are accepted as aliases of
 //! `SIM_SEED` / `SIM_SEEDS`.
 #![cfg(madsim)]
@@ -91,6 +93,12 @@ fn run_seed(seed: u64, params: &Params) -> Result<(Report, Probes), String> {
 
 /// Worker mode: run one seed here and print the report for the coordinator.
 fn work(seed: u64, params: Params) {
+    if std::env::var_os("SIM_RAFT_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::INFO)
+            .with_ansi(false)
+            .init();
+    }
     let limit = Duration::from_secs(params.chaos_secs + 600);
     let mut rt = madsim::runtime::Runtime::with_seed_and_config(seed, madsim::Config::default());
     rt.set_time_limit(limit);

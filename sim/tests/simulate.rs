@@ -7,8 +7,9 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-const PASSED_THROUGH: [&str; 10] = [
+const PASSED_THROUGH: [&str; 11] = [
     "SIM_TRACE",
+    "SIM_RAFT_LOG",
     "SIM_SEED",
     "SIM_SEEDS",
     "SIM_SECS",

@@ -21,7 +21,7 @@ use openraft::{AsyncRuntime, ChangeMembers};
 use super::node::{ClusterRaft, Inner};
 use super::rpc::{RefusedReason, RequestBody, ResponseBody};
 use super::runtime::{self, Runtime};
-use super::types::{node_id_of_str, NodeId, NodeInfo};
+use super::types::{node_id_of_info, NodeId, NodeInfo};
 use super::write_path::LeaderCallError;
 use crate::error::MembershipError;
 
@@ -81,11 +81,24 @@ impl ClusterRaft {
         if !initial.iter().any(|n| n.peer_id == inner.me.peer_id) {
             return Err(MembershipError::NotInInitialPeers(inner.me.peer_id.clone()));
         }
+        // Node ids cover the store's incarnation: a record without it, or
+        // with another store's, names a Raft node that does not exist.
+        if let Some(unknown) = initial.iter().find(|n| n.incarnation == 0) {
+            return Err(MembershipError::UnknownIncarnation(unknown.peer_id.clone()));
+        }
+        if initial
+            .iter()
+            .any(|n| n.peer_id == inner.me.peer_id && n.incarnation != inner.me.incarnation)
+        {
+            return Err(MembershipError::ListedWithAnotherStore(
+                inner.me.peer_id.clone(),
+            ));
+        }
         let mut members = BTreeMap::new();
         for node in initial {
-            let node_id = node_id_of_str(&node.peer_id);
+            let node_id = node_id_of_info(node);
             match members.insert(node_id, node.clone()) {
-                Some(other) if other.peer_id != node.peer_id => {
+                Some(other) if !same_store(&other, node) => {
                     return Err(MembershipError::NodeIdCollision {
                         peer: node.peer_id.clone(),
                         node_id,
@@ -249,8 +262,9 @@ impl Inner {
             .metrics(
                 |m| {
                     m.membership_config.log_id().map(|l| l.index) <= m.last_applied.map(|l| l.index)
+                        && m.membership_config.membership().get_joint_config().len() == 1
                 },
-                "membership committed",
+                "membership committed and uniform",
             )
             .await
             .is_ok()
@@ -379,32 +393,46 @@ async fn settled(inner: &Inner, deadline: Instant) -> ResponseBody {
     }
 }
 
+/// True when two membership records name the same store of the same peer
+/// (addresses may differ).
+fn same_store(a: &NodeInfo, b: &NodeInfo) -> bool {
+    a.peer_id == b.peer_id && a.incarnation == b.incarnation
+}
+
 /// Leader side of a join. Each round looks at the current membership and
 /// takes the next missing step: add as learner, wait for catch-up, promote.
 /// A learner already present (an earlier attempt) is not added again; a
 /// voter is done; a change in progress is waited out with back-off.
 pub(crate) async fn serve_join(inner: &Arc<Inner>, node: NodeInfo) -> ResponseBody {
-    let node_id = node_id_of_str(&node.peer_id);
+    let node_id = node_id_of_info(&node);
     let deadline = inner.leader_wait_deadline();
     let mut delay = Duration::from_millis(inner.config.leader_retry_delay_ms);
     loop {
         let (nodes, voters) = inner.membership();
         match nodes.get(&node_id) {
-            Some(existing) if existing.peer_id != node.peer_id => {
+            Some(existing) if !same_store(existing, &node) => {
                 return ResponseBody::Refused(RefusedReason::NodeIdCollision {
                     node_id,
                     existing: existing.peer_id.clone(),
                 });
             }
-            // Same peer, another store: the member it was lost its data, and
-            // re-adding it would keep the old record (Raft traffic would go to
-            // the old incarnation). It must be removed first.
-            Some(existing) if existing.incarnation != node.incarnation => {
-                return ResponseBody::Refused(RefusedReason::StaleMember(node.peer_id));
-            }
             _ => {}
         }
-        let step = if voters.contains(&node_id) {
+        // Same peer, another store: the member it was lost its data. Both
+        // records would count towards quorums, the old one never answering
+        // again: it must be removed first.
+        if nodes
+            .values()
+            .any(|n| n.peer_id == node.peer_id && n.incarnation != node.incarnation)
+        {
+            return ResponseBody::Refused(RefusedReason::StaleMember(node.peer_id));
+        }
+        let step = if let Some(goal) = inner.joint_goal() {
+            // An earlier change stopped half way: finish it first (a joint
+            // config needs the old voters' quorum too, so losing one more
+            // of them could stop the cluster for good).
+            ChangeMembers::ReplaceAllVoters(goal)
+        } else if voters.contains(&node_id) {
             return settled(inner, deadline).await;
         } else if nodes.contains_key(&node_id) {
             // Blocking for a while: a joiner that dies half way leaves a
@@ -437,24 +465,32 @@ pub(crate) async fn serve_join(inner: &Arc<Inner>, node: NodeInfo) -> ResponseBo
 
 /// Leader side of a removal: done once the peer is no longer a member.
 pub(crate) async fn serve_remove(inner: &Arc<Inner>, peer: &str) -> ResponseBody {
-    let node_id = node_id_of_str(peer);
     let deadline = inner.leader_wait_deadline();
     let mut delay = Duration::from_millis(inner.config.leader_retry_delay_ms);
     loop {
         let (nodes, voters) = inner.membership();
-        match nodes.get(&node_id) {
-            Some(n) if n.peer_id == peer => {}
+        // Any store of the peer (normally one; an old one too if it came
+        // back on a new disk before the old record was removed).
+        let member = nodes
+            .iter()
+            .find(|(_, n)| n.peer_id == peer)
+            .map(|(id, _)| *id);
+        let step = if let Some(goal) = inner.joint_goal() {
+            // As in `serve_join`: a change left half way is finished first.
+            ChangeMembers::ReplaceAllVoters(goal)
+        } else if let Some(node_id) = member {
+            if voters.contains(&node_id) {
+                if voters.len() == 1 {
+                    return ResponseBody::Refused(RefusedReason::LastPeer);
+                }
+                ChangeMembers::RemoveVoters(BTreeSet::from([node_id]))
+            } else {
+                ChangeMembers::RemoveNodes(BTreeSet::from([node_id]))
+            }
+        } else {
             // Not (or no longer) a member: an earlier attempt succeeded, or
             // it never was one; either way it is not a member now.
-            _ => return settled(inner, deadline).await,
-        }
-        let step = if voters.contains(&node_id) {
-            if voters.len() == 1 {
-                return ResponseBody::Refused(RefusedReason::LastPeer);
-            }
-            ChangeMembers::RemoveVoters(BTreeSet::from([node_id]))
-        } else {
-            ChangeMembers::RemoveNodes(BTreeSet::from([node_id]))
+            return settled(inner, deadline).await;
         };
         match inner.change(step).await {
             Ok(true) => {}
@@ -465,6 +501,43 @@ pub(crate) async fn serve_remove(inner: &Arc<Inner>, peer: &str) -> ResponseBody
                 )
             }
             Err(answer) => return answer,
+        }
+    }
+}
+
+/// How often a peer looks for a membership change left half way.
+const JOINT_CHECK_MS: u64 = 1_000;
+
+/// Runs on every peer for its lifetime: while it leads and its committed
+/// membership is a joint config (an earlier leader lost office between the
+/// two steps of a change; openraft 0.9 leaves the cluster so), proposes the
+/// config the change was going to. A joint config needs a quorum of the old
+/// voters as well as of the new ones, so a lingering one turns the loss of
+/// one more old voter (a wiped disk, say) into a cluster that can never
+/// elect a leader again (simulator seed 212 of the 101..1100 soak).
+pub(crate) async fn finish_joint_changes(inner: std::sync::Weak<Inner>) {
+    loop {
+        runtime::sleep(Duration::from_millis(JOINT_CHECK_MS)).await;
+        let Some(inner) = inner.upgrade() else {
+            return;
+        };
+        if inner.raft.metrics().borrow().running_state.is_err() {
+            return;
+        }
+        let committed = {
+            let metrics = inner.raft.metrics();
+            let m = metrics.borrow();
+            m.current_leader == Some(inner.my_id)
+                && m.membership_config.log_id().map(|l| l.index) <= m.last_applied.map(|l| l.index)
+        };
+        let Some(goal) = inner.joint_goal().filter(|_| committed) else {
+            continue;
+        };
+        tracing::info!(peer = %inner.me, ?goal, "finishing a membership change an earlier leader left half way");
+        let limit = Duration::from_millis(inner.config.membership_timeout_ms);
+        let change = inner.change(ChangeMembers::ReplaceAllVoters(goal));
+        if let Some(Err(answer)) = runtime::timeout(limit, change).await {
+            tracing::warn!(peer = %inner.me, ?answer, "could not finish a membership change");
         }
     }
 }
@@ -492,6 +565,189 @@ mod tests {
             .filter(|e| matches!(e.payload, openraft::EntryPayload::Membership(_)))
             .map(|e| e.log_id.index)
             .collect()
+    }
+
+    /// openraft 0.9 leaves a joint config behind when a leader loses office
+    /// between the two steps of a change, and no later leader finishes it:
+    /// the cluster then needs a quorum of the old voters too, and losing one
+    /// of two old voters stops it for good (simulator seed 212 of the
+    /// 101..1100 soak: a wiped disk after a re-join that stopped half way).
+    /// Here three stores start with such a config as their log's only
+    /// membership entry; the leader they elect must make it uniform.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_joint_config_left_by_an_earlier_leader_is_finished() {
+        use crate::store::{DurableStore, WriteBatch, WriteOp};
+        let router = InProcRouter::new();
+        let config = RaftConfig::fast_for_tests();
+        let stores: Vec<MemStore> = (0..3).map(|_| MemStore::new()).collect();
+        let peers: Vec<PeerId> = (1..=3).map(PeerId::synthetic).collect();
+        let start = |i: usize| {
+            let (peer, store, router, config) = (
+                peers[i].clone(),
+                stores[i].clone(),
+                router.clone(),
+                config.clone(),
+            );
+            async move {
+                let raft = ClusterRaft::start(
+                    &peer,
+                    &format!("inproc/{i}"),
+                    config,
+                    crate::Boot::CreateIfEmpty {
+                        incarnation: 100 + i as u128,
+                    },
+                    store,
+                    router.transport(peer.as_str()),
+                )
+                .await
+                .expect("start");
+                router.register(peer.as_str(), raft.rpc_handler());
+                raft
+            }
+        };
+        let mut infos = Vec::new();
+        for i in 0..3 {
+            let raft = start(i).await;
+            infos.push(raft.node_info().clone());
+            raft.shutdown().await;
+        }
+        let ids: Vec<NodeId> = infos.iter().map(node_id_of_info).collect();
+        let nodes: BTreeMap<NodeId, NodeInfo> = ids.iter().copied().zip(infos).collect();
+        let joint = openraft::Membership::new(
+            vec![
+                BTreeSet::from([ids[0], ids[1]]),
+                BTreeSet::from([ids[0], ids[1], ids[2]]),
+            ],
+            nodes,
+        );
+        let entry = openraft::Entry::<crate::raft_glue::types::TypeConfig> {
+            // As openraft's initialize writes it: term 0, index 0.
+            log_id: openraft::LogId::new(openraft::CommittedLeaderId::new(0, 0), 0),
+            payload: openraft::EntryPayload::Membership(joint),
+        };
+        for store in &stores {
+            let mut batch = WriteBatch::durable();
+            batch.push(WriteOp::PutLog(
+                0,
+                crate::raft_glue::codec::encode(&entry, "log entry").expect("encode"),
+            ));
+            store.commit(batch).expect("write");
+            crate::raft_glue::cluster_id::ClusterIdCell::load(store)
+                .expect("load")
+                .adopt(store, 7)
+                .expect("cluster id");
+        }
+        let mut rafts = Vec::new();
+        for i in 0..3 {
+            rafts.push(start(i).await);
+        }
+        let leader = rafts[0]
+            .wait_for_leader(Duration::from_secs(10))
+            .await
+            .expect("a leader in the joint config");
+        let leader = rafts
+            .iter()
+            .find(|r| r.node_info().peer_id == leader.as_str())
+            .expect("leader is one of them");
+        let uniform = leader
+            .inner
+            .raft
+            .wait(Some(Duration::from_secs(10)))
+            .metrics(
+                |m| m.membership_config.membership().get_joint_config().len() == 1,
+                "uniform membership",
+            )
+            .await;
+        assert!(uniform.is_ok(), "the joint config was never finished");
+        assert_eq!(leader.members().len(), 3);
+        for raft in rafts {
+            raft.shutdown().await;
+        }
+    }
+
+    /// A peer back on a wiped disk under the same peer id is re-added as a
+    /// learner and replicated from the start of the log, whose first entry
+    /// is the founding membership: {the old member} as the only voter. With
+    /// Raft node ids derived from the peer id alone, the new store read that
+    /// entry as naming itself, elected itself on its own and led a second
+    /// cluster (simulator seed 68 with read-error faults: two leaders in one
+    /// term, an openraft assertion). The node id now covers the incarnation,
+    /// so the old member's entries never name the new store.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn wiped_founder_replicated_from_the_start_does_not_elect_itself() {
+        let router = InProcRouter::new();
+        let a = PeerId::synthetic(1);
+        let store = MemStore::new();
+        let config = RaftConfig::fast_for_tests();
+        let founder = ClusterRaft::start(
+            &a,
+            "inproc/1",
+            config.clone(),
+            crate::Boot::CreateIfEmpty { incarnation: 101 },
+            store.clone(),
+            router.transport(a.as_str()),
+        )
+        .await
+        .expect("start");
+        router.register(a.as_str(), founder.rpc_handler());
+        founder.initialize(7).await.expect("initialize");
+        founder
+            .wait_for_leader(Duration::from_secs(5))
+            .await
+            .expect("leader");
+        let first = LogStore::new(
+            Arc::new(store.clone()),
+            crate::raft_glue::snapshot_gate::SnapshotGate::new(None),
+        )
+        .try_get_log_entries(0..2)
+        .await
+        .expect("read log");
+        assert!(
+            matches!(first[0].payload, openraft::EntryPayload::Membership(_)),
+            "{:?}",
+            first[0]
+        );
+        let vote = founder.inner.raft.metrics().borrow().vote;
+
+        // The same peer on a wiped disk, being joined again: what a leader
+        // replicating to it from the start sends first.
+        let wiped = ClusterRaft::start(
+            &a,
+            "inproc/1",
+            config.clone(),
+            crate::Boot::CreateIfEmpty { incarnation: 202 },
+            MemStore::new(),
+            router.transport(a.as_str()),
+        )
+        .await
+        .expect("start wiped");
+        wiped
+            .inner
+            .cluster_id
+            .begin_joining(&*wiped.inner.store)
+            .expect("joining");
+        let request = RpcRequest {
+            cluster_id: Some(7),
+            target_incarnation: 202,
+            body: RequestBody::AppendEntries(openraft::raft::AppendEntriesRequest {
+                vote,
+                prev_log_id: None,
+                entries: first,
+                leader_commit: None,
+            }),
+        };
+        let answer = wiped.rpc_handler().handle(request).await;
+        assert!(
+            matches!(answer.body, ResponseBody::AppendEntries(Ok(_))),
+            "{answer:?}"
+        );
+        runtime::sleep(Duration::from_millis(3 * config.election_timeout_max_ms)).await;
+        assert!(
+            !wiped.is_leader(),
+            "the wiped peer elected itself from the founding membership entry"
+        );
+        // The entry names the old member as voter; the new store is not it.
+        assert!(!wiped.inner.membership().1.contains(&wiped.inner.my_id));
     }
 
     /// Item 15: a retried join of a peer that an earlier attempt already
@@ -539,7 +795,11 @@ mod tests {
         leader
             .inner
             .raft
-            .add_learner(node_id_of_str(b.as_str()), joiner.node_info().clone(), true)
+            .add_learner(
+                node_id_of_info(joiner.node_info()),
+                joiner.node_info().clone(),
+                true,
+            )
             .await
             .expect("add learner");
         let before = leader.inner.raft.metrics().borrow().last_log_index;
@@ -679,7 +939,7 @@ mod tests {
         // A member whose node id equals the joiner's, under another peer id:
         // what a hash collision looks like.
         let joiner = PeerId::synthetic(2);
-        let colliding_id = node_id_of_str(joiner.as_str());
+        let colliding_id = crate::raft_glue::types::node_id_of_str(joiner.as_str(), 2);
         let impostor = NodeInfo {
             peer_id: PeerId::synthetic(3).to_string(),
             addr: "inproc/3".to_string(),

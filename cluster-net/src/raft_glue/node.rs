@@ -1,6 +1,6 @@
 //! [`ClusterRaft`]: one peer's consensus handle (start, reads, RPC serving).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -122,7 +122,7 @@ impl ClusterRaft {
             transport: Arc::clone(&transport),
             cluster_id: cluster_id.clone(),
         };
-        let my_id = node_id_of(peer);
+        let my_id = node_id_of(peer, identity.incarnation);
         let raft = Raft::new(my_id, raft_config, network, log_store, state_machine)
             .await
             .map_err(|e| match e {
@@ -147,6 +147,9 @@ impl ClusterRaft {
         });
         runtime::spawn(write_path::run_batcher(Arc::downgrade(&inner), queue));
         runtime::spawn(trigger_snapshots(Arc::downgrade(&inner), gate));
+        runtime::spawn(super::membership::finish_joint_changes(Arc::downgrade(
+            &inner,
+        )));
         Ok(ClusterRaft { inner })
     }
 
@@ -344,6 +347,17 @@ impl Inner {
         let membership = m.membership_config.membership();
         let nodes = membership.nodes().map(|(id, n)| (*id, n.clone())).collect();
         (nodes, membership.voter_ids().collect())
+    }
+
+    /// The voters a membership change left half way is going to: `Some`
+    /// while this peer's membership is a joint config (openraft leaves one
+    /// behind when its leader loses office between the two steps), `None`
+    /// for a uniform one.
+    pub(crate) fn joint_goal(&self) -> Option<BTreeSet<NodeId>> {
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow();
+        let configs = m.membership_config.membership().get_joint_config();
+        (configs.len() > 1).then(|| configs.last().cloned().unwrap_or_default())
     }
 
     fn members(&self, learners: bool) -> Vec<PeerId> {

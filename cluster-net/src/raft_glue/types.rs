@@ -62,24 +62,36 @@ const FNV_OFFSET_BASIS: u64 = 0xcbf2_9ce4_8422_2325;
 /// FNV-1a 64-bit prime.
 const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
 
-/// The Raft node id of a peer: FNV-1a (64 bit) of its peer id string.
+/// The Raft node id of one store of a peer: FNV-1a (64 bit) of its peer id
+/// string followed by the store's incarnation (16 bytes, big-endian).
 ///
-/// Deterministic on every peer, so no id assignment has to be agreed on.
-/// Two distinct peer ids may collide (probability about n^2 / 2^65); a
-/// membership change that would add a peer whose node id is already used by
-/// a different peer id is refused with `MembershipError::NodeIdCollision`.
-pub fn node_id_of(peer: &PeerId) -> u64 {
-    node_id_of_str(peer.as_str())
+/// Deterministic on every peer that knows the member's [`NodeInfo`], so no
+/// id assignment has to be agreed on. The incarnation is part of it because
+/// Raft must see a peer back on a wiped disk as a new node: the log still
+/// holds membership entries naming the old store (the founding entry names
+/// it as the only voter), and a new store with the old id would read them as
+/// naming itself, vote and elect itself with no memory of what the old one
+/// promised. Two distinct (peer, incarnation) pairs may collide (probability
+/// about n^2 / 2^65); a membership change that would add a peer whose node
+/// id is already used by another member is refused with
+/// `MembershipError::NodeIdCollision`.
+pub fn node_id_of(peer: &PeerId, incarnation: u128) -> u64 {
+    node_id_of_str(peer.as_str(), incarnation)
 }
 
 /// [`node_id_of`] for a peer id in string form.
-pub(crate) fn node_id_of_str(peer: &str) -> u64 {
+pub(crate) fn node_id_of_str(peer: &str, incarnation: u128) -> u64 {
     let mut hash = FNV_OFFSET_BASIS;
-    for byte in peer.as_bytes() {
+    for byte in peer.as_bytes().iter().chain(&incarnation.to_be_bytes()) {
         hash ^= u64::from(*byte);
         hash = hash.wrapping_mul(FNV_PRIME);
     }
     hash
+}
+
+/// The Raft node id a membership record stands for.
+pub(crate) fn node_id_of_info(node: &NodeInfo) -> u64 {
+    node_id_of_str(&node.peer_id, node.incarnation)
 }
 
 #[cfg(test)]
@@ -90,7 +102,9 @@ mod tests {
     fn node_id_is_deterministic_and_distinct() {
         let a = PeerId::synthetic(1);
         let b = PeerId::synthetic(2);
-        assert_eq!(node_id_of(&a), node_id_of(&a.clone()));
-        assert_ne!(node_id_of(&a), node_id_of(&b));
+        assert_eq!(node_id_of(&a, 1), node_id_of(&a.clone(), 1));
+        assert_ne!(node_id_of(&a, 1), node_id_of(&b, 1));
+        // Another store of the same peer is another Raft node.
+        assert_ne!(node_id_of(&a, 1), node_id_of(&a, 2));
     }
 }
