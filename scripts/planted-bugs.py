@@ -214,8 +214,10 @@ def main():
     if baseline:
         table.append(f"| (baseline: unchanged code) | - | {len(baseline)} failing, not counted above | | | |")
     print("\n".join(table))
+    to_firsts = [r[4] - args.first + 1 for r in rows if r[4] is not None]
     if caught_counts:
         print(f"median caught: {statistics.median(caught_counts)} of {args.seeds}")
+        table.append(f"| (median) | | {statistics.median(caught_counts)} | | {statistics.median(to_firsts) if to_firsts else '-'} | |")
     if args.table:
         open(args.table, "w", encoding="utf-8").write("\n".join(table) + "\n")
     if failed:

@@ -17,5 +17,7 @@ pub use config::{ConfigError, RaftConfig};
 pub use error::{FatalError, MembershipError, StartError, WriteError};
 #[cfg(madsim)]
 pub use raft_glue::sim_hooks;
-pub use raft_glue::{node_id_of, Boot, ClusterRaft, CodecError, NodeInfo, RpcRequest, RpcResponse};
+pub use raft_glue::{
+    node_id_of, Boot, ClusterRaft, CodecError, NodeInfo, RaftWatch, RpcRequest, RpcResponse,
+};
 pub use transport::{RaftTransport, RpcHandler, TransportError};

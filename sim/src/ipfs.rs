@@ -3,7 +3,8 @@
 //! a direct request), pins the cluster made carry its mark, the user pins and
 //! unpins by hand behind the tracker's back. Injectable faults: errors (some
 //! after the work was done), answers slower than the tracker's op timeout,
-//! and restarts that lose the work in flight.
+//! restarts that lose the work in flight, and outages (the daemon is down:
+//! every request is refused at once, so operations run out of attempts).
 
 use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard};
@@ -39,6 +40,8 @@ struct DaemonState {
     pins_in_flight: BTreeMap<Cid, u32>,
     error_per_mille: u32,
     slow: bool,
+    /// Down: every request is refused, as a stopped Kubo refuses connections.
+    down: bool,
     restarts: u64,
 }
 
@@ -62,6 +65,11 @@ impl FakeIpfs {
         self.state().slow = slow;
     }
 
+    /// Takes the daemon down (every request refused at once) until [`Self::heal`].
+    pub fn set_down(&self) {
+        self.state().down = true;
+    }
+
     /// Restarts the daemon: requests in flight fail and change nothing.
     pub fn restart(&self) {
         self.state().restarts += 1;
@@ -72,6 +80,7 @@ impl FakeIpfs {
         let mut s = self.state();
         s.error_per_mille = 0;
         s.slow = false;
+        s.down = false;
     }
 
     /// The user pins `cid` by hand. Only a CID IPFS does not hold becomes the
@@ -129,10 +138,17 @@ impl FakeIpfs {
     /// Waits like a daemon would; says whether the request survived and
     /// whether, having survived, its answer is an error after the work.
     async fn serve(&self, what: &str) -> Result<Answer, String> {
-        let (restarts, slow) = {
+        let (restarts, slow, down) = {
             let s = self.state();
-            (s.restarts, s.slow)
+            (s.restarts, s.slow, s.down)
         };
+        if down {
+            crate::probes::hit("ipfs: request refused by a daemon that is down");
+            madsim::time::sleep(Duration::from_millis(1)).await;
+            return Err(format!(
+                "{what}: dial tcp 127.0.0.1:5001: connect: connection refused"
+            ));
+        }
         let (lo, hi) = if slow { SLOW_LATENCY_MS } else { LATENCY_MS };
         let ms = thread_rng().gen_range(lo..=hi);
         madsim::time::sleep(Duration::from_millis(ms)).await;

@@ -124,6 +124,8 @@ pub struct Registry {
     running: Mutex<BTreeMap<usize, Running>>,
     start_errors: Mutex<Vec<String>>,
     invariant_errors: Mutex<Vec<String>>,
+    leaders: Mutex<crate::checkers::Leaders>,
+    election_errors: Mutex<Vec<crate::checkers::Violation>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -157,6 +159,23 @@ impl Registry {
     /// Invariant violations found by peers' drivers.
     pub fn invariant_errors(&self) -> Vec<String> {
         lock(&self.invariant_errors).clone()
+    }
+
+    /// Two nodes seen leading under one leader id (see `checkers::Leaders`).
+    pub fn election_errors(&self) -> Vec<crate::checkers::Violation> {
+        lock(&self.election_errors).clone()
+    }
+
+    /// Leader ids seen.
+    pub fn leaders_seen(&self) -> usize {
+        lock(&self.leaders).leaders()
+    }
+
+    fn record_leader(&self, term: u64, node: u64, peer: &str, incarnation: u128, label: &str) {
+        let result = lock(&self.leaders).record(term, node, peer, incarnation, label);
+        if let Err(v) = result {
+            lock(&self.election_errors).push(v);
+        }
     }
 
     fn report_invariant(&self, what: String) {
@@ -214,6 +233,30 @@ pub async fn run_peer(ctx: Arc<PeerCtx>) {
             let _ = ctx
                 .supervisor
                 .send((ctx.index, format!("raft stopped: {fatal}")));
+        });
+    }
+    {
+        // Every leader id this node leads under, for the election-safety checker.
+        let (mut watch, ctx) = (raft.watch(), Arc::clone(&ctx));
+        let info = raft.node_info().clone();
+        let node_id = raft.node_id();
+        let label = format!("peer {} (incarnation {:x})", ctx.index, info.incarnation);
+        madsim::task::spawn(async move {
+            loop {
+                if let Some(term) = watch.leading_term() {
+                    let at = now_ms();
+                    ctx.registry.record_leader(
+                        term,
+                        node_id,
+                        &info.peer_id,
+                        info.incarnation,
+                        &format!("{label} at {at} ms"),
+                    );
+                }
+                if !watch.changed().await {
+                    return;
+                }
+            }
         });
     }
     let node = madsim::runtime::Handle::current()

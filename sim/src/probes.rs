@@ -49,6 +49,7 @@ pub const REQUIRED: &[&str] = &[
     "clock: peer timers run slow",
     "clock: drifted timer fired",
     "ipfs: error after the work was done",
+    "ipfs: request refused by a daemon that is down",
     "ipfs: answer later than the op timeout",
     "ipfs: cluster pin removed by hand",
     "ipfs: pin made by hand",

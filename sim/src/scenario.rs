@@ -930,18 +930,26 @@ impl Sim {
             FaultKind::IpfsFaults => {
                 let victim = self.pick(&members)?;
                 let ipfs = Arc::clone(&self.peer(victim).ipfs);
-                let (errors, slow, restart) = (
-                    thread_rng().gen_range(100..900),
-                    thread_rng().gen_bool(0.5),
-                    thread_rng().gen_bool(0.5),
-                );
-                self.event(format!(
-                    "fault ipfs {victim} errors {errors} slow {slow} restart {restart}"
-                ));
-                ipfs.set_error_per_mille(errors);
-                ipfs.set_slow(slow);
-                if restart {
-                    ipfs.restart();
+                // A third of the time the daemon is down outright (the most
+                // common outage in practice): operations run out of attempts
+                // and only the periodic reconcile brings them back.
+                if thread_rng().gen_bool(0.35) {
+                    self.event(format!("fault ipfs {victim} down"));
+                    ipfs.set_down();
+                } else {
+                    let (errors, slow, restart) = (
+                        thread_rng().gen_range(100..900),
+                        thread_rng().gen_bool(0.5),
+                        thread_rng().gen_bool(0.5),
+                    );
+                    self.event(format!(
+                        "fault ipfs {victim} errors {errors} slow {slow} restart {restart}"
+                    ));
+                    ipfs.set_error_per_mille(errors);
+                    ipfs.set_slow(slow);
+                    if restart {
+                        ipfs.restart();
+                    }
                 }
                 Some(Box::new(move |_: &Sim| ipfs.heal()))
             }
@@ -1437,6 +1445,10 @@ pub async fn run(params: Params) -> Report {
             format!("only {acked} requests acknowledged, fewer than {acked_min}: the run tested too little"),
         );
     }
+    for v in sim.registry.election_errors() {
+        sim.violation(v.checker, v.detail);
+    }
+    sim.event(format!("leader ids seen {}", sim.registry.leaders_seen()));
     for e in sim.registry.start_errors() {
         // A peer that cannot start from its own disk lost something it acknowledged.
         sim.violation("restart", e);

@@ -26,6 +26,7 @@ mod runtime;
 mod snapshot_gate;
 mod state_machine;
 mod types;
+mod watch;
 mod write_path;
 
 pub use identity::Boot;
@@ -34,6 +35,7 @@ pub use rpc::{CodecError, RpcRequest, RpcResponse};
 #[cfg(madsim)]
 pub use runtime::sim_hooks;
 pub use types::{node_id_of, NodeInfo};
+pub use watch::RaftWatch;
 
 #[cfg(test)]
 mod suite_tests;

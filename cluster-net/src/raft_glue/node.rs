@@ -18,6 +18,7 @@ use super::runtime;
 use super::snapshot_gate::SnapshotGate;
 use super::state_machine::{read_pinset, SharedPinset, StateMachine};
 use super::types::{node_id_of, NodeId, NodeInfo, Raft};
+use super::watch::RaftWatch;
 use super::write_path::{self, PendingWrite};
 use crate::config::RaftConfig;
 use crate::error::{FatalError, StartError};
@@ -190,6 +191,25 @@ impl ClusterRaft {
         let metrics = self.inner.raft.metrics();
         let m = metrics.borrow();
         m.state == ServerState::Leader
+    }
+
+    /// The term this peer leads in, if it is the leader now.
+    pub fn leading_term(&self) -> Option<u64> {
+        self.watch().leading_term()
+    }
+
+    /// This peer's Raft node id (derived from its peer id and its store's
+    /// incarnation; leader ids in the log name it).
+    pub fn node_id(&self) -> u64 {
+        self.inner.my_id
+    }
+
+    /// A watch over this peer's Raft role and term, for a node that logs
+    /// leadership changes (and the simulator's election-safety checker).
+    pub fn watch(&self) -> RaftWatch {
+        RaftWatch {
+            metrics: self.inner.raft.metrics(),
+        }
     }
 
     /// Why this peer's Raft stopped by itself, if it did (`None` while it

@@ -3,6 +3,7 @@
 
 mod allocations;
 mod converged;
+mod election_safety;
 mod ipfs_matches;
 mod linearizable;
 mod liveness;
@@ -14,6 +15,7 @@ mod user_pins;
 
 pub use allocations::check_allocations;
 pub use converged::check_replicas_converged;
+pub use election_safety::Leaders;
 pub use ipfs_matches::check_ipfs_matches_allocations;
 pub use linearizable::{check_linearizable, OracleStats};
 pub use liveness::check_liveness;
