@@ -1224,6 +1224,40 @@ impl Sim {
         }
     }
 
+    /// Some seeds with IPFS faults take one member's daemon down as the
+    /// faults end, while the clients still write: the operations it gets
+    /// then run out of attempts, and once the clients stop nothing but the
+    /// tracker's periodic reconcile brings them back (a daemon that crashed
+    /// at night and came back once the traffic was over).
+    fn start_tail_outage(&self) -> Option<Arc<FakeIpfs>> {
+        if !self.swarm.faults.contains(&FaultKind::IpfsFaults) || !thread_rng().gen_bool(0.5) {
+            return None;
+        }
+        let members: Vec<usize> = self
+            .live()
+            .into_iter()
+            .filter(|i| !lock(&self.wiped).contains(i))
+            .collect();
+        let victim = *members.get(thread_rng().gen_range(0..members.len().max(1)))?;
+        self.event(format!("tail outage: ipfs {victim} down"));
+        let ipfs = Arc::clone(&self.peer(victim).ipfs);
+        ipfs.set_down();
+        Some(ipfs)
+    }
+
+    /// Ends the tail outage once every operation refused in it has run out
+    /// of its automatic attempts.
+    async fn end_tail_outage(&self, ipfs: &FakeIpfs) {
+        let t = &self.swarm.tracker;
+        let exhausted_ms: u64 = (1..=t.attempts_max)
+            .map(|a| cluster_core::tracker::backoff_ms(a, t.backoff_base_ms, t.backoff_max_ms))
+            .sum();
+        sleep_ms(exhausted_ms + 2_000).await;
+        ipfs.heal();
+        probes::hit("ipfs: daemon back after the client traffic ended");
+        self.event("tail outage over".into());
+    }
+
     /// Waits for convergence, then runs the end-of-run checkers.
     async fn settle_and_check(self: &Arc<Self>) {
         let start = now_ms();
@@ -1423,13 +1457,21 @@ pub async fn run(params: Params) -> Report {
     // faults: the clients keep going on the healed cluster until the run
     // has tested enough (a cluster that cannot get there fails below).
     let acked_min = params.chaos_secs as usize / 4;
+    let tail_outage = sim.start_tail_outage();
     let enough_by = now_ms() + 30_000;
-    while lock(&sim.history).counts().0 < acked_min && now_ms() < enough_by {
+    let tail_until = now_ms() + 3_000;
+    while (lock(&sim.history).counts().0 < acked_min
+        || (tail_outage.is_some() && now_ms() < tail_until))
+        && now_ms() < enough_by
+    {
         sleep_ms(500).await;
     }
     sim.stop_clients.store(true, Ordering::Relaxed);
     for c in clients {
         let _ = c.await;
+    }
+    if let Some(ipfs) = tail_outage {
+        sim.end_tail_outage(&ipfs).await;
     }
     sim.settle_and_check().await;
     sim.check_safety();
