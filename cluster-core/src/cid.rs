@@ -130,7 +130,7 @@ fn is_common_shape(bytes: &[u8]) -> bool {
     const V0_BYTES: usize = 34;
     const ONE_BYTE_VARINT_MAX: u8 = 0x7f;
     match bytes {
-        [0x12, 0x20, rest @ ..] if bytes.len() == V0_BYTES => rest.len() == 32,
+        [0x12, 0x20, ..] => bytes.len() == V0_BYTES,
         [0x01, codec, code, len, digest @ ..] => {
             *codec <= ONE_BYTE_VARINT_MAX
                 && *code <= ONE_BYTE_VARINT_MAX
@@ -341,6 +341,60 @@ mod tests {
         let mut v0 = vec![0x12, 0x20];
         v0.extend([1u8; 32]);
         assert!(is_common_shape(&v0) && CrateCid::try_from(&v0[..]).is_ok());
+    }
+
+    /// What the general parser says of `bytes`: a CID, and all of it.
+    fn crate_accepts_exactly(bytes: &[u8]) -> bool {
+        CrateCid::try_from(bytes).is_ok_and(|c| c.encoded_len() == bytes.len())
+    }
+
+    #[test]
+    fn binary_form_is_accepted_exactly_when_the_crate_reads_all_of_it() {
+        let mut checked = 0;
+        for codec in [0x55u8, 0x12, 0x7f, 0x80, 0xff] {
+            for code in [0x12u8, 0x20, 0x7f, 0x80] {
+                for len in [0u8, 32, 64, 65, 0x80] {
+                    for digest_len in [
+                        usize::from(len).saturating_sub(1),
+                        usize::from(len),
+                        usize::from(len) + 1,
+                    ] {
+                        let mut bytes = vec![0x01, codec, code, len];
+                        // Bytes past a varint with its high bit set read as
+                        // its continuation: the general parser sees another shape.
+                        bytes.extend(std::iter::repeat_n(9u8, digest_len));
+                        assert_eq!(
+                            Cid::from_bytes(&bytes).is_ok(),
+                            crate_accepts_exactly(&bytes),
+                            "{bytes:02x?}"
+                        );
+                        checked += 1;
+                    }
+                }
+            }
+        }
+        assert!(checked > 100);
+        for v0_len in [33usize, 34, 35] {
+            let mut v0 = vec![0x12, 0x20];
+            v0.resize(v0_len, 3);
+            assert_eq!(Cid::from_bytes(&v0).is_ok(), v0_len == 34, "{v0_len}");
+        }
+    }
+
+    #[test]
+    fn over_long_binary_input_is_refused_before_parsing() {
+        let too_long = |len: usize| {
+            let mut bytes = vec![0x01, 0x55, 0x00, 0x7f];
+            bytes.resize(len, 0);
+            match Cid::from_bytes(&bytes) {
+                Err(CidError::BadBytes { reason, .. }) => reason == "too long",
+                other => panic!("{len} bytes: {other:?}"),
+            }
+        };
+        assert!(too_long(CID_MAX_BYTES + 1));
+        assert!(too_long(CID_MAX_BYTES * 4));
+        // At the bound the parser decides (here: a digest cut short).
+        assert!(!too_long(CID_MAX_BYTES));
     }
 
     #[test]
