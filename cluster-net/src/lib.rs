@@ -9,6 +9,8 @@
 pub mod config;
 pub mod error;
 pub mod inproc;
+#[cfg(all(feature = "libp2p", not(madsim)))]
+pub mod p2p;
 mod raft_glue;
 pub mod store;
 pub mod transport;

@@ -59,6 +59,21 @@ pub trait RaftTransport: Send + Sync + 'static {
 
 /// Serves the RPCs a transport receives for one peer.
 pub trait RpcHandler: Send + Sync + 'static {
-    /// Handles one request and produces its response.
+    /// Handles one request whose sender the transport did not authenticate
+    /// (a trusted in-process or simulated network) and produces its
+    /// response. No check on who is asking is made.
     fn handle(&self, request: RpcRequest) -> BoxFuture<RpcResponse>;
+
+    /// Handles one request from `from`, the peer id (string form) the
+    /// transport authenticated the sender as. [`ClusterRaft`](crate::ClusterRaft)
+    /// accepts Raft traffic only from members of its cluster (or while it
+    /// is being joined) and a join only from the peer it names.
+    ///
+    /// The default ignores `from` and calls [`handle`](RpcHandler::handle):
+    /// a handler that wraps another must forward this method too, or the
+    /// checks are lost.
+    fn handle_from(&self, from: &str, request: RpcRequest) -> BoxFuture<RpcResponse> {
+        let _ = from;
+        self.handle(request)
+    }
 }
