@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use cluster_core::pinset::{Applied, Command, Entry};
 use cluster_core::{Millis, Pin, PinOptions};
-use cluster_net::p2p::{ClusterSecret, Libp2pConfig, Libp2pTransport};
+use cluster_net::p2p::{ClusterSecret, Libp2pConfig, Libp2pTransport, PEERSTORE_FILE};
 use cluster_net::store::RedbStore;
 use cluster_net::{Boot, ClusterRaft, RaftConfig};
 use common::{cid, next_incarnation, open_retrying, pin_entry, CLUSTER_ID, WAIT};
@@ -389,6 +389,15 @@ async fn a_restarted_peer_is_redialled_and_catches_up() {
     let stopped = peers.remove(follower);
     let stopped_id = stopped.net.peer_id();
     let (dir, addr) = stopped.stop().await;
+    // Its peerstore, saved at shutdown, names the peers it talked to.
+    let saved =
+        std::fs::read_to_string(dir.join("config").join(PEERSTORE_FILE)).expect("peerstore saved");
+    assert!(
+        peers
+            .iter()
+            .any(|p| saved.contains(&format!("/p2p/{}", p.net.peer_id()))),
+        "peerstore {saved:?} names no other peer"
+    );
     let leader = leader_of(&peers);
     let last = write_pins(&peers[leader].raft, 10..30).await;
 
