@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use super::secret::ClusterSecret;
+use crate::config::RaftConfig;
 
 /// How a peer's libp2p host runs.
 #[derive(Debug, Clone)]
@@ -88,5 +89,147 @@ impl Libp2pConfig {
             redial_interval_ms: 50,
             ..Libp2pConfig::new(config_dir, vec!["/ip4/127.0.0.1/tcp/0".to_string()])
         }
+    }
+}
+
+/// Room for the envelope and the encoding around the payload of one
+/// message (ids, votes, log ids, lengths).
+pub const ENVELOPE_OVERHEAD_BYTES: usize = 64 * 1024;
+
+/// A [`Libp2pConfig`] that does not fit the [`RaftConfig`] it carries.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Libp2pConfigError {
+    /// A setting that must be positive is zero.
+    #[error("{name} must be positive")]
+    Zero {
+        /// The setting.
+        name: &'static str,
+    },
+    /// A setting is below what the Raft settings need.
+    #[error("{name} ({value}) must be at least {needed} ({why})")]
+    TooSmall {
+        /// The setting.
+        name: &'static str,
+        /// Its value.
+        value: u64,
+        /// The least value that works.
+        needed: u64,
+        /// Why.
+        why: &'static str,
+    },
+}
+
+impl Libp2pConfig {
+    /// Checks the settings against the Raft settings the transport will
+    /// carry: a message cap below the largest AppendEntries, snapshot chunk
+    /// or forwarded batch would refuse them on every try, and a wire
+    /// timeout below the caller's own would cut its calls short.
+    pub fn validate(&self, raft: &RaftConfig) -> Result<(), Libp2pConfigError> {
+        let positive = [
+            ("raft_handlers_max", self.raft_handlers_max),
+            ("peer_rpc_handlers_max", self.peer_rpc_handlers_max),
+            ("command_queue_max", self.command_queue_max),
+            ("outbound_pending_max", self.outbound_pending_max),
+            (
+                "streams_per_connection_max",
+                self.streams_per_connection_max,
+            ),
+            ("redial_interval_ms", self.redial_interval_ms as usize),
+            ("connect_timeout_ms", self.connect_timeout_ms as usize),
+        ];
+        for (name, value) in positive {
+            if value == 0 {
+                return Err(Libp2pConfigError::Zero { name });
+            }
+        }
+        let at_least = |name, value: u64, needed: u64, why| {
+            if value >= needed {
+                Ok(())
+            } else {
+                Err(Libp2pConfigError::TooSmall {
+                    name,
+                    value,
+                    needed,
+                    why,
+                })
+            }
+        };
+        let payload = raft
+            .append_entries_bytes_max
+            .max(raft.batch_bytes_max)
+            .max(usize::try_from(raft.snapshot_chunk_bytes).unwrap_or(usize::MAX));
+        at_least(
+            "message_bytes_max",
+            self.message_bytes_max as u64,
+            payload.saturating_add(ENVELOPE_OVERHEAD_BYTES) as u64,
+            "the largest AppendEntries, snapshot chunk or forwarded batch plus its envelope",
+        )?;
+        at_least(
+            "raft_request_timeout_ms",
+            self.raft_request_timeout_ms,
+            raft.rpc_timeout_ms.max(raft.heartbeat_interval_ms),
+            "openraft's own limit on one Raft call",
+        )?;
+        at_least(
+            "peer_rpc_timeout_ms",
+            self.peer_rpc_timeout_ms,
+            raft.membership_attempt_timeout_ms.max(raft.rpc_timeout_ms),
+            "one membership attempt or forwarded write",
+        )?;
+        at_least(
+            "redial_backoff_max_ms",
+            self.redial_backoff_max_ms,
+            self.redial_backoff_min_ms,
+            "the back-off doubles from its minimum up to it",
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_fit_the_default_raft_settings() {
+        let config = Libp2pConfig::new("/tmp/x", vec![]);
+        assert_eq!(config.validate(&RaftConfig::default()), Ok(()));
+        let fast = Libp2pConfig::fast_for_tests("/tmp/x");
+        assert_eq!(fast.validate(&RaftConfig::fast_for_tests()), Ok(()));
+    }
+
+    #[test]
+    fn a_cap_below_the_append_entries_budget_is_refused() {
+        let config = Libp2pConfig {
+            message_bytes_max: 1024 * 1024,
+            ..Libp2pConfig::new("/tmp/x", vec![])
+        };
+        assert!(matches!(
+            config.validate(&RaftConfig::default()),
+            Err(Libp2pConfigError::TooSmall {
+                name: "message_bytes_max",
+                ..
+            })
+        ));
+        let config = Libp2pConfig {
+            peer_rpc_timeout_ms: 1_000,
+            ..Libp2pConfig::new("/tmp/x", vec![])
+        };
+        assert!(matches!(
+            config.validate(&RaftConfig::default()),
+            Err(Libp2pConfigError::TooSmall {
+                name: "peer_rpc_timeout_ms",
+                ..
+            })
+        ));
+        let config = Libp2pConfig {
+            raft_handlers_max: 0,
+            ..Libp2pConfig::new("/tmp/x", vec![])
+        };
+        assert_eq!(
+            config.validate(&RaftConfig::default()),
+            Err(Libp2pConfigError::Zero {
+                name: "raft_handlers_max"
+            })
+        );
     }
 }

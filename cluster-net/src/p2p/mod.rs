@@ -28,7 +28,7 @@ use libp2p::{Multiaddr, PeerId};
 use tokio::sync::{mpsc, oneshot};
 
 pub use codec::{PEER_RPC_PROTOCOL, RAFT_PROTOCOL, WIRE_VERSION};
-pub use config::Libp2pConfig;
+pub use config::{Libp2pConfig, Libp2pConfigError, ENVELOPE_OVERHEAD_BYTES};
 pub use key::{KeyError, KEY_FILE};
 pub use peerstore::{PeerRecord, PEERSTORE_FILE};
 pub use secret::{ClusterSecret, SecretError, SECRET_BYTES};
