@@ -20,4 +20,6 @@ pub use error::{FatalError, MembershipError, StartError, WriteError};
 #[cfg(madsim)]
 pub use raft_glue::sim_hooks;
 pub use raft_glue::{node_id_of, Boot, ClusterRaft, CodecError, NodeInfo, RpcRequest, RpcResponse};
-pub use transport::{RaftTransport, RpcHandler, TransportError};
+pub use transport::{
+    NodeRpc, NodeRpcError, NodeRpcHandler, RaftTransport, RpcHandler, TransportError,
+};

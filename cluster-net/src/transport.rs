@@ -77,3 +77,44 @@ pub trait RpcHandler: Send + Sync + 'static {
         self.handle(request)
     }
 }
+
+/// Most bytes of a node RPC method name.
+pub const NODE_RPC_METHOD_MAX_BYTES: usize = 64;
+
+/// Why a node RPC got no answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NodeRpcError {
+    /// The transport failed (same meaning as for Raft calls).
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    /// The other peer answered with an error (no handler, unknown method,
+    /// a failure of the handler).
+    #[error("peer {peer} answered with an error: {reason}")]
+    Remote {
+        /// The target peer id.
+        peer: String,
+        /// Its reason.
+        reason: String,
+    },
+}
+
+/// Calls of the node layer between peers (a peer's tracker status for
+/// CIDs, its metrics): a method name and opaque bytes, whose format the
+/// node owns. Carried apart from Raft traffic and the consensus peer RPCs.
+pub trait NodeRpc: Send + Sync + 'static {
+    /// Sends `body` to `method` of `target` and returns the answer.
+    fn node_call(
+        &self,
+        target: &NodeInfo,
+        method: &str,
+        body: Vec<u8>,
+    ) -> BoxFuture<Result<Vec<u8>, NodeRpcError>>;
+}
+
+/// Serves the node RPCs a transport receives.
+pub trait NodeRpcHandler: Send + Sync + 'static {
+    /// Handles `method` with `body` from `from` (the authenticated peer
+    /// id); an `Err` reaches the caller as [`NodeRpcError::Remote`].
+    fn handle(&self, from: &str, method: &str, body: Vec<u8>)
+        -> BoxFuture<Result<Vec<u8>, String>>;
+}

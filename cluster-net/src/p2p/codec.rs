@@ -26,6 +26,19 @@ pub const RAFT_PROTOCOL: StreamProtocol =
 pub const PEER_RPC_PROTOCOL: StreamProtocol =
     StreamProtocol::new("/ipfs-cluster-rs/peer-rpc/1/openraft-0.9.25");
 
+/// Node RPCs (tracker status, metrics): a method name and opaque bytes.
+pub const NODE_RPC_PROTOCOL: StreamProtocol = StreamProtocol::new("/ipfs-cluster-rs/node-rpc/1");
+
+/// A node RPC request on the wire.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub(crate) struct NodeRequest {
+    pub(crate) method: String,
+    pub(crate) body: Vec<u8>,
+}
+
+/// A node RPC answer on the wire.
+pub(crate) type NodeResponse = Result<Vec<u8>, String>;
+
 /// Bytes of the length prefix.
 const LENGTH_PREFIX_BYTES: usize = 4;
 

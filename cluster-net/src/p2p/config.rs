@@ -44,6 +44,10 @@ pub struct Libp2pConfig {
     /// Most inbound peer RPCs served at once (beyond: refused). Kept apart
     /// from Raft's so forwarded writes never starve heartbeats.
     pub peer_rpc_handlers_max: usize,
+    /// Most inbound node RPCs (status, metrics) served at once.
+    pub node_rpc_handlers_max: usize,
+    /// Longest a node RPC waits for its answer on the wire.
+    pub node_rpc_timeout_ms: u64,
     /// Capacity of the queue of calls to the swarm task (callers wait
     /// when it is full).
     pub command_queue_max: usize,
@@ -74,6 +78,8 @@ impl Libp2pConfig {
             bootstrap_dials_max: 3,
             raft_handlers_max: 64,
             peer_rpc_handlers_max: 256,
+            node_rpc_handlers_max: 64,
+            node_rpc_timeout_ms: 30_000,
             command_queue_max: 1_024,
             outbound_pending_max: 4_096,
             streams_per_connection_max: 256,
@@ -128,6 +134,8 @@ impl Libp2pConfig {
         let positive = [
             ("raft_handlers_max", self.raft_handlers_max),
             ("peer_rpc_handlers_max", self.peer_rpc_handlers_max),
+            ("node_rpc_handlers_max", self.node_rpc_handlers_max),
+            ("node_rpc_timeout_ms", self.node_rpc_timeout_ms as usize),
             ("command_queue_max", self.command_queue_max),
             ("outbound_pending_max", self.outbound_pending_max),
             (

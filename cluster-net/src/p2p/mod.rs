@@ -27,14 +27,16 @@ use std::time::Duration;
 use libp2p::{Multiaddr, PeerId};
 use tokio::sync::{mpsc, oneshot};
 
-pub use codec::{PEER_RPC_PROTOCOL, RAFT_PROTOCOL, WIRE_VERSION};
+pub use codec::{NODE_RPC_PROTOCOL, PEER_RPC_PROTOCOL, RAFT_PROTOCOL, WIRE_VERSION};
 pub use config::{Libp2pConfig, Libp2pConfigError, ENVELOPE_OVERHEAD_BYTES};
 pub use key::{KeyError, KEY_FILE};
 pub use peerstore::{PeerRecord, PEERSTORE_FILE};
 pub use secret::{ClusterSecret, SecretError, SECRET_BYTES};
 
 use crate::raft_glue::{NodeInfo, RpcRequest, RpcResponse};
-use crate::transport::{BoxFuture, RaftTransport, RpcHandler, TransportError};
+use crate::transport::{
+    BoxFuture, NodeRpc, NodeRpcError, NodeRpcHandler, RaftTransport, RpcHandler, TransportError,
+};
 use swarm::{lock, Command, Proto, Shared, Task};
 
 /// Longest wait at start for the listeners to report their addresses.
@@ -179,6 +181,7 @@ impl Libp2pTransport {
 
         let shared = Arc::new(Shared {
             handler: Mutex::new(None),
+            node_handler: Mutex::new(None),
             peerstore: Mutex::new(store),
         });
         let (commands, queue) = mpsc::channel(config.command_queue_max.max(1));
@@ -226,9 +229,16 @@ impl Libp2pTransport {
         *lock(&self.inner.shared.handler) = Some(handler);
     }
 
+    /// Serves inbound node RPCs (tracker status, metrics) with `handler`
+    /// from now on. Until then they are answered with an error.
+    pub fn register_node_rpc(&self, handler: Arc<dyn NodeRpcHandler>) {
+        *lock(&self.inner.shared.node_handler) = Some(handler);
+    }
+
     /// Stops serving inbound requests (they are refused).
     pub fn unregister(&self) {
         *lock(&self.inner.shared.handler) = None;
+        *lock(&self.inner.shared.node_handler) = None;
     }
 
     /// Known peers: addresses, connected or not, last seen, last error.
@@ -326,21 +336,19 @@ async fn listen_all(
     Ok(addrs)
 }
 
-impl RaftTransport for Libp2pTransport {
-    fn call(
+impl Libp2pTransport {
+    /// Sends `bytes` on `proto` to `target` and returns the answer's bytes.
+    fn send(
         &self,
         target: &NodeInfo,
-        request: RpcRequest,
-    ) -> BoxFuture<Result<RpcResponse, TransportError>> {
+        proto: Proto,
+        bytes: Vec<u8>,
+    ) -> BoxFuture<Result<Vec<u8>, TransportError>> {
         let commands = self.inner.commands.clone();
         let target = target.clone();
         Box::pin(async move {
             let unreachable = || TransportError::Unreachable {
                 peer: target.peer_id.clone(),
-            };
-            let failed = |reason: String| TransportError::Failed {
-                peer: target.peer_id.clone(),
-                reason,
             };
             let Ok(peer) = target.peer_id.parse::<PeerId>() else {
                 tracing::warn!(peer = %target.peer_id, "not a libp2p peer id: cannot call it");
@@ -354,10 +362,6 @@ impl RaftTransport for Libp2pTransport {
                     None
                 }
             };
-            let proto = Proto::of(&request);
-            let bytes = request
-                .to_bytes()
-                .map_err(|e| failed(format!("request could not be encoded: {e}")))?;
             let (reply, answer) = oneshot::channel();
             commands
                 .send(Command::Call {
@@ -369,7 +373,77 @@ impl RaftTransport for Libp2pTransport {
                 })
                 .await
                 .map_err(|_| unreachable())?;
-            let bytes = answer.await.map_err(|_| unreachable())??;
+            answer.await.map_err(|_| unreachable())?
+        })
+    }
+}
+
+impl NodeRpc for Libp2pTransport {
+    fn node_call(
+        &self,
+        target: &NodeInfo,
+        method: &str,
+        body: Vec<u8>,
+    ) -> BoxFuture<Result<Vec<u8>, NodeRpcError>> {
+        let peer = target.peer_id.clone();
+        let failed = move |reason: String| {
+            NodeRpcError::Transport(TransportError::Failed {
+                peer: peer.clone(),
+                reason,
+            })
+        };
+        if method.len() > crate::transport::NODE_RPC_METHOD_MAX_BYTES {
+            let e = failed(format!("method name {method:?} too long"));
+            return Box::pin(async move { Err(e) });
+        }
+        let request = codec::NodeRequest {
+            method: method.to_string(),
+            body,
+        };
+        let bytes = match postcard::to_allocvec(&request) {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                let e = failed(format!("request could not be encoded: {e}"));
+                return Box::pin(async move { Err(e) });
+            }
+        };
+        let call = self.send(target, Proto::NodeRpc, bytes);
+        let target = target.peer_id.clone();
+        Box::pin(async move {
+            let bytes = call.await?;
+            let answer: codec::NodeResponse = postcard::from_bytes(&bytes)
+                .map_err(|e| failed(format!("undecodable answer: {e}")))?;
+            answer.map_err(|reason| NodeRpcError::Remote {
+                peer: target,
+                reason,
+            })
+        })
+    }
+}
+
+impl RaftTransport for Libp2pTransport {
+    fn call(
+        &self,
+        target: &NodeInfo,
+        request: RpcRequest,
+    ) -> BoxFuture<Result<RpcResponse, TransportError>> {
+        let failed = {
+            let peer = target.peer_id.clone();
+            move |reason: String| TransportError::Failed {
+                peer: peer.clone(),
+                reason,
+            }
+        };
+        let bytes = match request.to_bytes() {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                let e = failed(format!("request could not be encoded: {e}"));
+                return Box::pin(async move { Err(e) });
+            }
+        };
+        let call = self.send(target, Proto::of(&request), bytes);
+        Box::pin(async move {
+            let bytes = call.await?;
             RpcResponse::from_bytes(&bytes).map_err(|e| failed(e.to_string()))
         })
     }

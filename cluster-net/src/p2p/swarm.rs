@@ -14,12 +14,14 @@ use libp2p::swarm::{DialError, NetworkBehaviour, SwarmEvent};
 use libp2p::{identify, Multiaddr, PeerId, Swarm};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
-use super::codec::{WireCodec, PEER_RPC_PROTOCOL, RAFT_PROTOCOL};
+use super::codec::{
+    NodeRequest, NodeResponse, WireCodec, NODE_RPC_PROTOCOL, PEER_RPC_PROTOCOL, RAFT_PROTOCOL,
+};
 use super::config::Libp2pConfig;
 use super::handshake::{error_chain, is_secret_mismatch};
 use super::peerstore::{self, Peerstore};
 use crate::raft_glue::{RpcRequest, RpcResponse};
-use crate::transport::{RpcHandler, TransportError};
+use crate::transport::{NodeRpcHandler, RpcHandler, TransportError};
 
 /// Identify's protocol version: peers of another major version are logged.
 pub(crate) const IDENTIFY_PROTOCOL_VERSION: &str = "/ipfs-cluster-rs/1";
@@ -29,6 +31,7 @@ pub(crate) const IDENTIFY_PROTOCOL_VERSION: &str = "/ipfs-cluster-rs/1";
 pub(crate) enum Proto {
     Raft,
     PeerRpc,
+    NodeRpc,
 }
 
 impl Proto {
@@ -45,6 +48,7 @@ impl Proto {
 pub(crate) struct Behaviour {
     raft: request_response::Behaviour<WireCodec>,
     peer_rpc: request_response::Behaviour<WireCodec>,
+    node_rpc: request_response::Behaviour<WireCodec>,
     identify: identify::Behaviour,
 }
 
@@ -65,6 +69,7 @@ impl Behaviour {
         Behaviour {
             raft: rr(RAFT_PROTOCOL, config.raft_request_timeout_ms),
             peer_rpc: rr(PEER_RPC_PROTOCOL, config.peer_rpc_timeout_ms),
+            node_rpc: rr(NODE_RPC_PROTOCOL, config.node_rpc_timeout_ms),
             identify: identify::Behaviour::new(identify::Config::new(
                 IDENTIFY_PROTOCOL_VERSION.to_string(),
                 key.public(),
@@ -76,6 +81,7 @@ impl Behaviour {
         match proto {
             Proto::Raft => &mut self.raft,
             Proto::PeerRpc => &mut self.peer_rpc,
+            Proto::NodeRpc => &mut self.node_rpc,
         }
     }
 }
@@ -109,6 +115,7 @@ struct Answer {
 /// State shared between the task and the handle.
 pub(crate) struct Shared {
     pub(crate) handler: Mutex<Option<Arc<dyn RpcHandler>>>,
+    pub(crate) node_handler: Mutex<Option<Arc<dyn NodeRpcHandler>>>,
     pub(crate) peerstore: Mutex<Peerstore>,
 }
 
@@ -124,6 +131,7 @@ pub(crate) struct Task {
     answers_tx: mpsc::Sender<Answer>,
     raft_slots: Arc<Semaphore>,
     peer_rpc_slots: Arc<Semaphore>,
+    node_rpc_slots: Arc<Semaphore>,
 }
 
 fn unreachable(peer: &PeerId) -> TransportError {
@@ -142,6 +150,7 @@ impl Task {
             answers_tx,
             raft_slots: Arc::new(Semaphore::new(config.raft_handlers_max)),
             peer_rpc_slots: Arc::new(Semaphore::new(config.peer_rpc_handlers_max)),
+            node_rpc_slots: Arc::new(Semaphore::new(config.node_rpc_handlers_max)),
             config,
         }
     }
@@ -158,8 +167,11 @@ impl Task {
     pub(crate) async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
         // Every handler holds a permit until its answer is queued, so the
         // queue never holds more than the pools allow.
-        let (answers_tx, mut answers) =
-            mpsc::channel(self.config.raft_handlers_max + self.config.peer_rpc_handlers_max);
+        let (answers_tx, mut answers) = mpsc::channel(
+            self.config.raft_handlers_max
+                + self.config.peer_rpc_handlers_max
+                + self.config.node_rpc_handlers_max,
+        );
         self.answers_tx = answers_tx;
         let mut redial =
             tokio::time::interval(Duration::from_millis(self.config.redial_interval_ms.max(1)));
@@ -293,6 +305,9 @@ impl Task {
             SwarmEvent::Behaviour(BehaviourEvent::PeerRpc(e)) => {
                 self.on_rr_event(Proto::PeerRpc, e)
             }
+            SwarmEvent::Behaviour(BehaviourEvent::NodeRpc(e)) => {
+                self.on_rr_event(Proto::NodeRpc, e)
+            }
             SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
                 peer_id,
                 info,
@@ -359,6 +374,9 @@ impl Task {
     fn on_rr_event(&mut self, proto: Proto, event: request_response::Event<Vec<u8>, Vec<u8>>) {
         match event {
             request_response::Event::Message { peer, message, .. } => match message {
+                request_response::Message::Request {
+                    request, channel, ..
+                } if proto == Proto::NodeRpc => self.inbound_node(peer, request, channel),
                 request_response::Message::Request {
                     request, channel, ..
                 } => self.inbound(proto, peer, request, channel),
@@ -444,7 +462,7 @@ impl Task {
         };
         let slots = match proto {
             Proto::Raft => &self.raft_slots,
-            Proto::PeerRpc => &self.peer_rpc_slots,
+            Proto::PeerRpc | Proto::NodeRpc => &self.peer_rpc_slots,
         };
         let Ok(permit) = Arc::clone(slots).try_acquire_owned() else {
             tracing::warn!(peer = %peer, kind = request.kind(), "too many requests in progress; refused one");
@@ -474,6 +492,70 @@ impl Task {
                         response,
                     })
                     .await;
+            }
+            drop(permit);
+        });
+    }
+
+    fn refuse_node(&mut self, channel: ResponseChannel<Vec<u8>>, reason: &str) {
+        let answer: NodeResponse = Err(reason.to_string());
+        match postcard::to_allocvec(&answer) {
+            Ok(response) => self.answer(Answer {
+                proto: Proto::NodeRpc,
+                channel,
+                response,
+            }),
+            Err(e) => tracing::warn!(error = %e, "could not encode a refusal"),
+        }
+    }
+
+    fn inbound_node(&mut self, peer: PeerId, bytes: Vec<u8>, channel: ResponseChannel<Vec<u8>>) {
+        let request: NodeRequest = match postcard::from_bytes(&bytes) {
+            Ok(request) => request,
+            Err(e) => {
+                tracing::warn!(peer = %peer, bytes = bytes.len(), error = %e, "dropped an undecodable node rpc");
+                return self.refuse_node(channel, "undecodable request");
+            }
+        };
+        if request.method.len() > crate::transport::NODE_RPC_METHOD_MAX_BYTES {
+            return self.refuse_node(channel, "method name too long");
+        }
+        let handler = lock(&self.shared.node_handler).clone();
+        let Some(handler) = handler else {
+            return self.refuse_node(channel, "peer serves no node rpcs");
+        };
+        let Ok(permit) = Arc::clone(&self.node_rpc_slots).try_acquire_owned() else {
+            tracing::warn!(peer = %peer, method = %request.method, "too many node rpcs in progress; refused one");
+            return self.refuse_node(channel, "too many requests in progress");
+        };
+        let answers = self.answers_tx.clone();
+        let bytes_max = self.config.message_bytes_max;
+        tokio::spawn(async move {
+            let answer: NodeResponse = handler
+                .handle(&peer.to_string(), &request.method, request.body)
+                .await;
+            let too_large: NodeResponse = Err("answer too large".to_string());
+            let response = match postcard::to_allocvec(&answer) {
+                Ok(bytes) if bytes.len() <= bytes_max => Ok(bytes),
+                Ok(bytes) => {
+                    tracing::warn!(peer = %peer, method = %request.method, bytes = bytes.len(), max = bytes_max, "node rpc answer too large to send");
+                    postcard::to_allocvec(&too_large)
+                }
+                Err(e) => Err(e),
+            };
+            match response {
+                Ok(response) => {
+                    let _ = answers
+                        .send(Answer {
+                            proto: Proto::NodeRpc,
+                            channel,
+                            response,
+                        })
+                        .await;
+                }
+                Err(e) => {
+                    tracing::warn!(peer = %peer, error = %e, "could not encode a node rpc answer")
+                }
             }
             drop(permit);
         });
