@@ -135,7 +135,7 @@ impl RaftTransport for InProcTransport {
             } else {
                 request
             };
-            let response = handler.handle(request).await;
+            let response = handler.handle_from(&from, request).await;
             drop(handler);
             // A peer that went down while serving loses the answer.
             if router.route(&from, &to).is_none() {

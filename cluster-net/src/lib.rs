@@ -9,6 +9,8 @@
 pub mod config;
 pub mod error;
 pub mod inproc;
+#[cfg(all(feature = "libp2p", not(madsim)))]
+pub mod p2p;
 mod raft_glue;
 pub mod store;
 pub mod transport;
@@ -20,4 +22,6 @@ pub use raft_glue::sim_hooks;
 pub use raft_glue::{
     node_id_of, Boot, ClusterRaft, CodecError, NodeInfo, RaftWatch, RpcRequest, RpcResponse,
 };
-pub use transport::{RaftTransport, RpcHandler, TransportError};
+pub use transport::{
+    NodeRpc, NodeRpcError, NodeRpcHandler, RaftTransport, RpcHandler, TransportError,
+};

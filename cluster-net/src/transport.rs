@@ -59,6 +59,62 @@ pub trait RaftTransport: Send + Sync + 'static {
 
 /// Serves the RPCs a transport receives for one peer.
 pub trait RpcHandler: Send + Sync + 'static {
-    /// Handles one request and produces its response.
+    /// Handles one request whose sender the transport did not authenticate
+    /// (a trusted in-process or simulated network) and produces its
+    /// response. No check on who is asking is made.
     fn handle(&self, request: RpcRequest) -> BoxFuture<RpcResponse>;
+
+    /// Handles one request from `from`, the peer id (string form) the
+    /// transport authenticated the sender as. [`ClusterRaft`](crate::ClusterRaft)
+    /// accepts Raft traffic only from members of its cluster (or while it
+    /// is being joined) and a join only from the peer it names.
+    ///
+    /// The default ignores `from` and calls [`handle`](RpcHandler::handle):
+    /// a handler that wraps another must forward this method too, or the
+    /// checks are lost.
+    fn handle_from(&self, from: &str, request: RpcRequest) -> BoxFuture<RpcResponse> {
+        let _ = from;
+        self.handle(request)
+    }
+}
+
+/// Most bytes of a node RPC method name.
+pub const NODE_RPC_METHOD_MAX_BYTES: usize = 64;
+
+/// Why a node RPC got no answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NodeRpcError {
+    /// The transport failed (same meaning as for Raft calls).
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    /// The other peer answered with an error (no handler, unknown method,
+    /// a failure of the handler).
+    #[error("peer {peer} answered with an error: {reason}")]
+    Remote {
+        /// The target peer id.
+        peer: String,
+        /// Its reason.
+        reason: String,
+    },
+}
+
+/// Calls of the node layer between peers (a peer's tracker status for
+/// CIDs, its metrics): a method name and opaque bytes, whose format the
+/// node owns. Carried apart from Raft traffic and the consensus peer RPCs.
+pub trait NodeRpc: Send + Sync + 'static {
+    /// Sends `body` to `method` of `target` and returns the answer.
+    fn node_call(
+        &self,
+        target: &NodeInfo,
+        method: &str,
+        body: Vec<u8>,
+    ) -> BoxFuture<Result<Vec<u8>, NodeRpcError>>;
+}
+
+/// Serves the node RPCs a transport receives.
+pub trait NodeRpcHandler: Send + Sync + 'static {
+    /// Handles `method` with `body` from `from` (the authenticated peer
+    /// id); an `Err` reaches the caller as [`NodeRpcError::Remote`].
+    fn handle(&self, from: &str, method: &str, body: Vec<u8>)
+        -> BoxFuture<Result<Vec<u8>, String>>;
 }

@@ -344,6 +344,18 @@ impl RpcHandler for ClusterRaft {
             }
         })
     }
+
+    fn handle_from(&self, from: &str, request: RpcRequest) -> BoxFuture<RpcResponse> {
+        let inner = Arc::clone(&self.inner);
+        let from = from.to_string();
+        Box::pin(async move {
+            let body = match inner.check_sender(&from, &request) {
+                Ok(()) => inner.serve(request).await,
+                Err(refusal) => refusal,
+            };
+            RpcResponse { body }
+        })
+    }
 }
 
 impl Inner {
@@ -407,6 +419,74 @@ impl Inner {
             }
             other => self.serve_at_leader(other).await,
         }
+    }
+
+    /// Checks who is asking (`from`: the peer id the transport
+    /// authenticated). A join must come from the peer it names. Raft
+    /// traffic must come from a member, as this peer's membership knows
+    /// it, speaking for its own node id; a sender this peer does not know
+    /// is let through only where this peer's membership may be behind:
+    /// - this peer is not in its own membership (it is being joined: it
+    ///   learns the members from the leader's first messages);
+    /// - a vote from a candidate whose log is ahead of this peer's (a
+    ///   member added while this one was away);
+    /// - AppendEntries / InstallSnapshot from a leader elected (committed
+    ///   vote) in this peer's current term or a later one.
+    ///
+    /// So a removed or foreign peer can neither start elections here nor
+    /// act as a stale leader, and no peer speaks for another's node id.
+    fn check_sender(&self, from: &str, request: &RpcRequest) -> Result<(), ResponseBody> {
+        let refuse = |why: &str| {
+            tracing::warn!(peer = %self.me, sender = %from, kind = request.kind(), "refusing raft traffic: {why}");
+            Err(ResponseBody::Refused(RefusedReason::NotFromMember {
+                sender: from.to_string(),
+            }))
+        };
+        let (claimed, vote) = match &request.body {
+            RequestBody::Join(node) if node.peer_id != from => {
+                tracing::warn!(peer = %self.me, sender = %from, named = %node.peer_id, "refusing a join for another peer");
+                return Err(ResponseBody::Refused(RefusedReason::JoinForAnotherPeer {
+                    sender: from.to_string(),
+                    named: node.peer_id.clone(),
+                }));
+            }
+            RequestBody::AppendEntries(r) => (r.vote.leader_id().voted_for(), r.vote),
+            RequestBody::InstallSnapshot(r) => (r.vote.leader_id().voted_for(), r.vote),
+            RequestBody::Vote(r) => (r.vote.leader_id().voted_for(), r.vote),
+            _ => return Ok(()),
+        };
+        let (nodes, _) = self.membership();
+        if let Some(node) = claimed.and_then(|id| nodes.get(&id)) {
+            if node.peer_id == from {
+                return Ok(());
+            }
+            return refuse(&format!("it speaks for member {}", node.peer_id));
+        }
+        if nodes.values().any(|n| n.peer_id == from) {
+            // A member (under another incarnation or another node id than it
+            // claims): Raft itself decides on the message.
+            return Ok(());
+        }
+        if !nodes.contains_key(&self.my_id) {
+            return Ok(());
+        }
+        let metrics = self.raft.metrics();
+        let (our_term, our_last_index) = {
+            let m = metrics.borrow();
+            (m.current_term, m.last_log_index)
+        };
+        let behind = match &request.body {
+            RequestBody::Vote(r) => r.last_log_id.is_some_and(|theirs| {
+                theirs.leader_id.term > our_term
+                    || our_last_index.is_none_or(|ours| theirs.index > ours)
+            }),
+            _ => vote.is_committed() && vote.leader_id().term >= our_term,
+        };
+        if behind {
+            tracing::info!(peer = %self.me, sender = %from, kind = request.kind(), "raft traffic from a peer not in this peer's membership (it may be behind)");
+            return Ok(());
+        }
+        refuse("the sender is not a member of this cluster")
     }
 
     /// Refuses Raft messages addressed to another incarnation of this
@@ -564,6 +644,59 @@ mod tests {
             "{answer:?}"
         );
         assert_eq!(raft.cluster_id(), Some(9));
+        raft.shutdown().await;
+    }
+
+    /// Raft traffic must come from a member speaking for itself; a join
+    /// from the peer it names.
+    #[tokio::test]
+    async fn who_is_asking_is_checked() {
+        let raft = fresh_peer(7).await;
+        raft.initialize(9).await.expect("initialize");
+        raft.wait_for_leader(Duration::from_secs(5))
+            .await
+            .expect("leader");
+        let me = raft.node_info().peer_id.clone();
+        let stranger = PeerId::synthetic(2).to_string();
+        let handler = raft.rpc_handler();
+        // A non-member's vote (its log is not ahead): refused.
+        let answer = handler.handle_from(&stranger, vote(9, 7)).await;
+        assert!(
+            matches!(&answer.body, ResponseBody::Refused(RefusedReason::NotFromMember { sender }) if *sender == stranger),
+            "{answer:?}"
+        );
+        // A vote speaking for this member's node id from another peer.
+        let mut forged = vote(9, 7);
+        forged.body = RequestBody::Vote(VoteRequest::new(Vote::new(5, raft.inner.my_id), None));
+        let answer = handler.handle_from(&stranger, forged.clone()).await;
+        assert!(
+            matches!(
+                answer.body,
+                ResponseBody::Refused(RefusedReason::NotFromMember { .. })
+            ),
+            "{answer:?}"
+        );
+        // The same message from the member it names reaches Raft.
+        let answer = handler.handle_from(&me, forged).await;
+        assert!(matches!(answer.body, ResponseBody::Vote(_)), "{answer:?}");
+        // A join naming another peer than its sender.
+        let join = RpcRequest {
+            cluster_id: Some(9),
+            target_incarnation: 0,
+            body: RequestBody::Join(NodeInfo {
+                peer_id: PeerId::synthetic(3).to_string(),
+                addr: "inproc/3".to_string(),
+                incarnation: 3,
+            }),
+        };
+        let answer = handler.handle_from(&stranger, join).await;
+        assert!(
+            matches!(
+                answer.body,
+                ResponseBody::Refused(RefusedReason::JoinForAnotherPeer { .. })
+            ),
+            "{answer:?}"
+        );
         raft.shutdown().await;
     }
 }

@@ -53,6 +53,13 @@ wire_codec!(RpcRequest);
 wire_codec!(RpcResponse);
 
 impl RpcRequest {
+    /// True for Raft protocol traffic (AppendEntries, Vote, InstallSnapshot);
+    /// false for peer RPCs (forwarded writes, join, remove). A network
+    /// transport carries the two on separate protocols.
+    pub fn is_raft_protocol(&self) -> bool {
+        self.body.is_raft_protocol()
+    }
+
     /// Short name of the request kind, for logs and fault injection.
     pub fn kind(&self) -> &'static str {
         match self.body {
@@ -62,6 +69,17 @@ impl RpcRequest {
             RequestBody::Forward(_) => "forward",
             RequestBody::Join(_) => "join",
             RequestBody::Remove(_) => "remove",
+        }
+    }
+}
+
+impl RpcResponse {
+    /// An answer saying the request failed at the receiver (for transports
+    /// that refuse a request before it reaches the handler).
+    #[cfg(all(feature = "libp2p", not(madsim)))]
+    pub(crate) fn failed(reason: impl Into<String>) -> RpcResponse {
+        RpcResponse {
+            body: ResponseBody::Failed(reason.into()),
         }
     }
 }
@@ -149,4 +167,10 @@ pub(crate) enum RefusedReason {
     /// The joining peer is a member under another incarnation: it must be
     /// removed before it joins again.
     StaleMember(String),
+    /// Raft traffic from a peer that is not a member of the receiver's
+    /// cluster (as the receiver knows it), or that speaks for another
+    /// member's node id.
+    NotFromMember { sender: String },
+    /// A join naming another peer than the one that sent it.
+    JoinForAnotherPeer { sender: String, named: String },
 }
