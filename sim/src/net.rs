@@ -197,29 +197,39 @@ impl RaftTransport for SimTransport {
                 // delivered anyway; its answer goes nowhere.
                 crate::probes::hit("net: stale answer after the caller gave up");
                 let late = thread_rng().gen_range(STALE_DELAY_MS.0..=STALE_DELAY_MS.1);
-                let (handler, request) = (Arc::clone(&handler), request.clone());
+                let (handler, request, from) =
+                    (Arc::clone(&handler), request.clone(), from.clone());
                 spawner.spawn(async move {
                     madsim::time::sleep(Duration::from_millis(late)).await;
-                    let _ = handler.handle(request).await;
+                    let _ = handler.handle_from(&from, request).await;
                 });
                 madsim::time::sleep(Duration::from_millis(LOST_MESSAGE_WAIT_MS)).await;
                 return Err(TransportError::Timeout { peer: to });
             }
             if dup {
                 crate::probes::hit("net: message duplicated");
-                let (handler, request) = (Arc::clone(&handler), request.clone());
+                let (handler, request, from) =
+                    (Arc::clone(&handler), request.clone(), from.clone());
                 let extra = thread_rng().gen_range(0..50);
                 spawner.spawn(async move {
                     madsim::time::sleep(Duration::from_millis(extra)).await;
-                    let _ = handler.handle(request).await;
+                    let _ = handler.handle_from(&from, request).await;
                 });
             }
-            let response = spawner.spawn(handler.handle(request)).await.map_err(|_| {
-                TransportError::Failed {
+            // As the libp2p transport does: the handler learns who sent it,
+            // so the sender checks (members only, joins from the peer they
+            // name) run under the faults too.
+            let served = {
+                let (handler, from) = (Arc::clone(&handler), from.clone());
+                async move { handler.handle_from(&from, request).await }
+            };
+            let response = spawner
+                .spawn(served)
+                .await
+                .map_err(|_| TransportError::Failed {
                     peer: to.clone(),
                     reason: "peer crashed while serving".into(),
-                }
-            })?;
+                })?;
             let (delay, lost) = net.leg(&to, &from);
             madsim::time::sleep(delay).await;
             if lost {

@@ -172,9 +172,12 @@ impl Swarm {
             heartbeat_interval_ms: heartbeat,
             election_timeout_min_ms: election_min,
             election_timeout_max_ms: election_min * 2,
-            // Small, so snapshots are built, installed and the log compacted often.
-            snapshot_every_logs: [20, 50, 200][rng.gen_range(0..3)],
-            logs_to_keep: [5, 20, 100][rng.gen_range(0..3)],
+            // Small, so snapshots are built, installed and the log compacted
+            // often; or the product's defaults (5,000 and 1,000: no snapshot
+            // within a run, a peer back on a wiped disk replays the log from
+            // the founding entry).
+            snapshot_every_logs: [20, 50, 200, 5_000][rng.gen_range(0..4)],
+            logs_to_keep: [5, 20, 100, 1_000][rng.gen_range(0..4)],
             snapshot_chunk_bytes: [256, 512, 4096][rng.gen_range(0..3)],
             // Below the election timeout (RaftConfig::validate).
             rpc_timeout_ms: election_min * 3 / 4,

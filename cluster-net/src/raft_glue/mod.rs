@@ -21,6 +21,7 @@ mod log_store;
 mod membership;
 mod network;
 mod node;
+mod removal;
 mod rpc;
 mod runtime;
 mod snapshot_gate;

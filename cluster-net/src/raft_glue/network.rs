@@ -13,7 +13,8 @@ use openraft::raft::{
 };
 
 use super::cluster_id::ClusterIdCell;
-use super::rpc::{RequestBody, ResponseBody, RpcRequest};
+use super::removal::Refusals;
+use super::rpc::{RefusedReason, RequestBody, ResponseBody, RpcRequest};
 use super::runtime;
 use super::types::{NodeId, NodeInfo, TypeConfig};
 use crate::transport::{RaftTransport, TransportError};
@@ -33,6 +34,8 @@ enum SendError {
 pub(crate) struct NetworkFactory {
     pub(crate) transport: Arc<dyn RaftTransport>,
     pub(crate) cluster_id: ClusterIdCell,
+    /// Peers refusing this one as a non-member (see [`Refusals`]).
+    pub(crate) refusals: Refusals,
 }
 
 impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
@@ -44,6 +47,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
             node: node.clone(),
             transport: Arc::clone(&self.transport),
             cluster_id: self.cluster_id.clone(),
+            refusals: self.refusals.clone(),
         }
     }
 }
@@ -54,6 +58,7 @@ pub(crate) struct NetworkClient {
     node: NodeInfo,
     transport: Arc<dyn RaftTransport>,
     cluster_id: ClusterIdCell,
+    refusals: Refusals,
 }
 
 fn rpc_error<E: std::error::Error>(e: SendError) -> RPCError<NodeId, NodeInfo, E> {
@@ -85,15 +90,23 @@ impl NetworkClient {
                 peer: self.node.peer_id.clone(),
                 reason: format!("it belongs to cluster {ours:032x}, not {theirs:032x}"),
             }),
-            ResponseBody::Refused(reason) => Err(SendError::Refused {
-                peer: self.node.peer_id.clone(),
-                reason: format!("{reason:?}"),
-            }),
+            ResponseBody::Refused(reason) => {
+                if matches!(reason, RefusedReason::NotFromMember { .. }) {
+                    self.refusals.refused(self.target);
+                }
+                Err(SendError::Refused {
+                    peer: self.node.peer_id.clone(),
+                    reason: format!("{reason:?}"),
+                })
+            }
             ResponseBody::Failed(reason) => Err(SendError::Refused {
                 peer: self.node.peer_id.clone(),
                 reason,
             }),
-            other => Ok(other),
+            other => {
+                self.refusals.answered(self.target);
+                Ok(other)
+            }
         }
     }
 

@@ -13,6 +13,7 @@ use super::cluster_id::{AdoptError, ClusterIdCell};
 use super::identity::{self, Boot};
 use super::log_store::LogStore;
 use super::network::NetworkFactory;
+use super::removal::Refusals;
 use super::rpc::{RefusedReason, RequestBody, ResponseBody, RpcRequest, RpcResponse};
 use super::runtime;
 use super::snapshot_gate::SnapshotGate;
@@ -43,6 +44,8 @@ pub(crate) struct Inner {
     pub(crate) cluster_id: ClusterIdCell,
     pub(crate) config: RaftConfig,
     pub(crate) writes: mpsc::Sender<PendingWrite>,
+    /// Peers refusing this one as a non-member (see `removal`).
+    pub(crate) refusals: Refusals,
 }
 
 /// One peer's consensus layer: a Raft member replicating the shared pinset.
@@ -119,9 +122,11 @@ impl ClusterRaft {
             config.snapshot_every_log_bytes,
         );
         let log_store = LogStore::new(Arc::clone(&store), Arc::clone(&gate));
+        let refusals = Refusals::default();
         let network = NetworkFactory {
             transport: Arc::clone(&transport),
             cluster_id: cluster_id.clone(),
+            refusals: refusals.clone(),
         };
         let my_id = node_id_of(peer, identity.incarnation);
         let raft = Raft::new(my_id, raft_config, network, log_store, state_machine)
@@ -145,7 +150,11 @@ impl ClusterRaft {
             cluster_id,
             config,
             writes,
+            refusals,
         });
+        runtime::spawn(super::removal::stand_down_when_removed(Arc::downgrade(
+            &inner,
+        )));
         runtime::spawn(write_path::run_batcher(Arc::downgrade(&inner), queue));
         runtime::spawn(trigger_snapshots(Arc::downgrade(&inner), gate));
         runtime::spawn(super::membership::finish_joint_changes(Arc::downgrade(
