@@ -398,6 +398,37 @@ mod tests {
     }
 
     #[test]
+    fn comparisons_hashes_and_debug_agree_with_the_bytes() {
+        use std::collections::HashSet;
+        let cids: Vec<Cid> = (0u8..50)
+            .map(|n| {
+                let mut v1 = vec![0x01, 0x55, 0x12, 0x20];
+                v1.extend([n; 32]);
+                Cid::from_bytes(&v1).unwrap()
+            })
+            .collect();
+        for a in &cids {
+            for b in &cids {
+                assert_eq!(a.partial_cmp(b), Some(a.cmp(b)));
+            }
+        }
+        let hashed: HashSet<&Cid> = cids.iter().collect();
+        assert_eq!(hashed.len(), cids.len());
+        let hash = |c: &Cid| {
+            use std::hash::{BuildHasher, BuildHasherDefault};
+            BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().hash_one(c)
+        };
+        assert_ne!(hash(&cids[0]), hash(&cids[1]), "hashes see the bytes");
+        assert_eq!(hash(&cids[0]), hash(&cids[0].clone()));
+        assert_eq!(
+            format!("{:?}", Cid::parse(V1).unwrap()),
+            format!("Cid({V1})")
+        );
+        let err = serde_json::from_str::<Cid>("17").unwrap_err().to_string();
+        assert!(err.contains("CID"), "{err}");
+    }
+
+    #[test]
     fn stays_small() {
         assert!(std::mem::size_of::<Cid>() <= 40);
     }

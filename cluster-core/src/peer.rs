@@ -161,5 +161,26 @@ mod tests {
         assert_eq!(PeerId::parse(a.as_str()).unwrap(), a);
         assert_ne!(a, PeerId::synthetic(2));
         assert_eq!(a, PeerId::synthetic(1));
+        // Simulations draw thousands: no two alike, and their digests look
+        // random (no byte value dominates, as a saturating mix would make it).
+        let ids: std::collections::BTreeSet<PeerId> = (0..5_000).map(PeerId::synthetic).collect();
+        assert_eq!(ids.len(), 5_000);
+        let digest = bs58_digest(&PeerId::synthetic(7));
+        let most = (0..=255u8)
+            .map(|b| digest.iter().filter(|&&x| x == b).count())
+            .max()
+            .unwrap_or(0);
+        assert!(most <= 4, "{digest:02x?}");
+        assert_eq!(
+            bs58_digest(&PeerId::synthetic(3))[..4],
+            [0xa4, 0xa5, 0x96, 0x15],
+            "synthetic ids are fixed: seeds replay"
+        );
+    }
+
+    /// The 32 digest bytes of a synthetic (sha2-256 multihash) peer id.
+    fn bs58_digest(id: &PeerId) -> Vec<u8> {
+        let bytes = Base::Base58Btc.decode(id.as_str()).expect("base58");
+        bytes[2..].to_vec()
     }
 }
