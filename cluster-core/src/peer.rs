@@ -153,6 +153,24 @@ mod tests {
         assert!(
             PeerId::parse("bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi").is_err()
         );
+        // Base58 that is not a multihash, and a multihash of another kind.
+        let not_multihash = Base::Base58Btc.encode([0xffu8, 0xff, 0xff]);
+        assert!(PeerId::parse(&not_multihash).is_err());
+        let mut sha3 = vec![0x16, 0x20];
+        sha3.extend([5u8; 32]);
+        let e = PeerId::parse(&Base::Base58Btc.encode(&sha3)).unwrap_err();
+        assert!(
+            e.to_string().contains("unsupported multihash code 0x16"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn display_is_the_id_and_debug_its_tail() {
+        let id = PeerId::synthetic(4);
+        assert_eq!(id.to_string(), id.as_str());
+        let tail = &id.as_str()[id.as_str().len() - 6..];
+        assert_eq!(format!("{id:?}"), format!("Peer({tail})"));
     }
 
     #[test]
