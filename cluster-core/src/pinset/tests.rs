@@ -1320,4 +1320,15 @@ fn digests_tell_commands_apart() {
     let d = sessions::digest(&Command::Pin(p.clone()));
     p.options.name.push('x');
     assert_ne!(d, sessions::digest(&Command::Pin(p)));
+    // Digests are kept in sessions, which snapshots carry: a peer restored
+    // from a snapshot taken by another build must compute the same ones.
+    assert_eq!(
+        sessions::digest(&a),
+        GOLDEN_UNPIN_DIGEST,
+        "{:#x}",
+        sessions::digest(&a)
+    );
 }
+
+/// `sessions::digest(&Command::Unpin { cid: cid(1) })`, fixed for good.
+const GOLDEN_UNPIN_DIGEST: u64 = 0xe0b1_16b3_9e19_e60f;
