@@ -447,6 +447,23 @@ mod tests {
         for (min, max) in [(0, 1), (1, 0), (-1, 2), (2, -1), (3, 2), (-2, -2)] {
             assert!(validate_replication(min, max).is_err(), "{min}/{max}");
         }
+        // Each bound on its own, as IPFS Cluster's `-1` and peer-count rules say.
+        assert_eq!(REPLICATION_EVERYWHERE, -1);
+        for (min, max) in [(-2, 3), (1, -2)] {
+            let e = validate_replication(min, max).unwrap_err().to_string();
+            assert!(e.contains("-1 or positive"), "{min}/{max}: {e}");
+        }
+        let most = ALLOCATIONS_MAX as i32;
+        assert!(validate_replication(1, most).is_ok());
+        assert!(validate_replication(1, most + 1).is_err());
+        assert!(validate_replication(1, most + 50).is_err());
+    }
+
+    #[test]
+    fn everywhere_is_a_minimum_of_minus_one() {
+        assert!(pin(-1, -1, 0).is_everywhere());
+        assert!(!pin(1, 1, 1).is_everywhere());
+        assert!(!pin(2, 3, 2).is_everywhere());
     }
 
     #[test]
