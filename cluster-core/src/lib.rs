@@ -16,6 +16,7 @@ mod cid;
 mod peer;
 pub mod pin;
 pub mod pinset;
+pub mod repair;
 mod status;
 mod time;
 pub mod tracker;

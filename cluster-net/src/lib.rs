@@ -19,8 +19,17 @@ pub use config::{ConfigError, RaftConfig};
 pub use error::{FatalError, MembershipError, StartError, WriteError};
 #[cfg(madsim)]
 pub use raft_glue::sim_hooks;
+
+/// The runtime seam for code around the consensus (the node's drivers):
+/// tokio normally, madsim's simulator under `--cfg madsim`, with the timer
+/// drift the simulator injects. Drivers take time from here, never from
+/// `std::time` or tokio directly, so the simulator runs them unchanged.
+pub mod rt {
+    pub use crate::raft_glue::{sleep, spawn, timeout};
+}
 pub use raft_glue::{
-    node_id_of, Boot, ClusterRaft, CodecError, NodeInfo, RaftWatch, RpcRequest, RpcResponse,
+    node_id_of, Boot, Changed, ClusterRaft, CodecError, NodeInfo, PinsetChanges, RaftWatch,
+    RpcRequest, RpcResponse, PENDING_CIDS_MAX,
 };
 pub use transport::{
     NodeRpc, NodeRpcError, NodeRpcHandler, RaftTransport, RpcHandler, TransportError,

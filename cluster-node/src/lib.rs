@@ -1,8 +1,27 @@
 //! # cluster-node
 //!
-//! The binaries `ipfscluster-server` (a cluster peer) and `ipfscluster` (the
-//! command-line client). They arrive with the node, REST API and CLI issues;
-//! until then each binary says so and exits with [`NOT_YET_EXIT_CODE`].
+//! The IPFS Cluster peer around the core and the consensus: the driver
+//! loops (pin tracker, metrics, re-allocation), the IPFS connector seam and
+//! the node's peer RPCs, shared by the binaries and the simulator; and the
+//! binaries `ipfscluster-server` (a cluster peer) and `ipfscluster` (the
+//! command-line client). The binaries arrive with the node, REST API and
+//! CLI issues; until then each says so and exits with [`NOT_YET_EXIT_CODE`].
+//!
+//! The library builds without default features and under `--cfg madsim`:
+//! it takes time, tasks and timers from [`cluster_net::rt`], `now` from a
+//! [`clock::Clock`], and reaches IPFS and other peers only through seams.
+
+#![deny(missing_docs)]
+
+pub mod clock;
+pub mod context;
+pub mod drivers;
+pub mod ipfs;
+pub mod rpc;
+
+pub use clock::{Clock, SystemClock};
+pub use context::PeerContext;
+pub use drivers::{start_drivers, DriverSettings, Drivers};
 
 /// Exit code of a binary whose issue has not landed yet.
 pub const NOT_YET_EXIT_CODE: i32 = 2;

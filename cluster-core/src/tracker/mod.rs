@@ -478,6 +478,21 @@ impl Tracker {
         }
     }
 
+    /// What the tracker was last told is wanted of `cid` (`None`: not in
+    /// the pinset, or unknown), so a driver feeds only what changed.
+    pub fn desire(&self, cid: &Cid) -> Option<Desire> {
+        self.items.get(cid).and_then(|i| i.desire)
+    }
+
+    /// Every CID with a desire, in CID order: what a driver's full pass
+    /// compares with the pinset to find the pins that left it.
+    pub fn desired(&self) -> impl Iterator<Item = &Cid> + '_ {
+        self.items
+            .iter()
+            .filter(|(_, i)| i.desire.is_some())
+            .map(|(cid, _)| cid)
+    }
+
     /// Every CID the tracker knows, in CID order, with its status.
     pub fn statuses(&self) -> impl Iterator<Item = (&Cid, PinStatus)> + '_ {
         self.items.keys().map(|cid| (cid, self.status(cid)))

@@ -1039,3 +1039,24 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn desire_and_desired_report_what_the_driver_fed() {
+    let mut t = Tracker::new(config(), 0, Millis(0)).expect("valid config");
+    let pin = Desire::Pin { max_depth: 0 };
+    for (n, desire) in [(1, Some(pin)), (2, Some(Desire::Remote)), (3, None)] {
+        t.handle_input(
+            Input::Desired {
+                cid: cid(n),
+                desire,
+            },
+            Millis(0),
+        );
+    }
+    assert_eq!(t.desire(&cid(1)), Some(pin));
+    assert_eq!(t.desire(&cid(2)), Some(Desire::Remote));
+    assert_eq!(t.desire(&cid(3)), None);
+    assert_eq!(t.desire(&cid(4)), None);
+    let desired: Vec<Cid> = t.desired().cloned().collect();
+    assert_eq!(desired, vec![cid(1), cid(2)]);
+}

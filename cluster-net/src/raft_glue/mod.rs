@@ -14,6 +14,7 @@
 // openraft fixes its (large) StorageError type; our helpers return it as is.
 #![allow(clippy::result_large_err)]
 
+mod changes;
 mod cluster_id;
 mod codec;
 mod identity;
@@ -30,11 +31,13 @@ mod types;
 mod watch;
 mod write_path;
 
+pub use changes::{Changed, PinsetChanges, PENDING_CIDS_MAX};
 pub use identity::Boot;
 pub use node::ClusterRaft;
 pub use rpc::{CodecError, RpcRequest, RpcResponse};
 #[cfg(madsim)]
 pub use runtime::sim_hooks;
+pub use runtime::{sleep, spawn, timeout};
 pub use types::{node_id_of, NodeInfo};
 pub use watch::RaftWatch;
 

@@ -9,6 +9,7 @@ use openraft::error::{ClientWriteError, Fatal, RaftError};
 use openraft::{ServerState, SnapshotPolicy};
 use tokio::sync::mpsc;
 
+use super::changes::PinsetChanges;
 use super::cluster_id::{AdoptError, ClusterIdCell};
 use super::identity::{self, Boot};
 use super::log_store::LogStore;
@@ -46,6 +47,8 @@ pub(crate) struct Inner {
     pub(crate) writes: mpsc::Sender<PendingWrite>,
     /// Peers refusing this one as a non-member (see `removal`).
     pub(crate) refusals: Refusals,
+    /// Pins changed by applied entries, for the tracker's driver.
+    pub(crate) changes: Arc<PinsetChanges>,
 }
 
 /// One peer's consensus layer: a Raft member replicating the shared pinset.
@@ -117,6 +120,7 @@ impl ClusterRaft {
         let pinset: SharedPinset = Arc::new(RwLock::new(Pinset::new()));
         let state_machine = StateMachine::open(Arc::clone(&store), Arc::clone(&pinset))?;
         let gate = state_machine.gate();
+        let changes = state_machine.changes();
         gate.set_snapshot_policy(
             config.snapshot_every_writes,
             config.snapshot_every_log_bytes,
@@ -151,6 +155,7 @@ impl ClusterRaft {
             config,
             writes,
             refusals,
+            changes,
         });
         runtime::spawn(super::removal::stand_down_when_removed(Arc::downgrade(
             &inner,
@@ -183,6 +188,12 @@ impl ClusterRaft {
         f(&read_pinset(&self.inner.pinset))
     }
 
+    /// The feed of pins changed by applied entries (one reader: the pin
+    /// tracker's driver), so it never rescans the pinset per entry.
+    pub fn changes(&self) -> Arc<PinsetChanges> {
+        Arc::clone(&self.inner.changes)
+    }
+
     /// Log index of the last entry applied to the pinset on this peer.
     pub fn applied_index(&self) -> u64 {
         read_pinset(&self.inner.pinset).applied_index()
@@ -193,6 +204,19 @@ impl ClusterRaft {
         self.inner
             .leader_node()
             .and_then(|n| PeerId::parse(&n.peer_id).ok())
+    }
+
+    /// The current leader's membership record (id and address), to reach
+    /// it over a transport.
+    pub fn leader_info(&self) -> Option<NodeInfo> {
+        self.inner.leader_node()
+    }
+
+    /// The membership records of every member, voters and learners, this
+    /// one included: whom a node broadcasts to.
+    pub fn member_infos(&self) -> Vec<NodeInfo> {
+        let (nodes, _) = self.inner.membership();
+        nodes.into_values().collect()
     }
 
     /// True when this peer is the leader.

@@ -16,12 +16,12 @@ pub(crate) type Runtime = openraft::TokioRuntime;
 pub(crate) type Runtime = madsim_runtime::MadsimRuntime;
 
 /// Sleeps for `duration` on the runtime of this build.
-pub(crate) async fn sleep(duration: Duration) {
+pub async fn sleep(duration: Duration) {
     Runtime::sleep(duration).await
 }
 
 /// Runs `future` with a time limit; `None` when it ran out.
-pub(crate) async fn timeout<T, F>(duration: Duration, future: F) -> Option<T>
+pub async fn timeout<T, F>(duration: Duration, future: F) -> Option<T>
 where
     F: Future<Output = T> + Send,
 {
@@ -29,7 +29,7 @@ where
 }
 
 /// Spawns a detached task on the runtime of this build.
-pub(crate) fn spawn<F>(future: F)
+pub fn spawn<F>(future: F)
 where
     F: Future<Output = ()> + Send + 'static,
 {

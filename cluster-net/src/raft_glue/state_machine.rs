@@ -11,6 +11,7 @@ use openraft::{
     EntryPayload, ErrorSubject, ErrorVerb, OptionalSend, RaftSnapshotBuilder, Snapshot,
 };
 
+use super::changes::PinsetChanges;
 use super::codec::{decode, encode, sto_err};
 use super::runtime;
 use super::snapshot_gate::SnapshotGate;
@@ -39,6 +40,7 @@ pub(crate) struct StateMachine<S: DurableStore> {
     last_membership: StoredMembership,
     snapshots_built: u64,
     gate: Arc<SnapshotGate>,
+    changes: Arc<PinsetChanges>,
 }
 
 /// A stored snapshot: openraft metadata plus the pinset's own snapshot bytes.
@@ -120,6 +122,7 @@ impl<S: DurableStore> StateMachine<S> {
             last_membership: StoredMembership::default(),
             snapshots_built: 0,
             gate: SnapshotGate::new(stored.as_ref().and_then(|s| s.meta.last_log_id)),
+            changes: Arc::new(PinsetChanges::default()),
         };
         if let Some(snap) = stored {
             let restored = Pinset::restore(&snap.data).map_err(|e| match e {
@@ -140,6 +143,11 @@ impl<S: DurableStore> StateMachine<S> {
             *write_pinset(&sm.pinset) = Pinset::new();
         }
         Ok(sm)
+    }
+
+    /// The feed of changed pins, for the pin tracker.
+    pub(crate) fn changes(&self) -> Arc<PinsetChanges> {
+        Arc::clone(&self.changes)
     }
 
     /// The gate the log store purges through.
@@ -168,7 +176,13 @@ impl<S: DurableStore> StateMachine<S> {
         }
         self.gate.install_done();
         self.gate.snapshot_captured();
-        *write_pinset(&self.pinset) = restored;
+        {
+            // Recorded under the pinset's lock, like applied entries: a
+            // reader that sees the new applied index also sees the change.
+            let mut pinset = write_pinset(&self.pinset);
+            *pinset = restored;
+            self.changes.record_replaced();
+        }
         self.last_applied = snap.meta.last_log_id;
         self.last_membership = snap.meta.last_membership.clone();
         Ok(())
@@ -209,7 +223,9 @@ impl<S: DurableStore> RaftStateMachine<TypeConfig> for StateMachine<S> {
             match entry.payload {
                 EntryPayload::Normal(batch) => {
                     self.gate.applied_writes(batch.len() as u64);
-                    out.push(pinset.apply_batch(index, &batch).expect(grown))
+                    let results = pinset.apply_batch(index, &batch).expect(grown);
+                    self.changes.record_batch(&results);
+                    out.push(results)
                 }
                 EntryPayload::Blank => {
                     pinset.advance_to(index).expect(grown);

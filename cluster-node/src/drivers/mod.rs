@@ -1,0 +1,74 @@
+//! The driver loops one peer runs around the core, written once for the
+//! binary and the simulator: the pin tracker's driver, the metrics
+//! publisher and the leader's re-allocation. Every decision they act on is
+//! a pure function of `cluster-core`; they feed it facts and carry out
+//! its answers.
+
+pub mod metrics;
+pub mod repair;
+pub mod tracker;
+
+use std::sync::Arc;
+
+use cluster_core::tracker::TrackerConfigError;
+use cluster_net::rt;
+
+use crate::context::PeerContext;
+use crate::rpc::NodeRouter;
+use metrics::{MetricsBoard, MetricsConfig};
+use repair::RepairConfig;
+use tracker::{TrackerDriverConfig, TrackerHandle, ViolationHook};
+
+/// Settings of every driver of one peer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DriverSettings {
+    /// The tracker driver's.
+    pub tracker: TrackerDriverConfig,
+    /// The metrics publisher's.
+    pub metrics: MetricsConfig,
+    /// The re-allocation driver's.
+    pub repair: RepairConfig,
+}
+
+/// The running drivers of one peer.
+#[derive(Clone)]
+pub struct Drivers {
+    /// Its tracker.
+    pub tracker: TrackerHandle,
+    /// The metrics it received.
+    pub board: Arc<MetricsBoard>,
+    /// What serves its node RPCs: register it with the transport.
+    pub router: Arc<NodeRouter>,
+}
+
+/// Starts every driver of the peer in `ctx` on the current runtime.
+pub fn start_drivers(
+    ctx: &PeerContext,
+    settings: DriverSettings,
+    on_violation: ViolationHook,
+) -> Result<Drivers, TrackerConfigError> {
+    let tracker = tracker::start_tracker(ctx, settings.tracker, on_violation)?;
+    let board = Arc::new(MetricsBoard::default());
+    let router = Arc::new(NodeRouter::new(
+        ctx.raft.clone(),
+        Arc::clone(&board),
+        tracker.clone(),
+        Arc::clone(&ctx.clock),
+    ));
+    rt::spawn(metrics::publish_metrics(
+        ctx.clone(),
+        tracker.clone(),
+        Arc::clone(&board),
+        settings.metrics,
+    ));
+    rt::spawn(repair::repair_allocations(
+        ctx.clone(),
+        Arc::clone(&board),
+        settings.repair,
+    ));
+    Ok(Drivers {
+        tracker,
+        board,
+        router,
+    })
+}

@@ -1,0 +1,101 @@
+//! The IPFS connector seam: what the node's drivers ask of an IPFS daemon.
+//!
+//! The pin tracker's commands (pin, unpin, list) and the metrics publisher's
+//! facts (repo size, the daemon's id and addresses) go through
+//! [`IpfsConnector`]. Production implementations talk to a Kubo-compatible
+//! RPC API or run an embedded node; the simulator and unit tests use fakes.
+//! No libp2p type crosses the seam: peer ids and addresses are strings.
+
+use cluster_core::tracker::ListedPin;
+use cluster_core::Cid;
+
+pub use cluster_net::transport::BoxFuture;
+
+/// Why an IPFS call failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IpfsError {
+    /// The daemon could not be reached (not running, connection refused).
+    #[error("ipfs daemon unreachable ({path}): {reason}")]
+    Unreachable {
+        /// The RPC path called, e.g. `pin/add`.
+        path: String,
+        /// What the transport said.
+        reason: String,
+    },
+    /// No answer within the call's timeout; the work may have been done.
+    #[error("ipfs request timed out ({path}) after {after_ms} ms")]
+    Timeout {
+        /// The RPC path called.
+        path: String,
+        /// How long the call waited.
+        after_ms: u64,
+    },
+    /// The daemon answered with an error.
+    #[error("ipfs error ({path}): {message}")]
+    Daemon {
+        /// The RPC path called.
+        path: String,
+        /// The daemon's message.
+        message: String,
+    },
+    /// The daemon's answer could not be understood.
+    #[error("ipfs answer not understood ({path}): {reason}")]
+    BadAnswer {
+        /// The RPC path called.
+        path: String,
+        /// What was wrong with it.
+        reason: String,
+    },
+}
+
+/// Size figures of the daemon's repo (`repo/stat`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RepoStat {
+    /// Bytes stored.
+    pub repo_size: u64,
+    /// The repo's configured limit, in bytes.
+    pub storage_max: u64,
+}
+
+impl RepoStat {
+    /// Bytes still free under the limit (the `freespace` metric).
+    pub fn free_space(&self) -> u64 {
+        self.storage_max.saturating_sub(self.repo_size)
+    }
+}
+
+/// The daemon's identity (`id`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct IpfsId {
+    /// Its libp2p peer id, as a string.
+    pub peer_id: String,
+    /// Its swarm addresses (multiaddrs), as strings.
+    pub addresses: Vec<String>,
+}
+
+/// What the node's drivers need from an IPFS daemon. Every call has its own
+/// timeout inside the implementation; a call that cannot be answered ends
+/// with an [`IpfsError`], never hangs.
+pub trait IpfsConnector: Send + Sync + 'static {
+    /// Pins `cid` with the cluster's mark: recursively for `max_depth` -1,
+    /// the block alone for 0, down to `max_depth` levels otherwise. Pinning
+    /// what is already pinned the same way succeeds.
+    fn pin(&self, cid: &Cid, max_depth: i32) -> BoxFuture<Result<(), IpfsError>>;
+
+    /// Unpins `cid`; "not pinned" counts as success.
+    fn unpin(&self, cid: &Cid) -> BoxFuture<Result<(), IpfsError>>;
+
+    /// Every pin the daemon holds, with its type and whether the cluster
+    /// made it (its mark).
+    fn list_pins(&self) -> BoxFuture<Result<Vec<ListedPin>, IpfsError>>;
+
+    /// The repo's size figures.
+    fn repo_stat(&self) -> BoxFuture<Result<RepoStat, IpfsError>>;
+
+    /// The daemon's peer id and addresses.
+    fn id(&self) -> BoxFuture<Result<IpfsId, IpfsError>>;
+
+    /// Asks the daemon to connect to another daemon at `multiaddr` (so
+    /// content moves between peers' daemons by bitswap). Best effort.
+    fn swarm_connect(&self, multiaddr: &str) -> BoxFuture<Result<(), IpfsError>>;
+}
