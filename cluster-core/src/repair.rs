@@ -133,8 +133,19 @@ mod tests {
     fn a_departed_peer_is_replaced_by_the_freest_member_and_the_rest_kept() {
         let now = Millis(10_000);
         let members: BTreeSet<PeerId> = [1, 2, 3].map(peer).into();
-        let board = [metrics(1, 10, now), metrics(2, 50, now), metrics(3, 90, now)];
-        let plan = plan_reallocations([pin(1, 2, 2, &[1, 9])], &members, &board, now, &config(), 10);
+        let board = [
+            metrics(1, 10, now),
+            metrics(2, 50, now),
+            metrics(3, 90, now),
+        ];
+        let plan = plan_reallocations(
+            [pin(1, 2, 2, &[1, 9])],
+            &members,
+            &board,
+            now,
+            &config(),
+            10,
+        );
         assert_eq!(
             plan,
             vec![Reallocation {

@@ -14,15 +14,14 @@ use cluster_net::inproc::InProcRouter;
 use cluster_net::store::MemStore;
 use cluster_net::transport::BoxFuture;
 use cluster_net::{
-    Boot, ClusterRaft, NodeInfo, NodeRpc, NodeRpcError, NodeRpcHandler, RaftConfig,
-    TransportError,
+    Boot, ClusterRaft, NodeInfo, NodeRpc, NodeRpcError, NodeRpcHandler, RaftConfig, TransportError,
 };
 use cluster_node::drivers::metrics::MetricsConfig;
 use cluster_node::drivers::repair::RepairConfig;
 use cluster_node::drivers::tracker::TrackerDriverConfig;
 use cluster_node::ipfs::{IpfsConnector, IpfsError, IpfsId, RepoStat};
-use cluster_node::rpc::{StatusAnswer, StatusQuery, CONSENSUS_APPLIED, TRACKER_STATUS};
 use cluster_node::rpc::{MetricsPush, METRICS_PUSH};
+use cluster_node::rpc::{StatusAnswer, StatusQuery, CONSENSUS_APPLIED, TRACKER_STATUS};
 use cluster_node::{start_drivers, DriverSettings, PeerContext, SystemClock};
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -121,7 +120,11 @@ impl NodeRpc for NoPeers {
         _body: Vec<u8>,
     ) -> BoxFuture<Result<Vec<u8>, NodeRpcError>> {
         let peer = target.peer_id.clone();
-        Box::pin(async move { Err(NodeRpcError::Transport(TransportError::Unreachable { peer })) })
+        Box::pin(async move {
+            Err(NodeRpcError::Transport(TransportError::Unreachable {
+                peer,
+            }))
+        })
     }
 }
 
@@ -210,7 +213,8 @@ async fn pins_reach_ipfs_and_unpins_leave_it_but_the_users_own_pin_stays() {
     }
     eventually("pins in ipfs", || {
         let pins = ipfs.pins();
-        (1..=2).all(|n| pins.get(&cid(n)).is_some_and(|p| p.by_cluster)) && pins.contains_key(&cid(3))
+        (1..=2).all(|n| pins.get(&cid(n)).is_some_and(|p| p.by_cluster))
+            && pins.contains_key(&cid(3))
     })
     .await;
     let statuses = drivers.tracker.statuses(None).await.expect("running");
@@ -266,7 +270,10 @@ async fn the_router_answers_statuses_applied_index_and_keeps_own_metrics() {
     let applied: u64 = postcard::from_bytes(&applied).expect("decode");
     assert_eq!(applied, raft.applied_index());
 
-    let unknown = drivers.router.handle("someone", "nope/v1", Vec::new()).await;
+    let unknown = drivers
+        .router
+        .handle("someone", "nope/v1", Vec::new())
+        .await;
     assert!(unknown.is_err_and(|e| e.contains("unknown node method")));
     let garbage = drivers
         .router

@@ -120,7 +120,11 @@ pub fn start_tracker(
         tx: tx.clone(),
         counts: Arc::clone(&counts),
     };
-    rt::spawn(learn_catch_up_target(ctx.clone(), config.clone(), tx.clone()));
+    rt::spawn(learn_catch_up_target(
+        ctx.clone(),
+        config.clone(),
+        tx.clone(),
+    ));
     let driver = Driver {
         tracker,
         ctx: ctx.clone(),
@@ -284,7 +288,8 @@ impl Driver {
         };
         for (cid, desire) in fresh {
             if self.tracker.desire(&cid) != desire {
-                self.tracker.handle_input(Input::Desired { cid, desire }, now);
+                self.tracker
+                    .handle_input(Input::Desired { cid, desire }, now);
             }
         }
     }
