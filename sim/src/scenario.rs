@@ -20,7 +20,7 @@ use crate::digest::Digest;
 use crate::history::{Answer, History, Op, Refusal, Request, Written};
 use crate::ipfs::FakeIpfs;
 use crate::net::SimNet;
-use crate::peer::{self, now_ms, MetricsBoard, PeerCtx, Registry};
+use crate::peer::{self, now_ms, PeerCtx, Registry};
 use crate::probes;
 use crate::store::SimStore;
 
@@ -244,7 +244,6 @@ struct Sim {
     supervisor_tx: tokio::sync::mpsc::UnboundedSender<(usize, String)>,
     net: Arc<SimNet>,
     registry: Arc<Registry>,
-    board: Arc<MetricsBoard>,
     peers: Mutex<Vec<Arc<PeerCtx>>>,
     /// The madsim node of each peer, by index.
     nodes: Mutex<Vec<madsim::task::NodeId>>,
@@ -324,7 +323,6 @@ impl Sim {
             ipfs: Arc::new(FakeIpfs::default()),
             net: Arc::clone(&self.net),
             registry: Arc::clone(&self.registry),
-            board: Arc::clone(&self.board),
             raft_config: self.swarm.raft.clone(),
             tracker_config: self.swarm.tracker.clone(),
             clock_skew_ms: AtomicI64::new(0),
@@ -569,7 +567,6 @@ impl Sim {
         let Some(running) = self.registry.get(target) else {
             return;
         };
-        let ctx = self.peer(target);
         let invoked_ms = now_ms();
         let (command, request) = match roll {
             0..=54 => {
@@ -592,8 +589,10 @@ impl Sim {
                     _ => {}
                 }
                 let mut pin = Pin::new(pool_cid(n), options, Millis(invoked_ms));
-                // The peer that takes the request allocates, from its own view of metrics.
-                let metrics = self.board.view_from(&ctx.id, &self.net);
+                // The peer that takes the request allocates, from the metrics
+                // its own drivers received over the network, on its own clock.
+                let peer_now = running.clock.now();
+                let metrics = running.board.current(peer_now);
                 let members: BTreeSet<PeerId> = running.raft.members().into_iter().collect();
                 let member_list: Vec<PeerId> = members.iter().cloned().collect();
                 let request = AllocationRequest {
@@ -608,17 +607,12 @@ impl Sim {
                     .into_iter()
                     .filter(|m| members.contains(&m.peer))
                     .collect();
-                match allocate(
-                    &request,
-                    &metrics,
-                    Millis(invoked_ms),
-                    &peer::allocator_config(),
-                ) {
+                match allocate(&request, &metrics, peer_now, &peer::allocator_config()) {
                     Ok(allocations) => {
                         // Every fresh candidate's tag value, as the allocator saw it.
                         let tags: BTreeMap<PeerId, String> = metrics
                             .iter()
-                            .filter(|m| m.last_seen.0 + peer::METRIC_TTL_MS >= invoked_ms)
+                            .filter(|m| m.last_seen.0 + peer::METRIC_TTL_MS >= peer_now.0)
                             .filter_map(|m| Some((m.peer.clone(), m.tags.get("group")?.clone())))
                             .collect();
                         if let Err(v) = checkers::check_tag_spread(&allocations, &tags) {
@@ -1308,11 +1302,9 @@ impl Sim {
             let Some(r) = self.registry.get(i) else {
                 continue;
             };
-            let (tx, rx) = tokio::sync::oneshot::channel();
-            if r.statuses.send(tx).is_err() {
-                continue;
-            }
-            if let Ok(Ok(s)) = madsim::time::timeout(Duration::from_millis(1_000), rx).await {
+            if let Ok(Some(s)) =
+                madsim::time::timeout(Duration::from_millis(1_000), r.statuses()).await
+            {
                 out.insert(self.peer(i).id.clone(), s);
             }
         }
@@ -1398,7 +1390,6 @@ pub async fn run(params: Params) -> Report {
         supervisor_tx,
         net: Arc::new(SimNet::default()),
         registry: Arc::new(Registry::default()),
-        board: Arc::new(MetricsBoard::default()),
         peers: Mutex::new(Vec::new()),
         nodes: Mutex::new(Vec::new()),
         removed: Mutex::new(BTreeSet::new()),
