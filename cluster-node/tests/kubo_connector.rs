@@ -113,6 +113,12 @@ fn against_real_daemons() {
         let got = ipfs.pin_ls_one(&users_direct).await.expect("ls").expect("pinned");
         assert_eq!((got.pin_type, got.by_cluster), (RECURSIVE, false));
 
+        // A depth-limited pin (shards): recursive with max-depth, marked.
+        let shallow = ipfs.add("shallow.txt", b"pinned two levels deep").await.expect("add");
+        ipfs.pin(&shallow, 2).await.expect("pin with max_depth 2");
+        let got = ipfs.pin_ls_one(&shallow).await.expect("ls").expect("pinned");
+        assert_eq!((got.pin_type, got.by_cluster), (RECURSIVE, true));
+
         // Marks survive a restart of the connector.
         drop(ipfs);
         let ipfs = connector(&a.url(0), data.path());
@@ -303,6 +309,63 @@ fn malformed_answers_are_typed_errors() {
         }
         // A block whose CID is not raw is still a CID: accepted as answered.
         assert_eq!(ipfs.block_put(b"x").await.expect("block_put"), cid);
+    });
+}
+
+const SLOW_CID: &str = "bafkreibm6jg3ux5qumhcn2b3flc3tyu6dmlb4xa7u5bf44yegnrjhc4yeq";
+
+/// Streams that go wrong after the 200, and a pin that never progresses.
+fn fake_streams(path: &str) -> Option<String> {
+    let route = path.split('?').next().unwrap_or("");
+    Some(match route {
+        "/api/v0/pin/ls" if path.contains("arg=") => http(
+            "500 Internal Server Error",
+            r#"{"Message":"path 'x' is not pinned","Code":0,"Type":"error"}"#,
+        ),
+        "/api/v0/pin/ls" if path.contains("type=recursive") => {
+            let line =
+                r#"{"Cid":"QmZk8A4MY6AEPSr3yu1rHaB5FYXqZ87nwbSuJzMwpRNXCo","Type":"recursive"}"#;
+            format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\
+                 Trailer: X-Stream-Error\r\nConnection: close\r\n\r\n{:x}\r\n{line}\r\n0\r\n\
+                 X-Stream-Error: listing interrupted\r\n\r\n",
+                line.len()
+            )
+        }
+        "/api/v0/pin/add" => return None, // No progress, ever.
+        _ => http("404 Not Found", "404 page not found"),
+    })
+}
+
+#[test]
+fn failed_streams_and_stalled_pins() {
+    let port = fake_daemon(fake_streams);
+    let data = tempfile::tempdir().expect("data dir");
+    let mut config = KuboConfig::new(format!("http://127.0.0.1:{port}"), data.path());
+    config.request_timeout = Duration::from_secs(5);
+    config.pin_timeout = Duration::from_millis(300);
+    let ipfs = KuboConnector::new(config).expect("connector");
+    let slow = Cid::parse(SLOW_CID).expect("cid");
+    runtime().block_on(async {
+        // An error trailer after data: the daemon's error, not a short list.
+        match ipfs.list_pins().await {
+            Err(IpfsError::Daemon { path, message }) => {
+                assert_eq!(
+                    (path.as_str(), message.as_str()),
+                    ("pin/ls", "listing interrupted")
+                )
+            }
+            other => panic!("expected Daemon, got {other:?}"),
+        }
+        // No progress within pin_timeout: Timeout; the pin may still
+        // happen, so the mark stays (the tracker's listing sorts it out).
+        match ipfs.pin(&slow, -1).await {
+            Err(IpfsError::Timeout { path, after_ms }) => {
+                assert_eq!((path.as_str(), after_ms), ("pin/add", 300))
+            }
+            other => panic!("expected Timeout, got {other:?}"),
+        }
+        assert!(ipfs.is_marked(&slow));
     });
 }
 
