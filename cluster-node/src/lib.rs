@@ -14,6 +14,8 @@
 #![deny(missing_docs)]
 
 pub mod clock;
+#[cfg(feature = "server")]
+pub mod config;
 pub mod context;
 pub mod drivers;
 pub mod ipfs;

@@ -1,0 +1,1 @@
+//! The `ipfscluster-server` binary in temp dirs.
