@@ -394,6 +394,15 @@ impl ServerConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.secret()?;
         let c = &self.cluster;
+        if c.identity_file.file_name() != Some(std::ffi::OsStr::new(cluster_net::p2p::KEY_FILE)) {
+            return Err(invalid(
+                "cluster.identity_file",
+                format!(
+                    "the key file must be named {} (its directory may differ)",
+                    cluster_net::p2p::KEY_FILE
+                ),
+            ));
+        }
         if c.listen_multiaddress.is_empty() {
             return Err(invalid(
                 "cluster.listen_multiaddress",

@@ -20,6 +20,8 @@ pub mod context;
 pub mod drivers;
 pub mod ipfs;
 pub mod rpc;
+#[cfg(feature = "server")]
+pub mod server;
 
 pub use clock::{Clock, SystemClock};
 pub use context::PeerContext;
