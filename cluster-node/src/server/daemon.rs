@@ -7,13 +7,14 @@
 //! - it is recorded as a member but its store is gone: refused (it must
 //!   not come back empty as the member it was; the message says how to
 //!   re-join);
-//! - fresh, no `cluster_peers` and no `--bootstrap`: it starts a new
-//!   single-peer cluster;
-//! - fresh, with `--bootstrap` peers: it joins through them;
-//! - fresh, with `cluster_peers` only: the peer with the lowest peer id
-//!   among itself and its `cluster_peers` starts the cluster, every other
-//!   one joins through the listed peers. So peers that all list each other
-//!   (the seed README's way) form one cluster with no one told to go first.
+//! - fresh, no other peer in `cluster_peers` or `--bootstrap`: it starts a
+//!   new single-peer cluster;
+//! - fresh, with other peers listed: it joins through them, in turn, each
+//!   attempt retried until `consensus.raft.membership_timeout`.
+//!
+//! A fresh peer with peers listed never starts a cluster by itself: two
+//! peers that each decided to go first would form two clusters. So the
+//! first peer of a new cluster is started with no other peer listed.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -142,7 +143,7 @@ pub async fn start(
             return Err(e);
         }
     };
-    let joined = enter_cluster(config_dir, &raft, &net, &peer, &peers, options).await;
+    let joined = enter_cluster(config_dir, &raft, &net, &peer, &peers).await;
     if let Err(e) = joined {
         raft.shutdown().await;
         net.shutdown().await;
@@ -218,7 +219,6 @@ async fn enter_cluster(
     net: &Libp2pTransport,
     peer: &PeerId,
     peers: &[PeerAddress],
-    options: &DaemonOptions,
 ) -> Result<(), DaemonError> {
     let others: Vec<&PeerAddress> = peers.iter().filter(|p| p.peer_id != *peer).collect();
     for other in &others {
@@ -234,14 +234,11 @@ async fn enter_cluster(
         member::record(config_dir, cluster_id)?;
         return Ok(());
     }
-    let lowest = others.iter().all(|o| peer.as_str() < o.peer_id.as_str());
-    if others.is_empty() || (options.bootstrap.is_empty() && lowest) {
-        let why = if others.is_empty() {
-            "no cluster_peers and no --bootstrap given"
-        } else {
-            "this peer has the lowest peer id among itself and its cluster_peers; they join it"
-        };
-        tracing::info!("starting a new cluster ({why})");
+    if others.is_empty() {
+        tracing::info!(
+            "starting a new cluster: this peer has no cluster state and no other peer is listed \
+             in cluster_peers or --bootstrap"
+        );
         let cluster_id = random_id()?;
         raft.initialize(cluster_id)
             .await
@@ -252,12 +249,8 @@ async fn enter_cluster(
         member::record(config_dir, cluster_id)?;
         return Ok(());
     }
-    // Lowest id first: with the rule above it is the one that starts the
-    // cluster.
-    let mut order = others.clone();
-    order.sort_by(|a, b| a.peer_id.as_str().cmp(b.peer_id.as_str()));
     let mut last = None;
-    for via in order {
+    for via in others {
         tracing::info!("joining the cluster through {}", via.full);
         let contact = NodeInfo {
             peer_id: via.peer_id.to_string(),
@@ -390,7 +383,7 @@ async fn log_members(raft: ClusterRaft) {
             leader = now_leader;
         } else if leader.is_none() {
             waited += tick;
-            if waited.as_millis() % u128::from(LEADER_NAG_MS) == 0 {
+            if waited.as_millis().is_multiple_of(u128::from(LEADER_NAG_MS)) {
                 tracing::warn!(
                     "no leader after {}s: are a majority of the members running and reachable?",
                     waited.as_secs()
