@@ -428,7 +428,8 @@ impl ServerConfig {
                 )
             })?;
         }
-        parse_multiaddr(&self.ipfs_http.node_multiaddress, false)
+        // Checked by the connector's own parser: what passes here, it takes.
+        crate::ipfs::kubo::api_url_from_multiaddr(&self.ipfs_http.node_multiaddress)
             .map_err(|e| invalid("ipfs_http.node_multiaddress", e))?;
         let positive = [
             ("ipfs_http.request_timeout", self.ipfs_http.request_timeout),

@@ -390,6 +390,14 @@ fn three_daemons_form_a_cluster_through_cluster_peers() {
     for dir in &dirs[1..] {
         ids.push(init_peer(dir, std::slice::from_ref(&contact)).0);
     }
+    // The first peer starts from an imported state; the others receive it.
+    let file = root.path().join("pins.ndjson");
+    let lines: Vec<String> = (1..=10).map(pin_line).collect();
+    std::fs::write(&file, lines.join("\n")).expect("write pins");
+    ok(
+        &dirs[0],
+        &["state", "import", file.to_str().expect("utf-8")],
+    );
     let mut first = Daemon::start(&dirs[0]);
     first.wait_log("IPFS Cluster is READY");
     let mut daemons = vec![first];
@@ -409,4 +417,36 @@ fn three_daemons_form_a_cluster_through_cluster_peers() {
         let (code, log) = d.terminate();
         assert_eq!(code, Some(0), "{log}");
     }
+    // Every peer's stopped state holds the same pins.
+    let exports: Vec<Vec<u8>> = dirs
+        .iter()
+        .map(|dir| ok(dir, &["state", "export"]).stdout)
+        .collect();
+    assert_eq!(
+        String::from_utf8_lossy(&exports[0]).lines().count(),
+        10,
+        "{}",
+        String::from_utf8_lossy(&exports[0])
+    );
+    assert!(exports.iter().all(|e| *e == exports[0]));
+}
+
+#[test]
+fn pins_imported_into_a_stopped_peer_survive_a_daemon_run() {
+    let root = tempfile::tempdir().expect("temp dir");
+    let dir = root.path().join("peer");
+    init_peer(&dir, &[]);
+    let file = root.path().join("pins.ndjson");
+    let lines: Vec<String> = (1..=5).map(pin_line).collect();
+    std::fs::write(&file, lines.join("\n")).expect("write pins");
+    ok(&dir, &["state", "import", file.to_str().expect("utf-8")]);
+    let before = ok(&dir, &["state", "export"]).stdout;
+    let mut daemon = Daemon::start(&dir);
+    daemon.wait_log("restarting as a member of cluster");
+    daemon.wait_log("IPFS Cluster is READY");
+    let (code, log) = daemon.terminate();
+    assert_eq!(code, Some(0), "{log}");
+    let after = ok(&dir, &["state", "export"]).stdout;
+    assert_eq!(String::from_utf8_lossy(&after).lines().count(), 5);
+    assert_eq!(after, before);
 }

@@ -5,11 +5,17 @@
 //! [`IpfsConnector`]. Production implementations talk to a Kubo-compatible
 //! RPC API or run an embedded node; the simulator and unit tests use fakes.
 //! No libp2p type crosses the seam: peer ids and addresses are strings.
+//!
+//! `kubo::KuboConnector` (feature `kubo`, on by default) is the production
+//! implementation over a daemon's HTTP RPC API.
 
 use cluster_core::tracker::ListedPin;
 use cluster_core::Cid;
 
 pub use cluster_net::transport::BoxFuture;
+
+#[cfg(feature = "kubo")]
+pub mod kubo;
 
 /// Why an IPFS call failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -44,6 +50,19 @@ pub enum IpfsError {
         /// The RPC path called.
         path: String,
         /// What was wrong with it.
+        reason: String,
+    },
+    /// The connector's configuration is unusable (e.g. the daemon's address).
+    #[error("ipfs connector misconfigured: {reason}")]
+    Config {
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The connector's own durable state (the record of the cluster's pins)
+    /// could not be read or written.
+    #[error("ipfs connector storage failed: {reason}")]
+    Storage {
+        /// What failed.
         reason: String,
     },
 }

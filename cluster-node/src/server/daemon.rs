@@ -32,6 +32,8 @@ use crate::server::member::{self, MemberFileError};
 use crate::server::{random_bytes, random_id, RandomError, VERSION};
 use crate::{start_drivers, Drivers, PeerContext, SystemClock};
 
+/// Directory (in the config directory) of the IPFS connector's record.
+pub const IPFS_RECORD_DIR: &str = "ipfs";
 /// How often the membership is looked at, to log its changes.
 const MEMBERS_WATCH_MS: u64 = 1_000;
 /// How often "no leader yet" is repeated while waiting for one.
@@ -285,7 +287,10 @@ fn start_node(
     net: &Libp2pTransport,
     peer: &PeerId,
 ) -> Result<Drivers, DaemonError> {
-    let ipfs = connect_ipfs(config, &config.data_dir(config_dir))?;
+    // The connector's record of the pins the cluster made lives apart from
+    // the consensus data: `state cleanup` must not make the cluster forget
+    // which of the daemon's pins are its own.
+    let ipfs = connect_ipfs(config, &config_dir.join(IPFS_RECORD_DIR))?;
     tracing::info!(
         "IPFS daemon expected at {}",
         config.ipfs_http.node_multiaddress

@@ -24,6 +24,12 @@ use crate::server::{random_id, RandomError};
 
 /// Pins proposed together in one log entry by `import`.
 const IMPORT_BATCH: usize = 256;
+/// Longest wait for a lone member to lead itself and apply its log.
+const LONE_CATCH_UP_WAIT: Duration = Duration::from_secs(30);
+/// Longest wait for a started peer to publish what its store holds.
+const METRICS_SETTLE_WAIT: Duration = Duration::from_secs(5);
+/// Tries to reopen a store just closed in this process.
+const REOPEN_TRIES: u32 = 50;
 /// Longest wait for the imported cluster's own leader.
 const IMPORT_LEADER_WAIT: Duration = Duration::from_secs(30);
 
@@ -131,6 +137,13 @@ fn quiet_raft_config(base: &RaftConfig) -> RaftConfig {
 /// Writes every pin of the stopped peer's state to `out`, one JSON object
 /// per line, in CID order; returns how many. A peer without consensus data
 /// exports nothing.
+///
+/// The pinset is what the store says was committed: its last snapshot and
+/// the log up to the last commit it recorded. A lone member's whole log is
+/// committed (it is its own majority), but the record of that may lag the
+/// last writes: such a peer is started once more with elections on, leads
+/// itself and applies its whole log before it is read (which appends the
+/// new term's empty entry, as every start of the daemon does).
 pub async fn export(
     paths: &PeerPaths,
     raft_config: &RaftConfig,
@@ -139,22 +152,35 @@ pub async fn export(
     if !paths.has_database() {
         return Ok(0);
     }
-    let store = RedbStore::open(&paths.data_dir)?;
-    let router = InProcRouter::new();
-    let raft = match ClusterRaft::start(
-        &paths.peer,
-        paths.addr.clone(),
-        quiet_raft_config(raft_config),
-        Boot::Existing,
-        store,
-        router.transport(paths.peer.as_str()),
-    )
-    .await
+    let Some(raft) = start_offline(paths, quiet_raft_config(raft_config)).await? else {
+        return Ok(0);
+    };
+    // The handle's view of the log and membership is published by the
+    // Raft task shortly after start.
+    let deadline = tokio::time::Instant::now() + METRICS_SETTLE_WAIT;
+    while (raft.last_log_index() == 0 || raft.members().is_empty())
+        && tokio::time::Instant::now() < deadline
     {
-        Ok(raft) => raft,
-        // A store that was created but never written holds no pins.
-        Err(StartError::NoState { .. }) => return Ok(0),
-        Err(e) => return Err(e.into()),
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let lone = raft.members() == [paths.peer.clone()];
+    let raft = if lone && raft.last_log_index() > raft.applied_index() {
+        raft.shutdown().await;
+        drop(raft);
+        let Some(raft) = start_offline(paths, raft_config.clone()).await? else {
+            return Ok(0);
+        };
+        let caught_up = raft.wait_for_leader(LONE_CATCH_UP_WAIT).await.is_some()
+            && raft
+                .wait_for_applied(raft.last_log_index(), LONE_CATCH_UP_WAIT)
+                .await;
+        if !caught_up {
+            raft.shutdown().await;
+            return Err(StateError::NoLeader(LONE_CATCH_UP_WAIT));
+        }
+        raft
+    } else {
+        raft
     };
     let pins: Vec<Pin> = raft.with_pinset(|pinset| pinset.iter().collect());
     raft.shutdown().await;
@@ -168,6 +194,46 @@ pub async fn export(
     }
     out.flush().map_err(io)?;
     Ok(pins.len())
+}
+
+/// Starts this peer's consensus on its existing store with no network;
+/// `None` when the store holds no state at all.
+async fn start_offline(
+    paths: &PeerPaths,
+    config: RaftConfig,
+) -> Result<Option<ClusterRaft>, StateError> {
+    let store = open_released(&paths.data_dir).await?;
+    let router = InProcRouter::new();
+    match ClusterRaft::start(
+        &paths.peer,
+        paths.addr.clone(),
+        config,
+        Boot::Existing,
+        store,
+        router.transport(paths.peer.as_str()),
+    )
+    .await
+    {
+        Ok(raft) => Ok(Some(raft)),
+        // A store that was created but never written holds no pins.
+        Err(StartError::NoState { .. }) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Opens the store, waiting briefly for an earlier handle in this process
+/// to let go of the file.
+async fn open_released(dir: &Path) -> Result<RedbStore, StateError> {
+    let mut tries = 0;
+    loop {
+        match RedbStore::open(dir) {
+            Err(StoreError::Open { .. }) if tries < REOPEN_TRIES => {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            other => return Ok(other?),
+        }
+    }
 }
 
 /// Reads pins, one JSON object per line (blank lines skipped), checking
