@@ -94,6 +94,13 @@ pub enum DaemonError {
     /// No randomness.
     #[error(transparent)]
     Random(#[from] RandomError),
+    /// This peer was removed from its cluster.
+    #[error(
+        "peer {0} was removed from the cluster and stopped. To take part again, run \
+         `ipfscluster-server state cleanup --force` and start it with another peer in \
+         cluster_peers (or --bootstrap) to join through"
+    )]
+    Removed(String),
     /// The consensus stopped by itself.
     #[error(transparent)]
     Fatal(#[from] FatalError),
@@ -145,7 +152,7 @@ pub async fn start(
             return Err(e);
         }
     };
-    let joined = enter_cluster(config_dir, &raft, &net, &peer, &peers).await;
+    let joined = enter_cluster(config_dir, &raft, &net, &peer, &peers, &options.bootstrap).await;
     if let Err(e) = joined {
         raft.shutdown().await;
         net.shutdown().await;
@@ -221,6 +228,7 @@ async fn enter_cluster(
     net: &Libp2pTransport,
     peer: &PeerId,
     peers: &[PeerAddress],
+    bootstrap: &[String],
 ) -> Result<(), DaemonError> {
     let others: Vec<&PeerAddress> = peers.iter().filter(|p| p.peer_id != *peer).collect();
     for other in &others {
@@ -230,6 +238,11 @@ async fn enter_cluster(
         }
     }
     if let Some(cluster_id) = raft.cluster_id() {
+        if !bootstrap.is_empty() {
+            tracing::warn!(
+                "--bootstrap ignored: this peer already belongs to cluster {cluster_id:032x}"
+            );
+        }
         tracing::info!(
             "restarting as a member of cluster {cluster_id:032x} (state found in the consensus data)"
         );
@@ -345,7 +358,8 @@ impl Daemon {
     pub async fn run(self, stop: impl std::future::Future<Output = ()>) -> Result<(), DaemonError> {
         let fatal = tokio::select! {
             () = stop => None,
-            fatal = self.raft.wait_fatal() => Some(fatal),
+            fatal = self.raft.wait_fatal() => Some(Err(fatal.into())),
+            () = removed(self.raft.clone()) => Some(Err(DaemonError::Removed(self.peer.to_string()))),
         };
         tracing::info!("shutting down peer {}", self.peer);
         // Stop serving other peers first, then the consensus (it releases
@@ -355,11 +369,22 @@ impl Daemon {
         self.raft.shutdown().await;
         self.net.shutdown().await;
         match fatal {
-            Some(fatal) => Err(fatal.into()),
+            Some(error) => error,
             None => {
                 tracing::info!("peer {} stopped cleanly", self.peer);
                 Ok(())
             }
+        }
+    }
+}
+
+/// Completes once this peer is no longer a member of its cluster (it was
+/// removed).
+async fn removed(raft: ClusterRaft) {
+    loop {
+        tokio::time::sleep(Duration::from_millis(MEMBERS_WATCH_MS)).await;
+        if !raft.is_member() {
+            return;
         }
     }
 }
