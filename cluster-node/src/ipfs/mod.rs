@@ -101,7 +101,9 @@ pub trait IpfsConnector: Send + Sync + 'static {
     /// what is already pinned the same way succeeds.
     fn pin(&self, cid: &Cid, max_depth: i32) -> BoxFuture<Result<(), IpfsError>>;
 
-    /// Unpins `cid`; "not pinned" counts as success.
+    /// Unpins `cid`; "not pinned" counts as success. A connector that
+    /// records the cluster's mark may leave a pin without it in place (it is
+    /// the user's) and still succeed.
     fn unpin(&self, cid: &Cid) -> BoxFuture<Result<(), IpfsError>>;
 
     /// Every pin the daemon holds, with its type and whether the cluster

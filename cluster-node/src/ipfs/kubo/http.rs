@@ -49,7 +49,8 @@ pub enum CallError {
     /// The deadline passed.
     #[error("timed out after {0:?}")]
     Timeout(Duration),
-    /// The daemon answered an error with the usual `{"Message":…}` body.
+    /// The daemon answered an error with the usual `{"Message":…}` body, or
+    /// ended a streamed answer with an `X-Stream-Error` trailer.
     #[error("HTTP {status}: {message}")]
     Daemon {
         /// HTTP status.
@@ -239,7 +240,10 @@ async fn read_body(mut body: Incoming, idle: Option<Duration>) -> Result<Bytes, 
                     .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
                     .filter(|v| !v.is_empty());
                 if let Some(message) = stream_error {
-                    return Err(CallError::BadAnswer(format!("stream error: {message}")));
+                    return Err(CallError::Daemon {
+                        status: StatusCode::OK.as_u16(),
+                        message,
+                    });
                 }
             }
         }

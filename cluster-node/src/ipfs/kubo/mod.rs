@@ -97,6 +97,15 @@ pub struct KuboConnector {
     inner: Arc<Inner>,
 }
 
+impl std::fmt::Debug for KuboConnector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KuboConnector")
+            .field("api_url", &self.inner.api_url)
+            .field("data_dir", &self.inner.config.data_dir)
+            .finish_non_exhaustive()
+    }
+}
+
 fn lock(m: &Mutex<Marks>) -> MutexGuard<'_, Marks> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
