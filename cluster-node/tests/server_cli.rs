@@ -450,3 +450,27 @@ fn pins_imported_into_a_stopped_peer_survive_a_daemon_run() {
     assert_eq!(String::from_utf8_lossy(&after).lines().count(), 5);
     assert_eq!(after, before);
 }
+
+#[test]
+fn the_config_directory_comes_from_the_environment_then_home() {
+    let root = tempfile::tempdir().expect("temp dir");
+    let by_env = root.path().join("by-env");
+    let out = Command::new(BIN)
+        .arg("init")
+        .env("IPFS_CLUSTER_PATH", &by_env)
+        .env("HOME", root.path())
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(by_env.join("server.json").exists());
+
+    let out = Command::new(BIN)
+        .arg("init")
+        .env_remove("IPFS_CLUSTER_PATH")
+        .env("HOME", root.path())
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(root.path().join(".ipfs-cluster/server.json").exists());
+    assert!(root.path().join(".ipfs-cluster/identity.key").exists());
+}
