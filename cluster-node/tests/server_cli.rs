@@ -22,7 +22,7 @@ fn cli(dir: &Path, args: &[&str]) -> Command {
     cmd.arg("--config")
         .arg(dir)
         .args(args)
-        .env("RUST_LOG", "info")
+        .env_remove("RUST_LOG")
         .env("NO_COLOR", "1")
         .env_remove("IPFS_CLUSTER_PATH");
     cmd
