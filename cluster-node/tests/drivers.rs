@@ -16,6 +16,7 @@ use cluster_net::transport::BoxFuture;
 use cluster_net::{
     Boot, ClusterRaft, NodeInfo, NodeRpc, NodeRpcError, NodeRpcHandler, RaftConfig, TransportError,
 };
+use cluster_node::drivers::expiry::ExpiryConfig;
 use cluster_node::drivers::metrics::MetricsConfig;
 use cluster_node::drivers::repair::RepairConfig;
 use cluster_node::drivers::tracker::TrackerDriverConfig;
@@ -199,6 +200,10 @@ fn settings() -> DriverSettings {
             interval_ms: 100,
             ..RepairConfig::default()
         },
+        expiry: ExpiryConfig {
+            interval_ms: 50,
+            ..ExpiryConfig::default()
+        },
     }
 }
 
@@ -217,12 +222,24 @@ async fn pins_reach_ipfs_and_unpins_leave_it_but_the_users_own_pin_stays() {
             && pins.contains_key(&cid(3))
     })
     .await;
-    let statuses = drivers.tracker.statuses(None).await.expect("running");
-    let pinned = statuses
-        .iter()
-        .filter(|(_, s)| s.status == TrackerStatus::Pinned)
-        .count();
-    assert_eq!(pinned, 3, "{statuses:?}");
+    // IPFS can hold a pin before the tracker has its answer: wait for the
+    // statuses too (the user's pin of 3 counts as pinned for the cluster).
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let statuses = drivers.tracker.statuses(None).await.expect("running");
+        let pinned = statuses
+            .iter()
+            .filter(|(_, s)| s.status == TrackerStatus::Pinned)
+            .count();
+        if pinned == 3 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not all pinned: {statuses:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 
     for n in [1, 3] {
         raft.write(Entry::new(Command::Unpin { cid: cid(n) }))
@@ -312,4 +329,40 @@ async fn the_router_answers_statuses_applied_index_and_keeps_own_metrics() {
         .current(ctx.clock.now())
         .iter()
         .all(|m| m.peer == ctx.id));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_leader_removes_pins_whose_expiry_passed_and_leaves_the_others() {
+    let (raft, ctx, ipfs) = lone_peer().await;
+    let _drivers = start_drivers(&ctx, settings(), Arc::new(|v| panic!("{v}"))).expect("drivers");
+    let now = ctx.clock.now().0;
+    let expiring = |n: u8, at: u64| {
+        let options = PinOptions {
+            replication_factor_min: -1,
+            replication_factor_max: -1,
+            expire_at: Some(Millis(at)),
+            ..PinOptions::default()
+        };
+        Entry::new(Command::Pin(Pin::new(cid(n), options, Millis(now))))
+    };
+    raft.write(expiring(1, now + 300))
+        .await
+        .expect("write")
+        .expect("pin");
+    raft.write(expiring(2, now + 3_600_000))
+        .await
+        .expect("write")
+        .expect("pin");
+    raft.write(pin_entry(3)).await.expect("write").expect("pin");
+    eventually("pinned in ipfs", || ipfs.pins().len() == 3).await;
+    eventually("expired pin removed", || {
+        !raft.with_pinset(|p| p.contains(&cid(1)))
+    })
+    .await;
+    assert!(ctx.clock.now().0 >= now + 300, "removed before its expiry");
+    eventually("expired pin unpinned from ipfs", || {
+        !ipfs.pins().contains_key(&cid(1))
+    })
+    .await;
+    assert!(raft.with_pinset(|p| p.contains(&cid(2)) && p.contains(&cid(3))));
 }

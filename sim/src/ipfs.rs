@@ -7,11 +7,12 @@
 //! every request is refused at once, so operations run out of attempts).
 
 use std::collections::BTreeMap;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use cluster_core::tracker::{IpfsPinType, ListedPin};
 use cluster_core::{Cid, PinMode};
+use cluster_node::ipfs::{BoxFuture, IpfsConnector, IpfsError, IpfsId, RepoStat};
 use madsim::rand::{thread_rng, Rng};
 
 /// Normal answer latency range, in ms.
@@ -137,7 +138,7 @@ impl FakeIpfs {
 
     /// Waits like a daemon would; says whether the request survived and
     /// whether, having survived, its answer is an error after the work.
-    async fn serve(&self, what: &str) -> Result<Answer, String> {
+    async fn serve(&self, what: &str) -> Result<Answer, IpfsError> {
         let (restarts, slow, down) = {
             let s = self.state();
             (s.restarts, s.slow, s.down)
@@ -145,9 +146,10 @@ impl FakeIpfs {
         if down {
             crate::probes::hit("ipfs: request refused by a daemon that is down");
             madsim::time::sleep(Duration::from_millis(1)).await;
-            return Err(format!(
-                "{what}: dial tcp 127.0.0.1:5001: connect: connection refused"
-            ));
+            return Err(IpfsError::Unreachable {
+                path: what.to_string(),
+                reason: "dial tcp 127.0.0.1:5001: connect: connection refused".into(),
+            });
         }
         let (lo, hi) = if slow { SLOW_LATENCY_MS } else { LATENCY_MS };
         let ms = thread_rng().gen_range(lo..=hi);
@@ -157,23 +159,27 @@ impl FakeIpfs {
             crate::probes::hit("ipfs: answer later than the op timeout");
         }
         if s.restarts != restarts {
-            return Err(format!("{what}: connection reset (ipfs daemon restarted)"));
+            return Err(IpfsError::Unreachable {
+                path: what.to_string(),
+                reason: "connection reset (ipfs daemon restarted)".into(),
+            });
         }
         let roll = thread_rng().gen_range(0..1000);
         if roll < s.error_per_mille / 2 {
-            return Err(format!("{what}: context deadline exceeded"));
+            return Err(daemon_error(what, "context deadline exceeded"));
         }
         if roll < s.error_per_mille {
             crate::probes::hit("ipfs: error after the work was done");
-            return Ok(Answer::ErrorAfterWork(format!(
-                "{what}: context canceled (the daemon finished anyway)"
+            return Ok(Answer::ErrorAfterWork(daemon_error(
+                what,
+                "context canceled (the daemon finished anyway)",
             )));
         }
         Ok(Answer::Ok)
     }
 
     /// `pin/add` with the cluster's mark; depth 0 is a direct pin.
-    pub async fn pin(&self, cid: &Cid, max_depth: i32) -> Result<(), String> {
+    pub async fn pin(&self, cid: &Cid, max_depth: i32) -> Result<(), IpfsError> {
         *self.state().pins_in_flight.entry(cid.clone()).or_default() += 1;
         let served = self.serve("pin/add").await;
         {
@@ -222,7 +228,7 @@ impl FakeIpfs {
     }
 
     /// `pin/rm`; not pinned counts as done.
-    pub async fn unpin(&self, cid: &Cid) -> Result<(), String> {
+    pub async fn unpin(&self, cid: &Cid) -> Result<(), IpfsError> {
         let answer = self.serve("pin/rm").await?;
         {
             // A user's pin removed here is lost: the user-pins checker looks.
@@ -232,7 +238,7 @@ impl FakeIpfs {
     }
 
     /// `pin/ls` of every pin, with its type and mark.
-    pub async fn list(&self) -> Result<Vec<ListedPin>, String> {
+    pub async fn list(&self) -> Result<Vec<ListedPin>, IpfsError> {
         self.serve("pin/ls").await?.into_result()?;
         Ok(self
             .state()
@@ -259,14 +265,91 @@ fn listed(cid: &Cid, held: &HeldPin) -> ListedPin {
 /// How a request that survived ends.
 enum Answer {
     Ok,
-    ErrorAfterWork(String),
+    ErrorAfterWork(IpfsError),
+}
+
+fn daemon_error(path: &str, message: &str) -> IpfsError {
+    IpfsError::Daemon {
+        path: path.to_string(),
+        message: message.to_string(),
+    }
 }
 
 impl Answer {
-    fn into_result(self) -> Result<(), String> {
+    fn into_result(self) -> Result<(), IpfsError> {
         match self {
             Answer::Ok => Ok(()),
             Answer::ErrorAfterWork(e) => Err(e),
         }
+    }
+}
+
+/// One peer's fake daemon behind the node's connector seam: the drivers of
+/// `cluster-node` talk to it exactly as they talk to Kubo in the product.
+pub struct SimIpfs {
+    daemon: Arc<FakeIpfs>,
+    /// Which peer's daemon (names its fake identity and address).
+    index: usize,
+    /// The repo's free space, in bytes (`repo/stat`).
+    free_space_bytes: u64,
+}
+
+impl SimIpfs {
+    /// The connector of peer `index` to `daemon`.
+    pub fn new(daemon: Arc<FakeIpfs>, index: usize, free_space_bytes: u64) -> SimIpfs {
+        SimIpfs {
+            daemon,
+            index,
+            free_space_bytes,
+        }
+    }
+}
+
+impl IpfsConnector for SimIpfs {
+    fn pin(&self, cid: &Cid, max_depth: i32) -> BoxFuture<Result<(), IpfsError>> {
+        let (daemon, cid) = (Arc::clone(&self.daemon), cid.clone());
+        Box::pin(async move { daemon.pin(&cid, max_depth).await })
+    }
+
+    fn unpin(&self, cid: &Cid) -> BoxFuture<Result<(), IpfsError>> {
+        let (daemon, cid) = (Arc::clone(&self.daemon), cid.clone());
+        Box::pin(async move { daemon.unpin(&cid).await })
+    }
+
+    fn list_pins(&self) -> BoxFuture<Result<Vec<ListedPin>, IpfsError>> {
+        let daemon = Arc::clone(&self.daemon);
+        Box::pin(async move { daemon.list().await })
+    }
+
+    fn repo_stat(&self) -> BoxFuture<Result<RepoStat, IpfsError>> {
+        let (daemon, free) = (Arc::clone(&self.daemon), self.free_space_bytes);
+        Box::pin(async move {
+            daemon.serve("repo/stat").await?.into_result()?;
+            let held = daemon.state().pins.len() as u64;
+            Ok(RepoStat {
+                repo_size: held,
+                storage_max: free.saturating_add(held),
+            })
+        })
+    }
+
+    fn id(&self) -> BoxFuture<Result<IpfsId, IpfsError>> {
+        let (daemon, index) = (Arc::clone(&self.daemon), self.index);
+        Box::pin(async move {
+            daemon.serve("id").await?.into_result()?;
+            Ok(IpfsId {
+                peer_id: format!("ipfs-daemon-{index}"),
+                addresses: vec![format!("/ip4/10.0.0.{index}/tcp/4001")],
+            })
+        })
+    }
+
+    fn swarm_connect(&self, _multiaddr: &str) -> BoxFuture<Result<(), IpfsError>> {
+        let daemon = Arc::clone(&self.daemon);
+        Box::pin(async move {
+            daemon.serve("swarm/connect").await?.into_result()?;
+            crate::probes::hit("ipfs: daemons connected for bitswap");
+            Ok(())
+        })
     }
 }

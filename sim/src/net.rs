@@ -4,14 +4,20 @@
 //! dead peers, on madsim's clock and random numbers.
 //!
 //! A request runs its handler as a task of the target's simulated node, so a
-//! crash of the target kills the requests it is serving.
+//! crash of the target kills the requests it is serving. Raft traffic and the
+//! node layer's peer RPCs (metrics, tracker status, the leader's applied
+//! index) travel the same links and suffer the same faults, as they share
+//! one libp2p connection between real peers.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use cluster_net::transport::BoxFuture;
-use cluster_net::{NodeInfo, RaftTransport, RpcHandler, RpcRequest, RpcResponse, TransportError};
+use cluster_net::{
+    NodeInfo, NodeRpc, NodeRpcError, NodeRpcHandler, RaftTransport, RpcHandler, RpcRequest,
+    RpcResponse, TransportError,
+};
 use madsim::rand::{thread_rng, Rng};
 use madsim::runtime::Handle;
 use madsim::task::NodeId;
@@ -33,6 +39,7 @@ pub struct SimNet {
 
 struct NetState {
     endpoints: BTreeMap<String, (NodeId, Arc<dyn RpcHandler>)>,
+    node_endpoints: BTreeMap<String, (NodeId, Arc<dyn NodeRpcHandler>)>,
     /// Directed links that drop everything: (from, to).
     clogged: BTreeSet<(String, String)>,
     loss_per_mille: u32,
@@ -49,6 +56,7 @@ impl Default for NetState {
     fn default() -> Self {
         NetState {
             endpoints: BTreeMap::new(),
+            node_endpoints: BTreeMap::new(),
             clogged: BTreeSet::new(),
             loss_per_mille: 0,
             latency_ms: (1, 5),
@@ -71,9 +79,18 @@ impl SimNet {
             .insert(peer.to_string(), (node, handler));
     }
 
+    /// Makes `peer`'s node layer reachable: it serves node RPCs with `handler`.
+    pub fn register_node(&self, peer: &str, node: NodeId, handler: Arc<dyn NodeRpcHandler>) {
+        self.state()
+            .node_endpoints
+            .insert(peer.to_string(), (node, handler));
+    }
+
     /// Marks `peer` down (crashed): calls to it fail at once.
     pub fn set_down(&self, peer: &str) {
-        self.state().endpoints.remove(peer);
+        let mut s = self.state();
+        s.endpoints.remove(peer);
+        s.node_endpoints.remove(peer);
     }
 
     /// Drops every message from `from` to `to`.
@@ -130,6 +147,14 @@ impl SimNet {
         })
     }
 
+    /// The node-RPC seam for the peer `me`.
+    pub fn node_rpc_for(self: &Arc<Self>, me: &str) -> Arc<dyn NodeRpc> {
+        Arc::new(SimTransport {
+            net: Arc::clone(self),
+            me: me.to_string(),
+        })
+    }
+
     /// One leg of a message: its delay, and whether it is lost.
     fn leg(&self, from: &str, to: &str) -> (Duration, bool) {
         let s = self.state();
@@ -140,11 +165,90 @@ impl SimNet {
         (Duration::from_millis(delay), lost)
     }
 
-    fn endpoint(&self, peer: &str) -> Option<(NodeId, Arc<dyn RpcHandler>)> {
-        self.state().endpoints.get(peer).cloned()
+    /// Carries one call from `from` to `to` through the network's faults:
+    /// `endpoint` finds the target's node and handler, `serve` runs the
+    /// request on that handler (once, twice when duplicated, late when
+    /// stale). The transport-error mapping is the same for every protocol.
+    async fn deliver<H, R>(
+        self: Arc<Self>,
+        from: String,
+        to: String,
+        endpoint: impl Fn(&NetState) -> Option<(NodeId, H)>,
+        serve: impl Fn(H) -> BoxFuture<R>,
+    ) -> Result<R, TransportError>
+    where
+        H: Clone + Send + 'static,
+        R: Send + 'static,
+    {
+        let (delay, lost) = self.leg(&from, &to);
+        if !self.link_up(&from, &to) {
+            if self.state().hang {
+                crate::probes::hit("net: call hung in a partition");
+                madsim::time::sleep(Duration::from_millis(HANG_MS)).await;
+                return Err(TransportError::Timeout { peer: to });
+            }
+            madsim::time::sleep(Duration::from_millis(PARTITION_WAIT_MS)).await;
+            return Err(TransportError::Unreachable { peer: to });
+        }
+        madsim::time::sleep(delay).await;
+        if lost {
+            madsim::time::sleep(Duration::from_millis(LOST_MESSAGE_WAIT_MS)).await;
+            return Err(TransportError::Timeout { peer: to });
+        }
+        let Some((node, handler)) = endpoint(&self.state()) else {
+            return Err(TransportError::Unreachable { peer: to });
+        };
+        let Some(spawner) = Handle::current().get_node(node) else {
+            return Err(TransportError::Unreachable { peer: to });
+        };
+        let (dup, stale) = {
+            let s = self.state();
+            let mut rng = thread_rng();
+            (
+                rng.gen_range(0..1000) < s.dup_per_mille,
+                rng.gen_range(0..1000) < s.stale_per_mille,
+            )
+        };
+        if stale {
+            // Held in the network past the caller's patience, then
+            // delivered anyway; its answer goes nowhere.
+            crate::probes::hit("net: stale answer after the caller gave up");
+            let late = thread_rng().gen_range(STALE_DELAY_MS.0..=STALE_DELAY_MS.1);
+            let served = serve(handler);
+            spawner.spawn(async move {
+                madsim::time::sleep(Duration::from_millis(late)).await;
+                let _ = served.await;
+            });
+            madsim::time::sleep(Duration::from_millis(LOST_MESSAGE_WAIT_MS)).await;
+            return Err(TransportError::Timeout { peer: to });
+        }
+        if dup {
+            crate::probes::hit("net: message duplicated");
+            let served = serve(handler.clone());
+            let extra = thread_rng().gen_range(0..50);
+            spawner.spawn(async move {
+                madsim::time::sleep(Duration::from_millis(extra)).await;
+                let _ = served.await;
+            });
+        }
+        let response = spawner
+            .spawn(serve(handler))
+            .await
+            .map_err(|_| TransportError::Failed {
+                peer: to.clone(),
+                reason: "peer crashed while serving".into(),
+            })?;
+        let (delay, lost) = self.leg(&to, &from);
+        madsim::time::sleep(delay).await;
+        if lost {
+            madsim::time::sleep(Duration::from_millis(LOST_MESSAGE_WAIT_MS)).await;
+            return Err(TransportError::Timeout { peer: to });
+        }
+        Ok(response)
     }
 }
 
+/// One peer's end of the network, for Raft and for the node layer.
 struct SimTransport {
     net: Arc<SimNet>,
     me: String,
@@ -156,87 +260,54 @@ impl RaftTransport for SimTransport {
         target: &NodeInfo,
         request: RpcRequest,
     ) -> BoxFuture<Result<RpcResponse, TransportError>> {
-        let net = Arc::clone(&self.net);
-        let from = self.me.clone();
+        if request.kind() == "install_snapshot" {
+            crate::probes::hit("net: snapshot sent");
+        }
         let to = target.peer_id.clone();
+        let from = self.me.clone();
+        let lookup = to.clone();
+        // As the libp2p transport does: the handler learns who sent it, so
+        // the sender checks (members only, joins from the peer they name)
+        // run under the faults too.
+        let serve = move |handler: Arc<dyn RpcHandler>| {
+            let (request, from) = (request.clone(), from.clone());
+            Box::pin(async move { handler.handle_from(&from, request).await }) as BoxFuture<_>
+        };
+        Box::pin(Arc::clone(&self.net).deliver(
+            self.me.clone(),
+            to,
+            move |s: &NetState| s.endpoints.get(&lookup).cloned(),
+            serve,
+        ))
+    }
+}
+
+impl NodeRpc for SimTransport {
+    fn node_call(
+        &self,
+        target: &NodeInfo,
+        method: &str,
+        body: Vec<u8>,
+    ) -> BoxFuture<Result<Vec<u8>, NodeRpcError>> {
+        let to = target.peer_id.clone();
+        let (from, method) = (self.me.clone(), method.to_string());
+        let lookup = to.clone();
+        let serve = move |handler: Arc<dyn NodeRpcHandler>| {
+            let served = handler.handle(&from, &method, body.clone());
+            Box::pin(served) as BoxFuture<_>
+        };
+        let delivered = Arc::clone(&self.net).deliver(
+            self.me.clone(),
+            to.clone(),
+            move |s: &NetState| s.node_endpoints.get(&lookup).cloned(),
+            serve,
+        );
         Box::pin(async move {
-            if request.kind() == "install_snapshot" {
-                crate::probes::hit("net: snapshot sent");
+            match delivered.await {
+                Ok(Ok(answer)) => Ok(answer),
+                Ok(Err(reason)) => Err(NodeRpcError::Remote { peer: to, reason }),
+                Err(e) => Err(NodeRpcError::Transport(e)),
             }
-            let (delay, lost) = net.leg(&from, &to);
-            if !net.link_up(&from, &to) {
-                if net.state().hang {
-                    crate::probes::hit("net: call hung in a partition");
-                    madsim::time::sleep(Duration::from_millis(HANG_MS)).await;
-                    return Err(TransportError::Timeout { peer: to });
-                }
-                madsim::time::sleep(Duration::from_millis(PARTITION_WAIT_MS)).await;
-                return Err(TransportError::Unreachable { peer: to });
-            }
-            madsim::time::sleep(delay).await;
-            if lost {
-                madsim::time::sleep(Duration::from_millis(LOST_MESSAGE_WAIT_MS)).await;
-                return Err(TransportError::Timeout { peer: to });
-            }
-            let Some((node, handler)) = net.endpoint(&to) else {
-                return Err(TransportError::Unreachable { peer: to });
-            };
-            let Some(spawner) = Handle::current().get_node(node) else {
-                return Err(TransportError::Unreachable { peer: to });
-            };
-            let (dup, stale) = {
-                let s = net.state();
-                let mut rng = thread_rng();
-                (
-                    rng.gen_range(0..1000) < s.dup_per_mille,
-                    rng.gen_range(0..1000) < s.stale_per_mille,
-                )
-            };
-            if stale {
-                // Held in the network past the caller's patience, then
-                // delivered anyway; its answer goes nowhere.
-                crate::probes::hit("net: stale answer after the caller gave up");
-                let late = thread_rng().gen_range(STALE_DELAY_MS.0..=STALE_DELAY_MS.1);
-                let (handler, request, from) =
-                    (Arc::clone(&handler), request.clone(), from.clone());
-                spawner.spawn(async move {
-                    madsim::time::sleep(Duration::from_millis(late)).await;
-                    let _ = handler.handle_from(&from, request).await;
-                });
-                madsim::time::sleep(Duration::from_millis(LOST_MESSAGE_WAIT_MS)).await;
-                return Err(TransportError::Timeout { peer: to });
-            }
-            if dup {
-                crate::probes::hit("net: message duplicated");
-                let (handler, request, from) =
-                    (Arc::clone(&handler), request.clone(), from.clone());
-                let extra = thread_rng().gen_range(0..50);
-                spawner.spawn(async move {
-                    madsim::time::sleep(Duration::from_millis(extra)).await;
-                    let _ = handler.handle_from(&from, request).await;
-                });
-            }
-            // As the libp2p transport does: the handler learns who sent it,
-            // so the sender checks (members only, joins from the peer they
-            // name) run under the faults too.
-            let served = {
-                let (handler, from) = (Arc::clone(&handler), from.clone());
-                async move { handler.handle_from(&from, request).await }
-            };
-            let response = spawner
-                .spawn(served)
-                .await
-                .map_err(|_| TransportError::Failed {
-                    peer: to.clone(),
-                    reason: "peer crashed while serving".into(),
-                })?;
-            let (delay, lost) = net.leg(&to, &from);
-            madsim::time::sleep(delay).await;
-            if lost {
-                madsim::time::sleep(Duration::from_millis(LOST_MESSAGE_WAIT_MS)).await;
-                return Err(TransportError::Timeout { peer: to });
-            }
-            Ok(response)
         })
     }
 }

@@ -1,37 +1,42 @@
-//! One simulated cluster peer: the real consensus (`ClusterRaft`) plus the
-//! drivers a node runs around the core: the pin tracker loop against its fake
-//! IPFS, metrics publishing, and the leader's re-allocation of pins left
-//! under-replicated. Runs as the init task of a madsim node, so a crash kills
-//! all of it and a restart runs it again from the peer's disk.
+//! One simulated cluster peer: the real consensus (`ClusterRaft`) and the
+//! product's own driver loops from `cluster-node` (tracker driver, metrics
+//! publisher, leader's re-allocation, the node-RPC router), wired to the
+//! simulated network, disk, clock and fake IPFS. This file is wiring only:
+//! what the drivers decide and do is the code the binary runs. Runs as the
+//! init task of a madsim node, so a crash kills all of it and a restart runs
+//! it again from the peer's disk.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::{AtomicI64, AtomicU16, Ordering};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicI64, AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
 
-use cluster_core::allocator::{
-    allocate, AllocateBy, AllocationRequest, AllocatorConfig, PeerMetrics,
-};
-use cluster_core::pinset::{Command, Entry, PinVersion};
-use cluster_core::tracker::{Desire, Input, IpfsCommand, Output, Tracker, TrackerConfig};
+use cluster_core::allocator::{AllocateBy, AllocatorConfig};
+use cluster_core::tracker::TrackerConfig;
 use cluster_core::{Cid, Millis, PeerId, TrackerStatus};
 use cluster_net::{Boot, ClusterRaft, RaftConfig};
+use cluster_node::drivers::expiry::ExpiryConfig;
+use cluster_node::drivers::metrics::{MetricsBoard, MetricsConfig};
+use cluster_node::drivers::repair::RepairConfig;
+use cluster_node::drivers::tracker::{TrackerDriverConfig, TrackerHandle};
+use cluster_node::{start_drivers, Clock, DriverSettings, PeerContext};
 use madsim::rand::Rng;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
-use crate::ipfs::FakeIpfs;
+use crate::ipfs::{FakeIpfs, SimIpfs};
 use crate::net::SimNet;
 use crate::store::SimStore;
 
-/// How often the tracker driver looks for pinset changes, in ms.
-const PINSET_POLL_MS: u64 = 200;
 /// How often metrics are published, in ms.
 const METRICS_EVERY_MS: u64 = 1_000;
-/// Metrics older than this (on the reader's clock) mark a peer unusable, in ms.
+/// How long receivers keep a peer's metrics, and the allocator's TTL, in ms.
 pub const METRIC_TTL_MS: u64 = 5_000;
+/// Deadline of one metrics push or IPFS call of the publisher, in ms.
+const METRICS_CALL_MS: u64 = 2_000;
 /// How often the leader looks for pins to re-allocate, in ms.
 const REPAIR_EVERY_MS: u64 = 2_000;
-/// Re-allocations proposed per repair round at most.
+/// How often the leader looks for expired pins, in ms.
+const EXPIRY_EVERY_MS: u64 = 2_000;
+/// Re-allocations (and expiry removals) proposed per round at most.
 const REPAIRS_PER_ROUND_MAX: usize = 64;
 
 /// Milliseconds of simulated time since the simulation started.
@@ -47,24 +52,28 @@ pub fn allocator_config() -> AllocatorConfig {
     }
 }
 
-/// What a peer publishes about itself; readers see it through the network.
-#[derive(Default)]
-pub struct MetricsBoard {
-    latest: Mutex<BTreeMap<PeerId, PeerMetrics>>,
+/// One peer's wall clock: simulated time plus the skew a fault gives it,
+/// never stepping back (as the binary's `SystemClock`).
+pub struct SimClock {
+    peer: Arc<PeerCtx>,
+    latest: AtomicU64,
 }
 
-impl MetricsBoard {
-    fn latest(&self) -> MutexGuard<'_, BTreeMap<PeerId, PeerMetrics>> {
-        self.latest.lock().unwrap_or_else(|e| e.into_inner())
+impl SimClock {
+    /// The clock of `peer`.
+    pub fn new(peer: Arc<PeerCtx>) -> SimClock {
+        SimClock {
+            peer,
+            latest: AtomicU64::new(0),
+        }
     }
+}
 
-    /// The metrics `reader` has received: from peers whose messages reach it.
-    pub fn view_from(&self, reader: &PeerId, net: &SimNet) -> Vec<PeerMetrics> {
-        self.latest()
-            .values()
-            .filter(|m| m.peer == *reader || net.link_up(m.peer.as_str(), reader.as_str()))
-            .cloned()
-            .collect()
+impl Clock for SimClock {
+    fn now(&self) -> Millis {
+        let skew = self.peer.clock_skew_ms.load(Ordering::Relaxed);
+        let reading = (now_ms() as i64 + skew).max(0) as u64;
+        Millis(cluster_node::clock::monotonic(&self.latest, reading))
     }
 }
 
@@ -84,13 +93,11 @@ pub struct PeerCtx {
     pub net: Arc<SimNet>,
     /// Where the controller finds running peers.
     pub registry: Arc<Registry>,
-    /// Published metrics of every peer.
-    pub board: Arc<MetricsBoard>,
     /// Consensus settings.
     pub raft_config: RaftConfig,
     /// Tracker settings.
     pub tracker_config: TrackerConfig,
-    /// Skew of this peer's clock as seen in its metrics, in ms.
+    /// Skew of this peer's wall clock, in ms.
     pub clock_skew_ms: AtomicI64,
     /// Its tag value for `tag:group`.
     pub group: String,
@@ -112,10 +119,20 @@ pub type Statuses = BTreeMap<Cid, TrackerStatus>;
 pub struct Running {
     /// Its consensus handle.
     pub raft: ClusterRaft,
-    /// Its tracker's input queue (for recover requests).
-    pub tracker: mpsc::UnboundedSender<Input>,
-    /// Asks its tracker for every status it reports.
-    pub statuses: mpsc::UnboundedSender<oneshot::Sender<Statuses>>,
+    /// Its tracker driver (statuses, recover).
+    pub tracker: TrackerHandle,
+    /// The metrics it received from its peers (what it allocates by).
+    pub board: Arc<MetricsBoard>,
+    /// Its wall clock.
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Running {
+    /// Every status its tracker reports, or `None` when it stopped.
+    pub async fn statuses(&self) -> Option<Statuses> {
+        let all = self.tracker.statuses(None).await?;
+        Some(all.into_iter().map(|(c, s)| (c, s.status)).collect())
+    }
 }
 
 /// The running peers, by index.
@@ -181,12 +198,6 @@ impl Registry {
     fn report_invariant(&self, what: String) {
         lock(&self.invariant_errors).push(what);
     }
-}
-
-/// Sleeps `ms` by this peer's timers (which may drift, see
-/// `cluster_net::sim_hooks`).
-fn local_sleep(ms: u64) -> madsim::time::Sleep {
-    madsim::time::sleep(cluster_net::sim_hooks::drifted(Duration::from_millis(ms)))
 }
 
 /// The init task of a peer's node: start consensus from disk and run the drivers.
@@ -265,237 +276,63 @@ pub async fn run_peer(ctx: Arc<PeerCtx>) {
     if let Some(node) = node {
         ctx.net.register(ctx.id.as_str(), node, raft.rpc_handler());
     }
-    let (tx, rx) = mpsc::unbounded_channel();
-    let (status_tx, status_rx) = mpsc::unbounded_channel();
-    lock(&ctx.registry.running).insert(
-        ctx.index,
-        Running {
-            raft: raft.clone(),
-            tracker: tx.clone(),
-            statuses: status_tx,
-        },
-    );
-    madsim::task::spawn(publish_metrics(Arc::clone(&ctx)));
-    madsim::task::spawn(repair_allocations(Arc::clone(&ctx), raft.clone()));
-    drive_tracker(ctx, raft, tx, rx, status_rx).await;
-}
-
-/// The tracker driver: feeds pinset changes and IPFS answers, executes commands.
-async fn drive_tracker(
-    ctx: Arc<PeerCtx>,
-    raft: ClusterRaft,
-    tx: mpsc::UnboundedSender<Input>,
-    mut rx: mpsc::UnboundedReceiver<Input>,
-    mut status_rx: mpsc::UnboundedReceiver<oneshot::Sender<Statuses>>,
-) {
     let epoch = ctx.tracker_starts.fetch_add(1, Ordering::Relaxed);
-    let mut tracker = match Tracker::new(ctx.tracker_config.clone(), epoch, Millis(now_ms())) {
-        Ok(tracker) => tracker,
+    let clock: Arc<dyn Clock> = Arc::new(SimClock::new(Arc::clone(&ctx)));
+    let peer = PeerContext {
+        id: ctx.id.clone(),
+        raft: raft.clone(),
+        ipfs: Arc::new(SimIpfs::new(
+            Arc::clone(&ctx.ipfs),
+            ctx.index,
+            ctx.free_space_bytes,
+        )),
+        clock: Arc::clone(&clock),
+        rpc: ctx.net.node_rpc_for(ctx.id.as_str()),
+    };
+    let settings = DriverSettings {
+        tracker: TrackerDriverConfig::new(ctx.tracker_config.clone(), epoch),
+        metrics: MetricsConfig {
+            interval_ms: METRICS_EVERY_MS,
+            ttl_ms: METRIC_TTL_MS,
+            tags: [("group".to_string(), ctx.group.clone())].into(),
+            call_ms: METRICS_CALL_MS,
+        },
+        repair: RepairConfig {
+            interval_ms: REPAIR_EVERY_MS,
+            per_round_max: REPAIRS_PER_ROUND_MAX,
+            allocator: allocator_config(),
+        },
+        expiry: ExpiryConfig {
+            interval_ms: EXPIRY_EVERY_MS,
+            per_round_max: REPAIRS_PER_ROUND_MAX,
+        },
+    };
+    let on_violation = {
+        let (registry, index) = (Arc::clone(&ctx.registry), ctx.index);
+        Arc::new(move |what: String| registry.report_invariant(format!("peer {index}: {what}")))
+    };
+    let drivers = match start_drivers(&peer, settings, on_violation) {
+        Ok(drivers) => drivers,
         Err(e) => {
             lock(&ctx.registry.start_errors).push(format!("peer {} tracker: {e}", ctx.index));
             return;
         }
     };
-    let mut known: BTreeMap<Cid, Desire> = BTreeMap::new();
-    let mut seen_index = u64::MAX;
-    // The leader's commit index seen at start-up; once the pinset fed to the
-    // tracker reached it, every desire is known.
-    let mut catch_up_to: Option<u64> = None;
-    let mut desired_complete = false;
-    loop {
-        let index = raft.applied_index();
-        if index != seen_index {
-            seen_index = index;
-            let wanted: BTreeMap<Cid, Desire> = raft.with_pinset(|p| {
-                p.iter()
-                    .map(|pin| (pin.cid.clone(), Desire::of(&pin, &ctx.id)))
-                    .collect()
-            });
-            let now = Millis(now_ms());
-            for (cid, desire) in &wanted {
-                if known.get(cid) != Some(desire) {
-                    tracker.handle_input(
-                        Input::Desired {
-                            cid: cid.clone(),
-                            desire: Some(*desire),
-                        },
-                        now,
-                    );
-                }
-            }
-            for cid in known.keys().filter(|c| !wanted.contains_key(*c)) {
-                tracker.handle_input(
-                    Input::Desired {
-                        cid: cid.clone(),
-                        desire: None,
-                    },
-                    now,
-                );
-            }
-            known = wanted;
-        }
-        if !desired_complete {
-            catch_up_to = catch_up_to.or_else(|| leader_commit_index(&ctx, &raft));
-            if catch_up_to.is_some_and(|target| seen_index >= target) {
-                desired_complete = true;
-                tracker.handle_input(Input::DesiredComplete, Millis(now_ms()));
-            }
-        }
-        let wake = loop {
-            match tracker.poll_output(Millis(now_ms())) {
-                Output::Command(cmd) => {
-                    madsim::task::spawn(execute(Arc::clone(&ctx.ipfs), cmd, tx.clone()));
-                }
-                Output::Timeout(at) => break at,
-            }
-        };
-        if let Err(e) = tracker.check_invariants() {
-            ctx.registry
-                .report_invariant(format!("peer {} tracker: {e}", ctx.index));
-        }
-        while let Ok(reply) = status_rx.try_recv() {
-            let _ = reply.send(
-                tracker
-                    .statuses()
-                    .map(|(c, s)| (c.clone(), s.status))
-                    .collect(),
-            );
-        }
-        let wait_ms = wake.0.saturating_sub(now_ms()).clamp(1, PINSET_POLL_MS);
-        let input = madsim::time::timeout(
-            cluster_net::sim_hooks::drifted(Duration::from_millis(wait_ms)),
-            rx.recv(),
-        )
-        .await;
-        let input = match input {
-            Ok(Some(input)) => input,
-            Ok(None) => return,
-            Err(_) => Input::Tick,
-        };
-        tracker.handle_input(input, Millis(now_ms()));
-        while let Ok(more) = rx.try_recv() {
-            tracker.handle_input(more, Millis(now_ms()));
-        }
+    if let Some(node) = node {
+        ctx.net
+            .register_node(ctx.id.as_str(), node, drivers.router.clone());
     }
-}
-
-/// The leader's commit index as this peer can learn it. `ClusterRaft` does
-/// not expose one, so the leader's applied index stands in for it (a real node
-/// would ask the leader); `None` while no leader is known.
-fn leader_commit_index(ctx: &PeerCtx, raft: &ClusterRaft) -> Option<u64> {
-    let leader = raft.leader()?;
-    if leader == ctx.id {
-        return Some(raft.applied_index());
-    }
-    ctx.registry
-        .all()
-        .into_iter()
-        .find(|(_, r)| r.raft.node_info().peer_id == leader.as_str())
-        .map(|(_, r)| r.raft.applied_index())
-}
-
-async fn execute(ipfs: Arc<FakeIpfs>, cmd: IpfsCommand, answers: mpsc::UnboundedSender<Input>) {
-    let input = match cmd {
-        IpfsCommand::Pin { op, cid, max_depth } => Input::IpfsDone {
-            op,
-            result: ipfs.pin(&cid, max_depth).await,
+    lock(&ctx.registry.running).insert(
+        ctx.index,
+        Running {
+            raft,
+            tracker: drivers.tracker,
+            board: drivers.board,
+            clock,
         },
-        IpfsCommand::Unpin { op, cid } => Input::IpfsDone {
-            op,
-            result: ipfs.unpin(&cid).await,
-        },
-        IpfsCommand::ListPins { op } => Input::IpfsPins {
-            op,
-            result: ipfs.list().await,
-        },
-    };
-    // The driver is gone only when the peer crashed; the answer dies with it.
-    let _ = answers.send(input);
-}
-
-async fn publish_metrics(ctx: Arc<PeerCtx>) {
-    loop {
-        let skew = ctx.clock_skew_ms.load(Ordering::Relaxed);
-        let seen = (now_ms() as i64 + skew).max(0) as u64;
-        let pinned = ctx.ipfs.pins().values().filter(|p| p.by_cluster).count() as u64;
-        let metrics = PeerMetrics {
-            peer: ctx.id.clone(),
-            free_space_bytes: ctx.free_space_bytes,
-            pinned,
-            queue_len: 0,
-            tags: [("group".to_string(), ctx.group.clone())].into(),
-            last_seen: Millis(seen),
-        };
-        ctx.board.latest().insert(ctx.id.clone(), metrics);
-        local_sleep(METRICS_EVERY_MS).await;
-    }
-}
-
-/// The leader moves pins away from departed peers and tops up pins left
-/// under-replicated, as new proposals (never as a side effect of apply).
-async fn repair_allocations(ctx: Arc<PeerCtx>, raft: ClusterRaft) {
-    loop {
-        local_sleep(REPAIR_EVERY_MS).await;
-        if !raft.is_leader() {
-            continue;
-        }
-        let members: BTreeSet<PeerId> = raft.members().into_iter().collect();
-        let member_list: Vec<PeerId> = members.iter().cloned().collect();
-        let metrics = ctx.board.view_from(&ctx.id, &ctx.net);
-        let todo: Vec<(cluster_core::Pin, PinVersion)> = raft.with_pinset(|p| {
-            p.iter_with_versions()
-                .filter(|(pin, _)| {
-                    !pin.is_everywhere()
-                        && (pin.is_under_replicated()
-                            || pin.allocations.iter().any(|a| !members.contains(a)))
-                })
-                .take(REPAIRS_PER_ROUND_MAX)
-                .collect()
-        });
-        for (pin, version) in todo {
-            let current: Vec<PeerId> = pin
-                .allocations
-                .iter()
-                .filter(|a| members.contains(*a))
-                .cloned()
-                .collect();
-            let gone: Vec<PeerId> = pin
-                .allocations
-                .iter()
-                .filter(|a| !members.contains(*a))
-                .cloned()
-                .collect();
-            let request = AllocationRequest {
-                replication_factor_min: pin.options.replication_factor_min,
-                replication_factor_max: pin.options.replication_factor_max,
-                current: &current,
-                user_allocations: &[],
-                blacklist: &gone,
-                members: &member_list,
-            };
-            let member_metrics: Vec<PeerMetrics> = metrics
-                .iter()
-                .filter(|m| members.contains(&m.peer))
-                .cloned()
-                .collect();
-            let Ok(allocations) = allocate(
-                &request,
-                &member_metrics,
-                Millis(now_ms()),
-                &allocator_config(),
-            ) else {
-                continue; // Not enough healthy peers yet; try again next round.
-            };
-            if allocations == pin.allocations && !pin.is_under_replicated() {
-                continue;
-            }
-            let entry = Entry::new(Command::Reallocate {
-                cid: pin.cid.clone(),
-                allocations,
-                version,
-            });
-            // Failures are retried by the next round.
-            let _ = raft.write(entry).await;
-        }
-    }
+    );
+    // madsim stops a node whose init task returns; the drivers run as tasks
+    // of this node until a crash or restart kills them all, as a process's
+    // do.
+    std::future::pending::<()>().await;
 }

@@ -20,7 +20,7 @@ use crate::digest::Digest;
 use crate::history::{Answer, History, Op, Refusal, Request, Written};
 use crate::ipfs::FakeIpfs;
 use crate::net::SimNet;
-use crate::peer::{self, now_ms, MetricsBoard, PeerCtx, Registry};
+use crate::peer::{self, now_ms, PeerCtx, Registry};
 use crate::probes;
 use crate::store::SimStore;
 
@@ -32,6 +32,11 @@ pub const SETTLE_BOUND_MS: u64 = 90_000;
 const CLIENT_TIMEOUT_MS: u64 = 8_000;
 /// Retries of a request whose outcome is unknown, with the same request id.
 const UNKNOWN_RETRIES: usize = 2;
+/// First CID number of the pool only the expiring-pin writer uses.
+const EXPIRING_POOL_BASE: u64 = 1 << 40;
+/// How long past its expiry a pin may still be held at the final check, in
+/// ms: the largest clock skew, an expiry round and the time to commit.
+const EXPIRY_GRACE_MS: u64 = 30_000;
 /// Attempts at joining or removing a peer before giving up.
 const JOIN_ATTEMPTS_MAX: usize = 20;
 
@@ -236,6 +241,8 @@ struct Sim {
     ever_removed: Mutex<BTreeSet<PeerId>>,
     /// Peers whose disk was wiped while down.
     wiped: Mutex<BTreeSet<usize>>,
+    /// Pins with a near expiry the cluster acknowledged.
+    expiring: Mutex<Vec<checkers::ExpiringPin>>,
     /// Crashes the persist hook may still cause.
     buggify_left: Mutex<u32>,
     /// Where the persist hooks ask for a crash: (peer, what was persisted).
@@ -244,7 +251,6 @@ struct Sim {
     supervisor_tx: tokio::sync::mpsc::UnboundedSender<(usize, String)>,
     net: Arc<SimNet>,
     registry: Arc<Registry>,
-    board: Arc<MetricsBoard>,
     peers: Mutex<Vec<Arc<PeerCtx>>>,
     /// The madsim node of each peer, by index.
     nodes: Mutex<Vec<madsim::task::NodeId>>,
@@ -324,7 +330,6 @@ impl Sim {
             ipfs: Arc::new(FakeIpfs::default()),
             net: Arc::clone(&self.net),
             registry: Arc::clone(&self.registry),
-            board: Arc::clone(&self.board),
             raft_config: self.swarm.raft.clone(),
             tracker_config: self.swarm.tracker.clone(),
             clock_skew_ms: AtomicI64::new(0),
@@ -569,7 +574,6 @@ impl Sim {
         let Some(running) = self.registry.get(target) else {
             return;
         };
-        let ctx = self.peer(target);
         let invoked_ms = now_ms();
         let (command, request) = match roll {
             0..=54 => {
@@ -592,8 +596,10 @@ impl Sim {
                     _ => {}
                 }
                 let mut pin = Pin::new(pool_cid(n), options, Millis(invoked_ms));
-                // The peer that takes the request allocates, from its own view of metrics.
-                let metrics = self.board.view_from(&ctx.id, &self.net);
+                // The peer that takes the request allocates, from the metrics
+                // its own drivers received over the network, on its own clock.
+                let peer_now = running.clock.now();
+                let metrics = running.board.current(peer_now);
                 let members: BTreeSet<PeerId> = running.raft.members().into_iter().collect();
                 let member_list: Vec<PeerId> = members.iter().cloned().collect();
                 let request = AllocationRequest {
@@ -608,17 +614,12 @@ impl Sim {
                     .into_iter()
                     .filter(|m| members.contains(&m.peer))
                     .collect();
-                match allocate(
-                    &request,
-                    &metrics,
-                    Millis(invoked_ms),
-                    &peer::allocator_config(),
-                ) {
+                match allocate(&request, &metrics, peer_now, &peer::allocator_config()) {
                     Ok(allocations) => {
                         // Every fresh candidate's tag value, as the allocator saw it.
                         let tags: BTreeMap<PeerId, String> = metrics
                             .iter()
-                            .filter(|m| m.last_seen.0 + peer::METRIC_TTL_MS >= invoked_ms)
+                            .filter(|m| m.last_seen.0 + peer::METRIC_TTL_MS >= peer_now.0)
                             .filter_map(|m| Some((m.peer.clone(), m.tags.get("group")?.clone())))
                             .collect();
                         if let Err(v) = checkers::check_tag_spread(&allocations, &tags) {
@@ -713,6 +714,44 @@ impl Sim {
             completed_ms: now_ms(),
             answer,
         });
+    }
+
+    /// Now and then pins a fresh CID everywhere with an expiry a few seconds
+    /// ahead, so the leader's expiry driver (the product's) has work under
+    /// the faults; the acknowledged ones must be gone by the final check.
+    async fn write_expiring_pins(self: Arc<Self>) {
+        let mut next = EXPIRING_POOL_BASE;
+        while !self.stop_clients.load(Ordering::Relaxed) {
+            sleep_ms(thread_rng().gen_range(2_000..8_000)).await;
+            let live = self.live();
+            let Some(running) = self.pick(&live).and_then(|i| self.registry.get(i)) else {
+                continue;
+            };
+            let now = now_ms();
+            let expire_at_ms = now + thread_rng().gen_range(2_000..30_000);
+            let options = PinOptions {
+                replication_factor_min: -1,
+                replication_factor_max: -1,
+                name: format!("expiring-{next}"),
+                expire_at: Some(Millis(expire_at_ms)),
+                ..PinOptions::default()
+            };
+            let cid = pool_cid(next);
+            next += 1;
+            let entry = Entry::new(Command::Pin(Pin::new(cid.clone(), options, Millis(now))));
+            let got = madsim::time::timeout(
+                Duration::from_millis(CLIENT_TIMEOUT_MS),
+                running.raft.write(entry),
+            )
+            .await;
+            if let Ok(Ok(result)) = got {
+                if let Answer::Pinned(_) = Answer::of(&result) {
+                    probes::hit("expiry: pin with a near expiry acknowledged");
+                    self.event(format!("expiring pin {cid} acked, expires at {expire_at_ms}"));
+                    lock(&self.expiring).push(checkers::ExpiringPin { cid, expire_at_ms });
+                }
+            }
+        }
     }
 
     // ---- faults -----------------------------------------------------------------
@@ -1308,11 +1347,9 @@ impl Sim {
             let Some(r) = self.registry.get(i) else {
                 continue;
             };
-            let (tx, rx) = tokio::sync::oneshot::channel();
-            if r.statuses.send(tx).is_err() {
-                continue;
-            }
-            if let Ok(Ok(s)) = madsim::time::timeout(Duration::from_millis(1_000), rx).await {
+            if let Ok(Some(s)) =
+                madsim::time::timeout(Duration::from_millis(1_000), r.statuses()).await
+            {
                 out.insert(self.peer(i).id.clone(), s);
             }
         }
@@ -1345,6 +1382,20 @@ impl Sim {
             });
         }
         checkers::check_allocations(pins, &members)?;
+        let replicas: BTreeMap<String, BTreeMap<Cid, Pin>> = live
+            .iter()
+            .filter_map(|i| {
+                let r = self.registry.get(*i)?;
+                Some((format!("peer {i}"), r.raft.with_pinset(|p| p.to_map())))
+            })
+            .collect();
+        let expired = checkers::check_expired_removed(
+            &lock(&self.expiring),
+            &replicas,
+            now_ms(),
+            EXPIRY_GRACE_MS,
+        )?;
+        probes::add("expiry: expired pin removed", expired as u64);
         let ipfs: BTreeMap<PeerId, BTreeMap<Cid, checkers::DaemonPin>> = live
             .iter()
             .map(|i| (self.peer(*i).id.clone(), self.peer(*i).ipfs.pins()))
@@ -1391,6 +1442,7 @@ pub async fn run(params: Params) -> Report {
     let sim = Arc::new(Sim {
         swarm: swarm.clone(),
         wiped: Mutex::new(BTreeSet::new()),
+        expiring: Mutex::new(Vec::new()),
         ever_removed: Mutex::new(BTreeSet::new()),
         // Armed once the cluster is formed (see `run`).
         buggify_left: Mutex::new(0),
@@ -1398,7 +1450,6 @@ pub async fn run(params: Params) -> Report {
         supervisor_tx,
         net: Arc::new(SimNet::default()),
         registry: Arc::new(Registry::default()),
-        board: Arc::new(MetricsBoard::default()),
         peers: Mutex::new(Vec::new()),
         nodes: Mutex::new(Vec::new()),
         removed: Mutex::new(BTreeSet::new()),
@@ -1448,6 +1499,7 @@ pub async fn run(params: Params) -> Report {
     let clients: Vec<_> = (0..swarm.clients as u64)
         .map(|c| madsim::task::spawn(Arc::clone(&sim).client(c)))
         .collect();
+    let expiring_writer = madsim::task::spawn(Arc::clone(&sim).write_expiring_pins());
     sim.chaos(now_ms() + params.chaos_secs * 1_000).await;
     sim.heal().await;
     sim.check_liveness().await;
@@ -1473,6 +1525,7 @@ pub async fn run(params: Params) -> Report {
     for c in clients {
         let _ = c.await;
     }
+    let _ = expiring_writer.await;
     if let Some(ipfs) = tail_outage {
         sim.end_tail_outage(&ipfs).await;
     }

@@ -343,6 +343,20 @@ impl Pinset {
             .map(|(cid, s)| (s.to_pin(cid), PinVersion(s.version)))
     }
 
+    /// Up to `limit` pins whose `expire_at` is at or before `now`, in CID
+    /// order, each with the version judged expired: what the leader's expiry
+    /// driver proposes as [`Command::Expire`] (a pin re-pinned meanwhile is
+    /// then refused as stale, never removed). A full pass over the stored
+    /// pins, without building a [`Pin`] for those that do not expire.
+    pub fn expired(&self, now: Millis, limit: usize) -> Vec<(Cid, PinVersion)> {
+        self.pins
+            .iter()
+            .filter(|(_, s)| s.expire_at().is_some_and(|at| at <= now))
+            .take(limit)
+            .map(|(cid, s)| (cid.clone(), PinVersion(s.version)))
+            .collect()
+    }
+
     /// Checks the state's invariants; tests and the simulator call it after
     /// every step.
     pub fn check_invariants(&self) -> Result<(), String> {

@@ -1332,3 +1332,58 @@ fn digests_tell_commands_apart() {
 
 /// `sessions::digest(&Command::Unpin { cid: cid(1) })`, fixed for good.
 const GOLDEN_UNPIN_DIGEST: u64 = 0xe0b1_16b3_9e19_e60f;
+
+/// The expiry driver's plan: exactly the pins due at `now`, with the version
+/// seen, bounded by the limit; a pin without expiry is never in it.
+#[test]
+fn expired_lists_the_due_pins_with_their_versions() {
+    let mut s = Pinset::new();
+    let with_expiry = |n: u64, at: Option<u64>| {
+        let mut p = pin(n, -1, -1, &[], 10);
+        p.options.expire_at = at.map(Millis);
+        pin_cmd(p)
+    };
+    ap(&mut s, 1, &with_expiry(1, Some(100))).expect("pinned");
+    ap(&mut s, 2, &with_expiry(2, Some(200))).expect("pinned");
+    ap(&mut s, 3, &with_expiry(3, None)).expect("pinned");
+    ap(&mut s, 4, &with_expiry(4, Some(100))).expect("pinned");
+    assert_eq!(s.expired(Millis(99), 10), vec![]);
+    assert_eq!(
+        s.expired(Millis(100), 10),
+        vec![(cid(1), PinVersion(1)), (cid(4), PinVersion(4))]
+    );
+    assert_eq!(s.expired(Millis(100), 1), vec![(cid(1), PinVersion(1))]);
+    assert_eq!(s.expired(Millis(u64::MAX), 10).len(), 3);
+    // Each planned removal applies; a second plan finds nothing left.
+    for (i, (c, version)) in s.expired(Millis(200), 10).into_iter().enumerate() {
+        let entry = Entry::new(Command::Expire { cid: c, version });
+        assert!(ap(&mut s, 10 + i as u64, &entry).is_ok());
+    }
+    assert_eq!(s.expired(Millis(u64::MAX), 10), vec![]);
+    assert_eq!(s.len(), 1);
+}
+
+proptest! {
+    #[test]
+    fn expired_matches_a_filter_over_every_pin(
+        expiries in prop::collection::vec(prop::option::of(11u64..1_000), 0..40),
+        now in 0u64..1_100,
+        limit in 0usize..50,
+    ) {
+        let mut s = Pinset::new();
+        for (n, at) in expiries.iter().enumerate() {
+            let mut p = pin(n as u64, -1, -1, &[], 10);
+            p.options.expire_at = at.map(Millis);
+            ap(&mut s, n as u64 + 1, &pin_cmd(p)).expect("pinned");
+        }
+        let mut model: Vec<(Cid, PinVersion)> = expiries
+            .iter()
+            .enumerate()
+            .filter(|(_, at)| at.is_some_and(|at| at <= now))
+            .map(|(n, _)| (cid(n as u64), PinVersion(n as u64 + 1)))
+            .collect();
+        model.sort();
+        model.truncate(limit);
+        prop_assert_eq!(s.expired(Millis(now), limit), model);
+    }
+}

@@ -1,9 +1,11 @@
 //! The driver loops one peer runs around the core, written once for the
 //! binary and the simulator: the pin tracker's driver, the metrics
-//! publisher and the leader's re-allocation. Every decision they act on is
+//! publisher, the leader's re-allocation and the leader's expiry of pins
+//! whose `expire_at` passed. Every decision they act on is
 //! a pure function of `cluster-core`; they feed it facts and carry out
 //! its answers.
 
+pub mod expiry;
 pub mod metrics;
 pub mod repair;
 pub mod tracker;
@@ -15,6 +17,7 @@ use cluster_net::rt;
 
 use crate::context::PeerContext;
 use crate::rpc::NodeRouter;
+use expiry::ExpiryConfig;
 use metrics::{MetricsBoard, MetricsConfig};
 use repair::RepairConfig;
 use tracker::{TrackerDriverConfig, TrackerHandle, ViolationHook};
@@ -28,6 +31,8 @@ pub struct DriverSettings {
     pub metrics: MetricsConfig,
     /// The re-allocation driver's.
     pub repair: RepairConfig,
+    /// The expiry driver's.
+    pub expiry: ExpiryConfig,
 }
 
 /// The running drivers of one peer.
@@ -66,6 +71,7 @@ pub fn start_drivers(
         Arc::clone(&board),
         settings.repair,
     ));
+    rt::spawn(expiry::remove_expired(ctx.clone(), settings.expiry));
     Ok(Drivers {
         tracker,
         board,

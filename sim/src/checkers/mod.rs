@@ -4,6 +4,7 @@
 mod allocations;
 mod converged;
 mod election_safety;
+mod expiry;
 mod ipfs_matches;
 mod linearizable;
 mod liveness;
@@ -16,6 +17,7 @@ mod user_pins;
 pub use allocations::check_allocations;
 pub use converged::check_replicas_converged;
 pub use election_safety::Leaders;
+pub use expiry::{check_expired_removed, ExpiringPin};
 pub use ipfs_matches::check_ipfs_matches_allocations;
 pub use linearizable::{check_linearizable, OracleStats};
 pub use liveness::check_liveness;
