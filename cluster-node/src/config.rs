@@ -17,6 +17,7 @@ use cluster_net::p2p::{ClusterSecret, Libp2pConfig};
 use cluster_net::RaftConfig;
 use serde::{Deserialize, Serialize};
 
+use crate::drivers::expiry::ExpiryConfig;
 use crate::drivers::metrics::MetricsConfig;
 use crate::drivers::repair::RepairConfig;
 use crate::drivers::tracker::TrackerDriverConfig;
@@ -47,6 +48,8 @@ pub struct ServerConfig {
     pub metrics: MetricsSection,
     /// Re-allocation of pins whose peers left.
     pub repinning: RepinningSection,
+    /// Removal of pins whose `expire_at` passed.
+    pub expiry: ExpirySection,
 }
 
 /// The `cluster` section.
@@ -285,6 +288,24 @@ impl Default for RepinningSection {
     }
 }
 
+/// The `expiry` section.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExpirySection {
+    /// Pause between two rounds of the leader's expiry (how long past its
+    /// `expire_at` a pin may still be there, at most).
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+}
+
+impl Default for ExpirySection {
+    fn default() -> Self {
+        ExpirySection {
+            interval: ms(ExpiryConfig::default().interval_ms),
+        }
+    }
+}
+
 impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
@@ -297,6 +318,7 @@ impl Default for ServerConfig {
             pin_tracker: PinTrackerSection::default(),
             metrics: MetricsSection::default(),
             repinning: RepinningSection::default(),
+            expiry: ExpirySection::default(),
         }
     }
 }
@@ -438,6 +460,7 @@ impl ServerConfig {
             ("metrics.interval", self.metrics.interval),
             ("metrics.ttl", self.metrics.ttl),
             ("repinning.interval", self.repinning.interval),
+            ("expiry.interval", self.expiry.interval),
             (
                 "pin_tracker.recover_interval",
                 self.pin_tracker.recover_interval,
@@ -589,6 +612,10 @@ impl ServerConfig {
             tracker: TrackerDriverConfig::new(self.tracker_config(), epoch),
             metrics,
             repair,
+            expiry: ExpiryConfig {
+                interval_ms: to_ms(self.expiry.interval),
+                ..ExpiryConfig::default()
+            },
         }
     }
 

@@ -32,6 +32,7 @@ fn an_empty_document_gives_the_defaults_and_they_are_valid() {
     assert_eq!(config.cluster.replication_factor_min, -1);
     assert_eq!(config.cluster.replication_factor_max, -1);
     assert!(config.repinning.enabled);
+    assert_eq!(config.expiry.interval, Duration::from_secs(10));
     assert_eq!(config.raft_config(), RaftConfig::default());
     assert_eq!(config.tracker_config().concurrent_pins, 10);
 }
