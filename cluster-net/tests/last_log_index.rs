@@ -20,8 +20,16 @@ async fn a_restarted_lone_member_applies_up_to_its_last_log_index() {
     cluster.router.set_down(common_peer().as_str(), false);
 
     let back = cluster.start_peer(0).await;
+    // Published by the Raft task shortly after start.
+    let deadline = std::time::Instant::now() + WAIT;
+    while back.last_log_index() == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the log was not restored"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
     let last = back.last_log_index();
-    assert!(last > 0, "the log was not restored");
     back.wait_for_leader(WAIT).await.expect("leads again");
     assert!(
         back.wait_for_applied(last, WAIT).await,

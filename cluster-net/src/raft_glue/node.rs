@@ -200,8 +200,10 @@ impl ClusterRaft {
     }
 
     /// Index of the last entry in this peer's log, applied or not (0 when
-    /// empty). A lone member that restarted applies up to it once it leads
-    /// again; an offline reader waits for that before reading the pinset.
+    /// empty), as the Raft task last published it: just after
+    /// [`start`](ClusterRaft::start) it may still read 0 for a short while.
+    /// A lone member that restarted applies up to it once it leads again;
+    /// an offline reader waits for that before reading the pinset.
     pub fn last_log_index(&self) -> u64 {
         self.inner
             .raft
