@@ -747,7 +747,9 @@ impl Sim {
             if let Ok(Ok(result)) = got {
                 if let Answer::Pinned(_) = Answer::of(&result) {
                     probes::hit("expiry: pin with a near expiry acknowledged");
-                    self.event(format!("expiring pin {cid} acked, expires at {expire_at_ms}"));
+                    self.event(format!(
+                        "expiring pin {cid} acked, expires at {expire_at_ms}"
+                    ));
                     lock(&self.expiring).push(checkers::ExpiringPin { cid, expire_at_ms });
                 }
             }

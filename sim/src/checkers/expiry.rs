@@ -76,7 +76,10 @@ mod tests {
             "peer 0".to_string(),
             BTreeMap::from([(cid(2), held(cid(2)))]),
         );
-        assert_eq!(check_expired_removed(&acked, &replicas, 10_000, 2_000), Ok(1));
+        assert_eq!(
+            check_expired_removed(&acked, &replicas, 10_000, 2_000),
+            Ok(1)
+        );
         replicas.insert(
             "peer 1".to_string(),
             BTreeMap::from([(cid(1), held(cid(1)))]),
