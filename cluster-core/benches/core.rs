@@ -217,7 +217,10 @@ fn tracker_memory(pins: u64) {
                 IpfsCommand::Unpin { .. } => unreachable!("nothing to unpin"),
             }
         }
-        assert!(!answers.is_empty(), "the tracker stalled at {done} of {pins}");
+        assert!(
+            !answers.is_empty(),
+            "the tracker stalled at {done} of {pins}"
+        );
         done += answers.len() as u64;
         for op in answers {
             tracker.handle_input(Input::IpfsDone { op, result: Ok(()) }, now);

@@ -594,20 +594,14 @@ impl ServerConfig {
             tags: self.metrics.tags.clone(),
             ..MetricsConfig::default()
         };
-        let repair = RepairConfig {
-            // The drivers always run the re-allocation loop; switched off,
-            // it sleeps for good.
-            interval_ms: if self.repinning.enabled {
-                to_ms(self.repinning.interval)
-            } else {
-                REPAIR_OFF_INTERVAL_MS
-            },
+        let repair = self.repinning.enabled.then(|| RepairConfig {
+            interval_ms: to_ms(self.repinning.interval),
             allocator: AllocatorConfig {
                 metric_ttl_ms: metrics.ttl_ms,
                 ..AllocatorConfig::default()
             },
             ..RepairConfig::default()
-        };
+        });
         DriverSettings {
             tracker: TrackerDriverConfig::new(self.tracker_config(), epoch),
             metrics,
@@ -632,9 +626,6 @@ impl ServerConfig {
             .map_or_else(|| config_dir.to_path_buf(), Path::to_path_buf)
     }
 }
-
-/// The re-allocation interval standing for "off": a century.
-const REPAIR_OFF_INTERVAL_MS: u64 = 100 * 365 * 24 * 3_600_000;
 
 /// Another peer's address, from a multiaddr with `/p2p/<id>`.
 #[derive(Debug, Clone, PartialEq, Eq)]

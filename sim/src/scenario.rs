@@ -1384,16 +1384,18 @@ impl Sim {
             });
         }
         checkers::check_allocations(pins, &members)?;
-        let replicas: BTreeMap<String, BTreeMap<Cid, Pin>> = live
+        let views: BTreeMap<PeerId, BTreeSet<PeerId>> = live
             .iter()
             .filter_map(|i| {
                 let r = self.registry.get(*i)?;
-                Some((format!("peer {i}"), r.raft.with_pinset(|p| p.to_map())))
+                let seen = r.board.current(r.clock.now()).into_iter().map(|m| m.peer);
+                Some((self.peer(*i).id.clone(), seen.collect()))
             })
             .collect();
+        checkers::check_metrics_reach(&views, &members.iter().cloned().collect())?;
         let expired = checkers::check_expired_removed(
             &lock(&self.expiring),
-            &replicas,
+            replicas.iter().map(|(label, _, pins)| (label.as_str(), pins)),
             now_ms(),
             EXPIRY_GRACE_MS,
         )?;

@@ -19,11 +19,11 @@ pub struct ExpiringPin {
 }
 
 /// Checks that every acknowledged pin whose expiry is at least `grace_ms`
-/// before `now_ms` is gone from every replica's pinset (`replicas`: label →
+/// before `now_ms` is gone from every replica's pinset (`replicas`: label and
 /// pins). Returns how many were checked.
-pub fn check_expired_removed(
+pub fn check_expired_removed<'a>(
     acked: &[ExpiringPin],
-    replicas: &BTreeMap<String, BTreeMap<Cid, Pin>>,
+    replicas: impl IntoIterator<Item = (&'a str, &'a BTreeMap<Cid, Pin>)> + Clone,
     now_ms: u64,
     grace_ms: u64,
 ) -> Result<usize, Violation> {
@@ -32,7 +32,7 @@ pub fn check_expired_removed(
         .filter(|p| p.expire_at_ms.saturating_add(grace_ms) <= now_ms)
         .collect();
     for pin in &due {
-        for (replica, pins) in replicas {
+        for (replica, pins) in replicas.clone() {
             if pins.contains_key(&pin.cid) {
                 return Err(Violation {
                     checker: "expiry",
@@ -71,20 +71,12 @@ mod tests {
             },
         ];
         let held = |c: Cid| Pin::new(c, PinOptions::default(), Millis(1));
-        let mut replicas = BTreeMap::new();
-        replicas.insert(
-            "peer 0".to_string(),
-            BTreeMap::from([(cid(2), held(cid(2)))]),
-        );
-        assert_eq!(
-            check_expired_removed(&acked, &replicas, 10_000, 2_000),
-            Ok(1)
-        );
-        replicas.insert(
-            "peer 1".to_string(),
-            BTreeMap::from([(cid(1), held(cid(1)))]),
-        );
-        let caught = check_expired_removed(&acked, &replicas, 10_000, 2_000);
+        let peer0 = BTreeMap::from([(cid(2), held(cid(2)))]);
+        let peer1 = BTreeMap::from([(cid(1), held(cid(1)))]);
+        let healthy = [("peer 0", &peer0)];
+        assert_eq!(check_expired_removed(&acked, healthy, 10_000, 2_000), Ok(1));
+        let both = [("peer 0", &peer0), ("peer 1", &peer1)];
+        let caught = check_expired_removed(&acked, both, 10_000, 2_000);
         assert!(caught.is_err_and(|v| v.checker == "expiry" && v.detail.contains("peer 1")));
     }
 }
