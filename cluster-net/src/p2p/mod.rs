@@ -27,6 +27,8 @@ use std::time::Duration;
 use libp2p::{Multiaddr, PeerId};
 use tokio::sync::{mpsc, oneshot};
 
+#[doc(hidden)]
+pub use codec::{decode_node_request, decode_node_response, read_frame};
 pub use codec::{NODE_RPC_PROTOCOL, PEER_RPC_PROTOCOL, RAFT_PROTOCOL, WIRE_VERSION};
 pub use config::{Libp2pConfig, Libp2pConfigError, ENVELOPE_OVERHEAD_BYTES};
 pub use key::{KeyError, KEY_FILE};
