@@ -1395,7 +1395,9 @@ impl Sim {
         checkers::check_metrics_reach(&views, &members.iter().cloned().collect())?;
         let expired = checkers::check_expired_removed(
             &lock(&self.expiring),
-            replicas.iter().map(|(label, _, pins)| (label.as_str(), pins)),
+            replicas
+                .iter()
+                .map(|(label, _, pins)| (label.as_str(), pins)),
             now_ms(),
             EXPIRY_GRACE_MS,
         )?;
