@@ -13,6 +13,8 @@
 
 #![deny(missing_docs)]
 
+#[cfg(any(feature = "rest", feature = "client"))]
+pub mod api;
 pub mod clock;
 pub mod context;
 pub mod drivers;
