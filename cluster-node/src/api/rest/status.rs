@@ -313,7 +313,9 @@ async fn statuses(
                     priority_pin: priority,
                 }
             };
-            let entry = match answers.get(peer.as_str()) {
+            // Asked only where allocated (see above): elsewhere it is remote.
+            let asked = !matches!(&pin, Some(p) if !p.is_allocated_to(peer));
+            let entry = match answers.get(peer.as_str()).filter(|_| asked) {
                 Some(Ok(statuses)) => match statuses.get(&cid) {
                     Some(s) => short(s.status, s.error.clone(), s.attempts, s.priority),
                     None => short(
@@ -324,7 +326,12 @@ async fn statuses(
                     ),
                 },
                 Some(Err(e)) => short(TrackerStatus::ClusterError, e.clone(), 0, false),
-                // Not asked: allocated elsewhere.
+                None if asked => short(
+                    TrackerStatus::ClusterError,
+                    "the peer's status call failed".into(),
+                    0,
+                    false,
+                ),
                 None => short(TrackerStatus::Remote, String::new(), 0, false),
             };
             if filter.is_empty() || filter.iter().any(|f| entry.status.matches(*f)) {
