@@ -1046,16 +1046,23 @@ async fn a_failure_after_the_first_item_ends_the_stream_with_its_trailer() {
     use axum::routing::get as route_get;
     use cluster_node::api::rest::stream::ndjson;
 
-    let app = axum::Router::new().route(
-        "/broken",
-        route_get(|| async {
-            ndjson(|sink| async move {
-                sink.send(&serde_json::json!({"n": 1})).await;
-                Err("the pinset went away".to_string())
-            })
-            .await
-        }),
-    );
+    let app = axum::Router::new()
+        .route(
+            "/broken",
+            route_get(|| async {
+                ndjson(|sink| async move {
+                    sink.send(&serde_json::json!({"n": 1})).await;
+                    Err("the pinset went away".to_string())
+                })
+                .await
+            }),
+        )
+        .route(
+            "/failed",
+            route_get(|| async {
+                ndjson(|_sink| async move { Err("nothing to list: no state".to_string()) }).await
+            }),
+        );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -1068,6 +1075,13 @@ async fn a_failure_after_the_first_item_ends_the_stream_with_its_trailer() {
     assert_eq!(
         trailers.get("x-stream-error").and_then(|v| v.to_str().ok()),
         Some("the pinset went away")
+    );
+    // Failing before the first item: a plain error answer.
+    let failed = get(&format!("http://{addr}/failed")).await;
+    assert_eq!(failed.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(
+        failed.json(),
+        serde_json::json!({"code": 500, "message": "nothing to list: no state"})
     );
 }
 
@@ -1189,7 +1203,7 @@ async fn global_status_shows_an_unreachable_peer_as_cluster_error() {
 #[ignore = "benchmark: prints pins/s through the API and straight to raft"]
 async fn bench_pins_through_the_api_vs_raft_write() {
     const CLIENTS: usize = 64;
-    const PINS_PER_CLIENT: usize = 40;
+    const PINS_PER_CLIENT: usize = 200;
     let peer = lone_peer(|_| {}).await;
     let cid_of = |base: u64, i: usize, j: usize| {
         let mut bytes = vec![0x12, 0x20];

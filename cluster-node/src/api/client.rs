@@ -230,6 +230,8 @@ impl Client {
         };
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(config.timeout));
+        // Requests are small: do not let Nagle's algorithm hold them back.
+        connector.set_nodelay(true);
         let http =
             hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build(connector);
         Ok(Client {

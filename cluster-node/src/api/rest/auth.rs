@@ -87,12 +87,18 @@ pub async fn require(
         return refuse("unauthorized: no auth provided", &[&bearer, &basic]);
     };
     let given = given.to_str().unwrap_or("");
-    let scheme_is = |s: &str| given.len() > s.len() && given[..s.len()].eq_ignore_ascii_case(s);
-    if scheme_is("Bearer ") {
+    // The credentials after `scheme` (matched without regard to case).
+    let after = |scheme: &str| {
+        given
+            .get(..scheme.len())
+            .filter(|s| s.eq_ignore_ascii_case(scheme))
+            .and_then(|_| given.get(scheme.len()..))
+    };
+    if after("Bearer ").is_some() {
         let challenge = format!("{bearer}, error=\"invalid_token\"");
         return refuse("unauthorized: invalid token", &[&challenge]);
     }
-    if scheme_is("Basic ") && credentials.admits_basic(&given[6..]) {
+    if after("Basic ").is_some_and(|encoded| credentials.admits_basic(encoded)) {
         return next.run(request).await;
     }
     refuse("unauthorized: access denied", &[&basic])

@@ -221,6 +221,14 @@ impl RestApi {
         if let Ok(addr) = listener.local_addr() {
             tracing::info!(%addr, "rest api listening");
         }
+        use axum::serve::ListenerExt;
+        // Answers are small and written in pieces: without TCP_NODELAY,
+        // Nagle's algorithm and delayed ACKs hold each one back ~40 ms.
+        let listener = listener.tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!("rest api: TCP_NODELAY: {e}");
+            }
+        });
         axum::serve(listener, self.router())
             .with_graceful_shutdown(shutdown)
             .await
