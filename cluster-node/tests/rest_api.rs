@@ -517,6 +517,7 @@ async fn json_shapes_and_headers_follow_the_reference() {
     assert_eq!(json["mode"], "recursive");
     assert_eq!(json["metadata"]["owner"], "alice");
     assert_eq!(json["origins"], Value::Null);
+    assert_eq!(json["user_allocations"], Value::Null);
     assert_eq!(json["pin_update"], Value::Null);
     assert_eq!(json["expire_at"], "0001-01-01T00:00:00Z");
     assert_eq!(
@@ -1198,7 +1199,38 @@ async fn global_status_shows_an_unreachable_peer_as_cluster_error() {
     assert_eq!(info.peer_map.len(), 2);
 }
 
-/// `cargo test -p cluster-node --release --test rest_api -- --ignored --nocapture`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_stops_gracefully_when_told() {
+    let peer = lone_peer(|_| {}).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let api = RestApi::new(
+        peer.ctx.clone(),
+        peer.drivers.clone(),
+        RestConfig::default(),
+    )
+    .expect("api");
+    let (stop, stopped) = oneshot::channel::<()>();
+    let served = tokio::spawn(api.serve(listener, async move {
+        let _ = stopped.await;
+    }));
+    let url = format!("http://{addr}/health");
+    assert_eq!(
+        raw("GET", &url, &[], Vec::new()).await.status,
+        StatusCode::NO_CONTENT
+    );
+    stop.send(()).expect("server running");
+    let result = tokio::time::timeout(WAIT, served)
+        .await
+        .expect("serve returned")
+        .expect("task");
+    assert!(result.is_ok(), "{result:?}");
+    assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+}
+
+/// `cargo test -p cluster-node --profile sim --test rest_api bench -- --ignored --nocapture`
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "benchmark: prints pins/s through the API and straight to raft"]
 async fn bench_pins_through_the_api_vs_raft_write() {

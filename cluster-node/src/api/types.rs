@@ -77,8 +77,8 @@ impl ApiPin {
     }
 
     /// The pin as submitted (the answer to `POST /pins/…`): mode as asked,
-    /// `metadata` always an object, `origins` null when none, the user's
-    /// allocations as sent.
+    /// `metadata` always an object, `origins` and `user_allocations` null
+    /// when none were sent.
     pub fn submitted(pin: &Pin) -> ApiPin {
         let o = &pin.options;
         ApiPin {
@@ -87,7 +87,7 @@ impl ApiPin {
             name: o.name.clone(),
             mode: o.mode,
             shard_size: o.shard_size,
-            user_allocations: Some(o.user_allocations.clone()),
+            user_allocations: (!o.user_allocations.is_empty()).then(|| o.user_allocations.clone()),
             expire_at: Timestamp(o.expire_at),
             metadata: Some(o.metadata.clone()),
             pin_update: o.pin_update.clone(),

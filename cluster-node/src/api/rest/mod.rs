@@ -103,9 +103,46 @@ pub enum RestConfigError {
     /// Basic auth with an empty user or password admits nobody.
     #[error("rest api: basic auth needs a non-empty user and password")]
     EmptyCredentials,
+    /// The listen address does not parse.
+    #[error("rest api: listen address {input:?}: {reason}")]
+    Listen {
+        /// The text given.
+        input: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
     /// A zero body limit refuses every body, a zero timeout every peer.
     #[error("rest api: {0} must be above zero")]
     Zero(&'static str),
+}
+
+/// Parses a listen address given as upstream's configs do
+/// (`/ip4/127.0.0.1/tcp/9094`, `/ip6/::1/tcp/9094`) or as `host:port`.
+pub fn parse_listen(text: &str) -> Result<SocketAddr, RestConfigError> {
+    let bad = |reason: &'static str| RestConfigError::Listen {
+        input: text.chars().take(100).collect(),
+        reason,
+    };
+    if !text.starts_with('/') {
+        return text.parse().map_err(|_| bad("not an ip:port address"));
+    }
+    let parts: Vec<&str> = text.trim_end_matches('/').split('/').collect();
+    let [_, family, ip, "tcp", port] = parts[..] else {
+        return Err(bad("expected /ip4/<ip>/tcp/<port> or /ip6/<ip>/tcp/<port>"));
+    };
+    let port: u16 = port.parse().map_err(|_| bad("port is not a number"))?;
+    let ip: std::net::IpAddr = match family {
+        "ip4" => ip
+            .parse::<std::net::Ipv4Addr>()
+            .map_err(|_| bad("not an IPv4 address"))?
+            .into(),
+        "ip6" => ip
+            .parse::<std::net::Ipv6Addr>()
+            .map_err(|_| bad("not an IPv6 address"))?
+            .into(),
+        _ => return Err(bad("only /ip4 and /ip6 listen addresses are supported")),
+    };
+    Ok(SocketAddr::new(ip, port))
 }
 
 impl RestConfig {
@@ -232,5 +269,52 @@ impl RestApi {
         axum::serve(listener, self.router())
             .with_graceful_shutdown(shutdown)
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listen_addresses_parse_as_multiaddrs_or_socket_addresses() {
+        let want = SocketAddr::from(([127, 0, 0, 1], 9094));
+        assert_eq!(parse_listen("/ip4/127.0.0.1/tcp/9094"), Ok(want));
+        assert_eq!(parse_listen("127.0.0.1:9094"), Ok(want));
+        assert_eq!(parse_listen("/ip6/::1/tcp/80").map(|a| a.port()), Ok(80));
+        for bad in [
+            "/ip4/127.0.0.1/udp/1",
+            "/dns4/localhost/tcp/1",
+            "/ip4/1.2.3/tcp/1",
+            "nope",
+            "/ip4/127.0.0.1/tcp/99999",
+        ] {
+            assert!(parse_listen(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn settings_are_checked() {
+        assert_eq!(RestConfig::default().validate(), Ok(()));
+        assert_eq!(RestConfig::default().listen.to_string(), DEFAULT_LISTEN);
+        let empty = RestConfig {
+            basic_auth: Some(("alice".into(), String::new())),
+            ..RestConfig::default()
+        };
+        assert_eq!(empty.validate(), Err(RestConfigError::EmptyCredentials));
+        let bad_rf = RestConfig {
+            default_replication_min: 3,
+            default_replication_max: 2,
+            ..RestConfig::default()
+        };
+        assert!(bad_rf.validate().is_err());
+        let zero = RestConfig {
+            max_body_bytes: 0,
+            ..RestConfig::default()
+        };
+        assert_eq!(
+            zero.validate(),
+            Err(RestConfigError::Zero("max_body_bytes"))
+        );
     }
 }
