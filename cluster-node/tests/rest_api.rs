@@ -1199,6 +1199,89 @@ async fn global_status_shows_an_unreachable_peer_as_cluster_error() {
     assert_eq!(info.peer_map.len(), 2);
 }
 
+/// Random mixes of good and bad parameters on the write routes: every
+/// answer is a JSON error or a pin, and the pinset stays valid.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn random_requests_never_corrupt_the_pinset() {
+    let peer = lone_peer(|c| c.max_body_bytes = 512).await;
+    let values: [(&str, &[&str]); 10] = [
+        (
+            "replication-min",
+            &["-1", "0", "1", "2", "-7", "x", "99999999999"],
+        ),
+        ("replication-max", &["-1", "0", "1", "3", "", "1e3"]),
+        ("name", &["a", "", "%00%ff", "%E5%90%8D%E5%89%8D"]),
+        ("mode", &["direct", "recursive", "weird"]),
+        (
+            "expire-at",
+            &["2099-01-01T00:00:00Z", "2000-01-01T00:00:00Z", "soon"],
+        ),
+        ("expire-in", &["1h", "0s", "-5m", "10"]),
+        ("meta-k", &["v", "", "%0A"]),
+        (
+            "pin-update",
+            &["QmP63DkAFEnDYNjDYBpyNDfttu1fvUw99x1brscPzpqmmq", "x"],
+        ),
+        (
+            "user-allocations",
+            &[
+                "",
+                "nobody",
+                "12D3KooWGHTKzeT4KaLGLrbKKyT8zKrBPXAUBRzCAN6ZMDMo4M6M",
+            ],
+        ),
+        (
+            "origins",
+            &[
+                "/ip4/1.2.3.4/tcp/1/p2p/12D3KooWGHTKzeT4KaLGLrbKKyT8zKrBPXAUBRzCAN6ZMDMo4M6M",
+                "/x",
+            ],
+        ),
+    ];
+    // A fixed linear congruential sequence: the same requests every run.
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut next = |n: usize| {
+        x = x
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        ((x >> 33) as usize) % n
+    };
+    for _ in 0..300 {
+        let mut query = Vec::new();
+        for (name, options) in &values {
+            if next(3) == 0 {
+                query.push(format!("{name}={}", options[next(options.len())]));
+            }
+        }
+        let target = match next(4) {
+            0 => "not-a-cid".to_string(),
+            _ => cid(40 + next(8) as u8).to_string(),
+        };
+        let method = ["POST", "POST", "DELETE"][next(3)];
+        let body = if next(10) == 0 {
+            vec![b'x'; 1_000]
+        } else {
+            Vec::new()
+        };
+        let url = peer.url(&format!("/pins/{target}?{}", query.join("&")));
+        let answer = raw(method, &url, &[], body).await;
+        let json = answer.json();
+        if answer.status.is_success() {
+            assert!(json["cid"].is_string(), "{json}");
+        } else {
+            assert_eq!(json["code"], answer.status.as_u16(), "{json}");
+            assert!(
+                [400, 404, 413, 500].contains(&answer.status.as_u16()),
+                "{} {url}: {json}",
+                answer.status
+            );
+        }
+    }
+    peer.raft
+        .with_pinset(|p| p.check_invariants())
+        .expect("pinset invariants");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_stops_gracefully_when_told() {
     let peer = lone_peer(|_| {}).await;
