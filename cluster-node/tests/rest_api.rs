@@ -1063,6 +1063,23 @@ async fn a_failure_after_the_first_item_ends_the_stream_with_its_trailer() {
             route_get(|| async {
                 ndjson(|_sink| async move { Err("nothing to list: no state".to_string()) }).await
             }),
+        )
+        // What the typed client makes of both, on routes it knows.
+        .route(
+            "/peers",
+            route_get(|| async {
+                ndjson(|sink| async move {
+                    sink.send(&fake_id()).await;
+                    Err("peer listing broke".to_string())
+                })
+                .await
+            }),
+        )
+        .route(
+            "/allocations",
+            route_get(|| async {
+                ndjson(|_sink| async move { Err("no state".to_string()) }).await
+            }),
         );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -1084,6 +1101,37 @@ async fn a_failure_after_the_first_item_ends_the_stream_with_its_trailer() {
         failed.json(),
         serde_json::json!({"code": 500, "message": "nothing to list: no state"})
     );
+
+    let client = Client::new(ClientConfig {
+        base_url: format!("http://{addr}"),
+        ..ClientConfig::default()
+    })
+    .expect("client");
+    let mut seen = Vec::new();
+    match client.peers_each(|id| seen.push(id)).await {
+        Err(ClientError::Stream { items: 1, message }) => assert_eq!(message, "peer listing broke"),
+        other => panic!("expected a stream error, got {other:?}"),
+    }
+    assert_eq!(seen, vec![fake_id()]);
+    match client.allocations(&[]).await {
+        Err(ClientError::Api { code: 500, message }) => assert_eq!(message, "no state"),
+        other => panic!("expected a 500, got {other:?}"),
+    }
+}
+
+fn fake_id() -> cluster_node::api::types::IdInfo {
+    cluster_node::api::types::IdInfo {
+        id: PeerId::synthetic(8).to_string(),
+        addresses: None,
+        cluster_peers: Vec::new(),
+        cluster_peers_addresses: Vec::new(),
+        version: "1.1.6".into(),
+        commit: String::new(),
+        rpc_protocol_version: String::new(),
+        error: String::new(),
+        ipfs: Default::default(),
+        peername: "fake".into(),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1122,9 +1170,21 @@ async fn global_status_shows_an_unreachable_peer_as_cluster_error() {
     let info = client.status(&everywhere, false).await.expect("status");
     assert_eq!(info.peer_map.len(), 3);
 
-    // Two replicas out of three: the third peer shows remote, unasked.
+    // Two replicas out of three, asked of a follower (its write goes to
+    // the leader; it allocates from its own board): the third peer shows
+    // remote, unasked.
+    eventually("every peer's metrics on the second board", || {
+        peers[1]
+            .drivers
+            .board
+            .current(peers[1].ctx.clock.now())
+            .len()
+            == 3
+    })
+    .await;
     let two = cid(31);
-    let pin = client
+    let pin = peers[1]
+        .client()
         .pin(
             &two,
             &PinOptions {
