@@ -18,7 +18,14 @@
 //!   `resolve`, and `POST /ipfs/gc` needs `repo/gc`: the connector has
 //!   neither yet, so they answer 501. `POST /add`, `POST /peers`,
 //!   `POST /token` and `GET /health/bandwidth` are not served yet (404/405).
-//! - Peer names: ours from the settings, other peers by id.
+//! - `shard-size` is stored with the pin and otherwise ignored: the pinset
+//!   refuses sharded pins until sharding exists.
+//! - Peer names: ours from the settings, other peers by id;
+//!   `ipfs_peer_addresses` are every address a peer's metrics announce,
+//!   not only public ones.
+//! - `GET /health/alerts` lists members without valid metrics now (no
+//!   alert history is kept yet); `GET /health/graph` holds what this peer
+//!   knows (it hears from the members whose metrics are fresh).
 //! - `X-Stream-Error` trailers go to clients that send `TE: trailers`.
 
 pub mod auth;
