@@ -1,5 +1,6 @@
 //! Core figures: apply throughput into a 1M-pin state, memory per pin, and
-//! snapshot size and encode/decode time. Run: `cargo bench -p cluster-core`.
+//! snapshot size and encode/decode time; the pin tracker's memory per pin
+//! once every pin is done. Run: `cargo bench -p cluster-core`.
 //! `PINS=<n>` changes the state size.
 
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -7,6 +8,7 @@ use std::sync::atomic::{AtomicIsize, Ordering};
 use std::time::Instant;
 
 use cluster_core::pinset::{Command, Entry, Pinset, RequestId};
+use cluster_core::tracker::{Desire, Input, IpfsCommand, Output, Tracker, TrackerConfig};
 use cluster_core::{Cid, Millis, PeerId, Pin, PinOptions};
 
 /// Counts live heap bytes so memory per pin is measured, not estimated.
@@ -169,5 +171,69 @@ fn main() {
     println!(
         "apply into {pins}-pin state (+req id): {:>7.0} applies/s  ({extra} adds)",
         extra as f64 / t.as_secs_f64()
+    );
+
+    drop(set);
+    tracker_memory(pins);
+}
+
+/// Heap bytes per pin of one peer's tracker holding `pins` pinned CIDs (the
+/// state a peer keeps for each pin allocated to it), and the time to get
+/// there: desires fed, every pin command answered.
+fn tracker_memory(pins: u64) {
+    let config = TrackerConfig {
+        queue_max: pins as usize + 1,
+        concurrent_pins: 1_024,
+        ..TrackerConfig::default()
+    };
+    let cids: Vec<Cid> = (0..pins).map(cid).collect();
+    let before = LIVE_BYTES.load(Ordering::Relaxed);
+    let start = Instant::now();
+    let mut tracker = Tracker::new(config, 1, Millis(0)).expect("valid config");
+    let now = Millis(1);
+    for c in &cids {
+        tracker.handle_input(
+            Input::Desired {
+                cid: c.clone(),
+                desire: Some(Desire::Pin { max_depth: -1 }),
+            },
+            now,
+        );
+    }
+    let mut done = 0u64;
+    while done < pins {
+        let mut answers = Vec::new();
+        while let Output::Command(cmd) = tracker.poll_output(now) {
+            match cmd {
+                IpfsCommand::Pin { op, .. } => answers.push(op),
+                // The first listing: answer it empty, as a fresh daemon would.
+                IpfsCommand::ListPins { op } => tracker.handle_input(
+                    Input::IpfsPins {
+                        op,
+                        result: Ok(Vec::new()),
+                    },
+                    now,
+                ),
+                IpfsCommand::Unpin { .. } => unreachable!("nothing to unpin"),
+            }
+        }
+        assert!(
+            !answers.is_empty(),
+            "the tracker stalled at {done} of {pins}"
+        );
+        done += answers.len() as u64;
+        for op in answers {
+            tracker.handle_input(Input::IpfsDone { op, result: Ok(()) }, now);
+        }
+    }
+    let elapsed = start.elapsed();
+    assert_eq!(tracker.counts().pinned as u64, pins);
+    let bytes = LIVE_BYTES.load(Ordering::Relaxed) - before;
+    // The CIDs fed in are the driver's, not the tracker's.
+    let cid_bytes = (cids.capacity() * std::mem::size_of::<Cid>()) as isize;
+    println!(
+        "tracker memory, {pins} pinned:      {:>10.1} bytes/pin (heap, counted; {:.2} s to feed and pin all)",
+        (bytes - cid_bytes) as f64 / pins as f64,
+        elapsed.as_secs_f64()
     );
 }

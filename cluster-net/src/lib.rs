@@ -27,6 +27,9 @@ pub use raft_glue::sim_hooks;
 pub mod rt {
     pub use crate::raft_glue::{sleep, spawn, timeout};
 }
+/// Hooks for the fuzz targets in `fuzz/`; not an API.
+#[doc(hidden)]
+pub use raft_glue::fuzzing;
 pub use raft_glue::{
     node_id_of, Boot, Changed, ClusterRaft, CodecError, NodeInfo, PinsetChanges, RaftWatch,
     RpcRequest, RpcResponse, PENDING_CIDS_MAX,

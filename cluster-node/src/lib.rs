@@ -3,9 +3,10 @@
 //! The IPFS Cluster peer around the core and the consensus: the driver
 //! loops (pin tracker, metrics, re-allocation), the IPFS connector seam and
 //! the node's peer RPCs, shared by the binaries and the simulator; and the
-//! binaries `ipfscluster-server` (a cluster peer) and `ipfscluster` (the
-//! command-line client). The binaries arrive with the node, REST API and
-//! CLI issues; until then each says so and exits with [`NOT_YET_EXIT_CODE`].
+//! binaries `ipfscluster-server` (a cluster peer: [`config`] and [`server`],
+//! feature `server`) and `ipfscluster` (the command-line client, which
+//! arrives with the REST API and CLI issues; until then it says so and exits
+//! with [`NOT_YET_EXIT_CODE`]).
 //!
 //! The library builds without default features and under `--cfg madsim`:
 //! it takes time, tasks and timers from [`cluster_net::rt`], `now` from a
@@ -16,10 +17,14 @@
 #[cfg(any(feature = "rest", feature = "client"))]
 pub mod api;
 pub mod clock;
+#[cfg(feature = "server")]
+pub mod config;
 pub mod context;
 pub mod drivers;
 pub mod ipfs;
 pub mod rpc;
+#[cfg(feature = "server")]
+pub mod server;
 
 pub use clock::{Clock, SystemClock};
 pub use context::PeerContext;

@@ -151,7 +151,10 @@ impl NodeRouter {
     }
 }
 
-fn decode<T: DeserializeOwned>(method: &str, body: &[u8]) -> Result<T, String> {
+/// Decodes a request body as the router does (public for the fuzz
+/// targets in `fuzz/`; not an API).
+#[doc(hidden)]
+pub fn decode<T: DeserializeOwned>(method: &str, body: &[u8]) -> Result<T, String> {
     postcard::from_bytes(body).map_err(|e| format!("{method}: request does not decode: {e}"))
 }
 

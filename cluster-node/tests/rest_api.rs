@@ -183,10 +183,10 @@ fn settings() -> DriverSettings {
             tags: [("group".to_string(), "a".to_string())].into(),
             ..MetricsConfig::default()
         },
-        repair: RepairConfig {
+        repair: Some(RepairConfig {
             interval_ms: 100,
             ..RepairConfig::default()
-        },
+        }),
         expiry: ExpiryConfig {
             interval_ms: 50,
             ..ExpiryConfig::default()

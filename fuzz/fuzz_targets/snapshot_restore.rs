@@ -1,12 +1,7 @@
-//! Arbitrary bytes as a snapshot: restore must refuse or succeed, never panic,
-//! and checking a restored state must not panic either.
+//! libFuzzer entry of the `snapshot_restore` target; the body is in the library
+//! (`src/`), shared with the stable runner.
 #![no_main]
 
-use cluster_core::Pinset;
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| {
-    if let Ok(pinset) = Pinset::restore(data) {
-        let _ = pinset.check_invariants();
-    }
-});
+fuzz_target!(|data: &[u8]| cluster_fuzz::snapshot::run_restore(data));

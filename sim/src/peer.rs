@@ -297,11 +297,11 @@ pub async fn run_peer(ctx: Arc<PeerCtx>) {
             tags: [("group".to_string(), ctx.group.clone())].into(),
             call_ms: METRICS_CALL_MS,
         },
-        repair: RepairConfig {
+        repair: Some(RepairConfig {
             interval_ms: REPAIR_EVERY_MS,
             per_round_max: REPAIRS_PER_ROUND_MAX,
             allocator: allocator_config(),
-        },
+        }),
         expiry: ExpiryConfig {
             interval_ms: EXPIRY_EVERY_MS,
             per_round_max: REPAIRS_PER_ROUND_MAX,

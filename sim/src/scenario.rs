@@ -32,6 +32,11 @@ pub const SETTLE_BOUND_MS: u64 = 90_000;
 const CLIENT_TIMEOUT_MS: u64 = 8_000;
 /// Retries of a request whose outcome is unknown, with the same request id.
 const UNKNOWN_RETRIES: usize = 2;
+/// First CID number of the pool only the expiring-pin writer uses.
+const EXPIRING_POOL_BASE: u64 = 1 << 40;
+/// How long past its expiry a pin may still be held at the final check, in
+/// ms: the largest clock skew, an expiry round and the time to commit.
+const EXPIRY_GRACE_MS: u64 = 30_000;
 /// Attempts at joining or removing a peer before giving up.
 const JOIN_ATTEMPTS_MAX: usize = 20;
 
@@ -236,6 +241,8 @@ struct Sim {
     ever_removed: Mutex<BTreeSet<PeerId>>,
     /// Peers whose disk was wiped while down.
     wiped: Mutex<BTreeSet<usize>>,
+    /// Pins with a near expiry the cluster acknowledged.
+    expiring: Mutex<Vec<checkers::ExpiringPin>>,
     /// Crashes the persist hook may still cause.
     buggify_left: Mutex<u32>,
     /// Where the persist hooks ask for a crash: (peer, what was persisted).
@@ -707,6 +714,46 @@ impl Sim {
             completed_ms: now_ms(),
             answer,
         });
+    }
+
+    /// Now and then pins a fresh CID everywhere with an expiry a few seconds
+    /// ahead, so the leader's expiry driver (the product's) has work under
+    /// the faults; the acknowledged ones must be gone by the final check.
+    async fn write_expiring_pins(self: Arc<Self>) {
+        let mut next = EXPIRING_POOL_BASE;
+        while !self.stop_clients.load(Ordering::Relaxed) {
+            sleep_ms(thread_rng().gen_range(2_000..8_000)).await;
+            let live = self.live();
+            let Some(running) = self.pick(&live).and_then(|i| self.registry.get(i)) else {
+                continue;
+            };
+            let now = now_ms();
+            let expire_at_ms = now + thread_rng().gen_range(2_000..30_000);
+            let options = PinOptions {
+                replication_factor_min: -1,
+                replication_factor_max: -1,
+                name: format!("expiring-{next}"),
+                expire_at: Some(Millis(expire_at_ms)),
+                ..PinOptions::default()
+            };
+            let cid = pool_cid(next);
+            next += 1;
+            let entry = Entry::new(Command::Pin(Pin::new(cid.clone(), options, Millis(now))));
+            let got = madsim::time::timeout(
+                Duration::from_millis(CLIENT_TIMEOUT_MS),
+                running.raft.write(entry),
+            )
+            .await;
+            if let Ok(Ok(result)) = got {
+                if let Answer::Pinned(_) = Answer::of(&result) {
+                    probes::hit("expiry: pin with a near expiry acknowledged");
+                    self.event(format!(
+                        "expiring pin {cid} acked, expires at {expire_at_ms}"
+                    ));
+                    lock(&self.expiring).push(checkers::ExpiringPin { cid, expire_at_ms });
+                }
+            }
+        }
     }
 
     // ---- faults -----------------------------------------------------------------
@@ -1337,6 +1384,22 @@ impl Sim {
             });
         }
         checkers::check_allocations(pins, &members)?;
+        let views: BTreeMap<PeerId, BTreeSet<PeerId>> = live
+            .iter()
+            .filter_map(|i| {
+                let r = self.registry.get(*i)?;
+                let seen = r.board.current(r.clock.now()).into_iter().map(|m| m.peer);
+                Some((self.peer(*i).id.clone(), seen.collect()))
+            })
+            .collect();
+        checkers::check_metrics_reach(&views, &members.iter().cloned().collect())?;
+        let expired = checkers::check_expired_removed(
+            &lock(&self.expiring),
+            replicas.iter().map(|(label, _, pins)| (label.as_str(), pins)),
+            now_ms(),
+            EXPIRY_GRACE_MS,
+        )?;
+        probes::add("expiry: expired pin removed", expired as u64);
         let ipfs: BTreeMap<PeerId, BTreeMap<Cid, checkers::DaemonPin>> = live
             .iter()
             .map(|i| (self.peer(*i).id.clone(), self.peer(*i).ipfs.pins()))
@@ -1383,6 +1446,7 @@ pub async fn run(params: Params) -> Report {
     let sim = Arc::new(Sim {
         swarm: swarm.clone(),
         wiped: Mutex::new(BTreeSet::new()),
+        expiring: Mutex::new(Vec::new()),
         ever_removed: Mutex::new(BTreeSet::new()),
         // Armed once the cluster is formed (see `run`).
         buggify_left: Mutex::new(0),
@@ -1439,6 +1503,7 @@ pub async fn run(params: Params) -> Report {
     let clients: Vec<_> = (0..swarm.clients as u64)
         .map(|c| madsim::task::spawn(Arc::clone(&sim).client(c)))
         .collect();
+    let expiring_writer = madsim::task::spawn(Arc::clone(&sim).write_expiring_pins());
     sim.chaos(now_ms() + params.chaos_secs * 1_000).await;
     sim.heal().await;
     sim.check_liveness().await;
@@ -1464,6 +1529,7 @@ pub async fn run(params: Params) -> Report {
     for c in clients {
         let _ = c.await;
     }
+    let _ = expiring_writer.await;
     if let Some(ipfs) = tail_outage {
         sim.end_tail_outage(&ipfs).await;
     }

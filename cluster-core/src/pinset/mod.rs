@@ -16,6 +16,8 @@ pub use command::{
     Applied, ApplyError, ApplyResult, Command, Entry, OutOfOrder, PinChange, PinVersion, RequestId,
 };
 pub use sessions::{SESSIONS_MAX, SESSION_IDLE_ENTRIES, SESSION_WINDOW};
+#[doc(hidden)]
+pub use snapshot::seal_snapshot_body;
 pub use snapshot::{SnapshotError, SNAPSHOT_VERSION};
 
 use crate::pin::{Allocated, Pin, PinMode, PinType};

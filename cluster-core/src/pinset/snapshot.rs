@@ -57,6 +57,19 @@ fn checksum(bytes: &[u8]) -> u64 {
     hash ^ (hash >> 32)
 }
 
+/// Frames `body` the way [`Pinset::snapshot`] does (version byte, body,
+/// checksum), so a fuzz target reaches the body's decoder with arbitrary
+/// bytes instead of stopping at the checksum. Not an API: only `fuzz/`
+/// calls it.
+#[doc(hidden)]
+pub fn seal_snapshot_body(body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1 + body.len() + CHECKSUM_BYTES);
+    out.push(SNAPSHOT_VERSION);
+    out.extend_from_slice(body);
+    out.extend_from_slice(&checksum(body).to_le_bytes());
+    out
+}
+
 /// Appends to a plain `Vec` (postcard's generic `Extend` flavor copies byte
 /// by byte through an iterator, several times slower on 80 MB snapshots).
 struct VecFlavor(Vec<u8>);

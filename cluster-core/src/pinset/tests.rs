@@ -446,6 +446,23 @@ fn sharded_pin_types_are_refused() {
     assert!(s.is_empty());
 }
 
+/// The fuzz targets frame arbitrary bodies with `seal_snapshot_body`: it
+/// must frame exactly as `snapshot` does.
+#[test]
+fn sealing_a_snapshot_body_gives_the_snapshot_back() {
+    let mut s = Pinset::new();
+    for n in 0..5 {
+        ap(&mut s, n + 1, &pin_cmd(pin(n, 1, 2, &[n % 3], 10))).unwrap();
+    }
+    let bytes = s.snapshot();
+    let body = &bytes[1..bytes.len() - 8];
+    assert_eq!(seal_snapshot_body(body), bytes);
+    assert!(matches!(
+        Pinset::restore(&seal_snapshot_body(b"")),
+        Err(SnapshotError::Decode(_))
+    ));
+}
+
 #[test]
 fn snapshot_refuses_damage() {
     let mut s = Pinset::new();

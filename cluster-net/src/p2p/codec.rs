@@ -155,6 +155,35 @@ impl request_response::Codec for WireCodec {
     }
 }
 
+/// Reads one inbound message from `wire` as the codec reads a request off a
+/// stream, with a cap of `message_bytes_max`. For the fuzz targets (not an
+/// API): the swarm's own path needs a live connection.
+#[doc(hidden)]
+pub fn read_frame(wire: &[u8], message_bytes_max: usize) -> io::Result<Vec<u8>> {
+    let mut codec = WireCodec { message_bytes_max };
+    let mut stream = libp2p::futures::io::Cursor::new(wire);
+    libp2p::futures::executor::block_on(request_response::Codec::read_request(
+        &mut codec,
+        &NODE_RPC_PROTOCOL,
+        &mut stream,
+    ))
+}
+
+/// Decodes a node RPC request (method and body) as the swarm does. For the
+/// fuzz targets (not an API).
+#[doc(hidden)]
+pub fn decode_node_request(bytes: &[u8]) -> postcard::Result<(String, Vec<u8>)> {
+    let request: NodeRequest = postcard::from_bytes(bytes)?;
+    Ok((request.method, request.body))
+}
+
+/// Decodes a node RPC answer as the caller does. For the fuzz targets (not
+/// an API).
+#[doc(hidden)]
+pub fn decode_node_response(bytes: &[u8]) -> postcard::Result<Result<Vec<u8>, String>> {
+    postcard::from_bytes(bytes)
+}
+
 #[cfg(test)]
 mod tests {
     use libp2p::futures::executor::block_on;

@@ -27,6 +27,8 @@ use std::time::Duration;
 use libp2p::{Multiaddr, PeerId};
 use tokio::sync::{mpsc, oneshot};
 
+#[doc(hidden)]
+pub use codec::{decode_node_request, decode_node_response, read_frame};
 pub use codec::{NODE_RPC_PROTOCOL, PEER_RPC_PROTOCOL, RAFT_PROTOCOL, WIRE_VERSION};
 pub use config::{Libp2pConfig, Libp2pConfigError, ENVELOPE_OVERHEAD_BYTES};
 pub use key::{KeyError, KEY_FILE};
@@ -38,6 +40,18 @@ use crate::transport::{
     BoxFuture, NodeRpc, NodeRpcError, NodeRpcHandler, RaftTransport, RpcHandler, TransportError,
 };
 use swarm::{lock, Command, Proto, Shared, Task};
+
+/// The peer id of the identity key in `config_dir`, creating the key (and
+/// the directory) when there is none yet: for `init` and the offline
+/// commands of a node, which need the peer's name without starting a host.
+pub fn identity_peer_id(config_dir: &std::path::Path) -> Result<cluster_core::PeerId, KeyError> {
+    let key = key::load_or_create(config_dir)?;
+    let text = key.public().to_peer_id().to_string();
+    cluster_core::PeerId::parse(&text).map_err(|e| KeyError::Corrupt {
+        path: config_dir.join(KEY_FILE),
+        reason: e.to_string(),
+    })
+}
 
 /// Longest wait at start for the listeners to report their addresses.
 const LISTEN_WAIT_MS: u64 = 5_000;
@@ -446,5 +460,20 @@ impl RaftTransport for Libp2pTransport {
             let bytes = call.await?;
             RpcResponse::from_bytes(&bytes).map_err(|e| failed(e.to_string()))
         })
+    }
+}
+
+#[cfg(test)]
+mod identity_tests {
+    use super::*;
+
+    #[test]
+    fn the_identity_peer_id_is_created_once_and_matches_the_hosts() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let sub = dir.path().join("config");
+        let first = identity_peer_id(&sub).expect("create");
+        assert_eq!(identity_peer_id(&sub).expect("read"), first);
+        let key = key::load_or_create(&sub).expect("load");
+        assert_eq!(first.as_str(), key.public().to_peer_id().to_string());
     }
 }

@@ -17,6 +17,8 @@
 mod changes;
 mod cluster_id;
 mod codec;
+#[doc(hidden)]
+pub mod fuzzing;
 mod identity;
 mod log_store;
 mod membership;

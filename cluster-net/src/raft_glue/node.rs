@@ -199,6 +199,20 @@ impl ClusterRaft {
         read_pinset(&self.inner.pinset).applied_index()
     }
 
+    /// Index of the last entry in this peer's log, applied or not (0 when
+    /// empty), as the Raft task last published it: just after
+    /// [`start`](ClusterRaft::start) it may still read 0 for a short while.
+    /// A lone member that restarted applies up to it once it leads again;
+    /// an offline reader waits for that before reading the pinset.
+    pub fn last_log_index(&self) -> u64 {
+        self.inner
+            .raft
+            .metrics()
+            .borrow()
+            .last_log_index
+            .unwrap_or(0)
+    }
+
     /// The current leader as this peer knows it.
     pub fn leader(&self) -> Option<PeerId> {
         self.inner

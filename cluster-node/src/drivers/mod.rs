@@ -29,8 +29,9 @@ pub struct DriverSettings {
     pub tracker: TrackerDriverConfig,
     /// The metrics publisher's.
     pub metrics: MetricsConfig,
-    /// The re-allocation driver's.
-    pub repair: RepairConfig,
+    /// The re-allocation driver's; `None` runs no re-allocation (pins on
+    /// departed peers stay where they are until an operator moves them).
+    pub repair: Option<RepairConfig>,
     /// The expiry driver's.
     pub expiry: ExpiryConfig,
 }
@@ -66,11 +67,13 @@ pub fn start_drivers(
         Arc::clone(&board),
         settings.metrics,
     ));
-    rt::spawn(repair::repair_allocations(
-        ctx.clone(),
-        Arc::clone(&board),
-        settings.repair,
-    ));
+    if let Some(repair) = settings.repair {
+        rt::spawn(repair::repair_allocations(
+            ctx.clone(),
+            Arc::clone(&board),
+            repair,
+        ));
+    }
     rt::spawn(expiry::remove_expired(ctx.clone(), settings.expiry));
     Ok(Drivers {
         tracker,

@@ -189,7 +189,9 @@ impl Marks {
 
 /// Replays a log's bytes: the marks, the number of complete lines, and the
 /// length of the valid prefix (everything up to the last newline).
-fn replay(path: &Path, text: &[u8]) -> Result<(HashMap<Cid, i32>, usize, usize), MarkError> {
+/// Public for the fuzz targets in `fuzz/` (not an API).
+#[doc(hidden)]
+pub fn replay(path: &Path, text: &[u8]) -> Result<(HashMap<Cid, i32>, usize, usize), MarkError> {
     let valid_len = text.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
     let mut marks = HashMap::new();
     let mut lines = 0;

@@ -1,0 +1,446 @@
+//! `daemon`: runs one cluster peer: the libp2p host, the consensus over the
+//! redb store, the IPFS connector and the node drivers, until it is told
+//! to stop (or its consensus stops by itself on a storage error).
+//!
+//! How the peer comes into its cluster:
+//! - its store holds cluster state: it restarts as the member it was;
+//! - it is recorded as a member but its store is gone: refused (it must
+//!   not come back empty as the member it was; the message says how to
+//!   re-join);
+//! - fresh, no other peer in `cluster_peers` or `--bootstrap`: it starts a
+//!   new single-peer cluster;
+//! - fresh, with other peers listed: it joins through them, in turn, each
+//!   attempt retried until `consensus.raft.membership_timeout`.
+//!
+//! A fresh peer with peers listed never starts a cluster by itself: two
+//! peers that each decided to go first would form two clusters. So the
+//! first peer of a new cluster is started with no other peer listed.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use cluster_core::PeerId;
+use cluster_net::p2p::{Libp2pError, Libp2pTransport};
+use cluster_net::store::{RedbStore, StoreError};
+use cluster_net::{Boot, ClusterRaft, FatalError, MembershipError, NodeInfo, StartError};
+
+use crate::config::{ConfigError, PeerAddress, ServerConfig};
+use crate::drivers::tracker::ViolationHook;
+use crate::ipfs::IpfsConnector;
+use crate::server::member::{self, MemberFileError};
+use crate::server::{random_bytes, random_id, RandomError, VERSION};
+use crate::{start_drivers, Drivers, PeerContext, SystemClock};
+
+/// Directory (in the config directory) of the IPFS connector's record.
+pub const IPFS_RECORD_DIR: &str = "ipfs";
+/// How often the membership is looked at, to log its changes.
+const MEMBERS_WATCH_MS: u64 = 1_000;
+/// How often "no leader yet" is repeated while waiting for one.
+const LEADER_NAG_MS: u64 = 10_000;
+
+/// Options of `daemon` beyond the config file.
+#[derive(Debug, Clone, Default)]
+pub struct DaemonOptions {
+    /// Peers to join through (multiaddrs with `/p2p/`), for a fresh peer.
+    pub bootstrap: Vec<String>,
+}
+
+/// The daemon could not start, or stopped on an error.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// The configuration or the options are invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The libp2p host could not start.
+    #[error("starting the libp2p host: {0}")]
+    Libp2p(#[from] Libp2pError),
+    /// `server.json` names another peer than the identity key.
+    #[error(
+        "cluster.id in server.json is {configured} but the identity key in {key_dir} is peer \
+         {actual}: the key decides; fix cluster.id or restore the right key"
+    )]
+    WrongIdentity {
+        /// The configured id.
+        configured: String,
+        /// The key's peer id.
+        actual: String,
+        /// Where the key is.
+        key_dir: PathBuf,
+    },
+    /// The consensus store could not be opened.
+    #[error("opening the consensus data: {0}")]
+    Store(#[from] StoreError),
+    /// The consensus layer refused to start.
+    #[error("starting the consensus: {0}")]
+    Start(#[from] StartError),
+    /// Bootstrapping or joining the cluster failed.
+    #[error("{what}: {source}")]
+    Membership {
+        /// What was tried.
+        what: String,
+        /// Why it failed.
+        source: MembershipError,
+    },
+    /// The IPFS connector could not be set up.
+    #[error("setting up the IPFS connector: {0}")]
+    Ipfs(String),
+    /// The drivers refused their settings.
+    #[error("starting the pin tracker: {0}")]
+    Drivers(String),
+    /// The membership record could not be written.
+    #[error(transparent)]
+    Member(#[from] MemberFileError),
+    /// No randomness.
+    #[error(transparent)]
+    Random(#[from] RandomError),
+    /// This peer was removed from its cluster.
+    #[error(
+        "peer {0} was removed from the cluster and stopped. To take part again, run \
+         `ipfscluster-server state cleanup --force` and start it with another peer in \
+         cluster_peers (or --bootstrap) to join through"
+    )]
+    Removed(String),
+    /// The consensus stopped by itself.
+    #[error(transparent)]
+    Fatal(#[from] FatalError),
+}
+
+/// A running peer.
+pub struct Daemon {
+    /// Its id.
+    pub peer: PeerId,
+    /// Its libp2p host.
+    pub net: Libp2pTransport,
+    /// Its consensus.
+    pub raft: ClusterRaft,
+    /// Its drivers.
+    pub drivers: Drivers,
+}
+
+/// Starts the peer configured in `config_dir`. The caller holds the
+/// directory's lock and a tokio runtime.
+pub async fn start(
+    config_dir: &Path,
+    config: &ServerConfig,
+    options: &DaemonOptions,
+) -> Result<Daemon, DaemonError> {
+    let peers = config.peer_addresses(&options.bootstrap, "--bootstrap")?;
+    let raft_config = config.raft_config();
+    let key_dir = config.identity_dir(config_dir);
+    let net_config = config.libp2p_config(&key_dir)?;
+    let net = Libp2pTransport::start(net_config).await?;
+    let peer = net.peer_id();
+    if !config.cluster.id.is_empty() && config.cluster.id != peer.as_str() {
+        net.shutdown().await;
+        return Err(DaemonError::WrongIdentity {
+            configured: config.cluster.id.clone(),
+            actual: peer.to_string(),
+            key_dir,
+        });
+    }
+    tracing::info!("IPFS Cluster (ipfscluster-server {VERSION}) peer {peer}");
+    tracing::info!(
+        "cluster peer {peer} listening on: {}",
+        net.listen_addrs().join(", ")
+    );
+    let started = start_consensus(config_dir, config, &net, &peer, raft_config).await;
+    let raft = match started {
+        Ok(raft) => raft,
+        Err(e) => {
+            net.shutdown().await;
+            return Err(e);
+        }
+    };
+    let joined = enter_cluster(config_dir, &raft, &net, &peer, &peers, &options.bootstrap).await;
+    if let Err(e) = joined {
+        raft.shutdown().await;
+        net.shutdown().await;
+        return Err(e);
+    }
+    let drivers = match start_node(config_dir, config, &raft, &net, &peer) {
+        Ok(drivers) => drivers,
+        Err(e) => {
+            raft.shutdown().await;
+            net.shutdown().await;
+            return Err(e);
+        }
+    };
+    tokio::spawn(log_members(raft.clone()));
+    tokio::spawn(recover_periodically(
+        drivers.clone(),
+        config.pin_tracker.recover_interval,
+    ));
+    Ok(Daemon {
+        peer,
+        net,
+        raft,
+        drivers,
+    })
+}
+
+/// Opens the store and starts the consensus on it.
+async fn start_consensus(
+    config_dir: &Path,
+    config: &ServerConfig,
+    net: &Libp2pTransport,
+    peer: &PeerId,
+    raft_config: cluster_net::RaftConfig,
+) -> Result<ClusterRaft, DaemonError> {
+    let data_dir = config.data_dir(config_dir);
+    let was_member = member::is_member(config_dir);
+    let (store, boot) = if was_member {
+        let store = match RedbStore::open(&data_dir) {
+            // A member whose database is gone: cluster-net says what to do.
+            Err(StoreError::Missing { .. }) => {
+                return Err(StartError::NoState {
+                    peer: peer.to_string(),
+                }
+                .into())
+            }
+            other => other?,
+        };
+        (store, Boot::Existing)
+    } else {
+        let boot = Boot::CreateIfEmpty {
+            incarnation: random_id()?,
+        };
+        (RedbStore::open_or_create(&data_dir)?, boot)
+    };
+    tracing::info!("consensus data in {}", data_dir.display());
+    let raft = ClusterRaft::start(
+        peer,
+        net.addr(),
+        raft_config,
+        boot,
+        store,
+        Arc::new(net.clone()),
+    )
+    .await?;
+    net.register(raft.rpc_handler());
+    Ok(raft)
+}
+
+/// Bootstraps, joins or resumes the cluster (see the module docs).
+async fn enter_cluster(
+    config_dir: &Path,
+    raft: &ClusterRaft,
+    net: &Libp2pTransport,
+    peer: &PeerId,
+    peers: &[PeerAddress],
+    bootstrap: &[String],
+) -> Result<(), DaemonError> {
+    let others: Vec<&PeerAddress> = peers.iter().filter(|p| p.peer_id != *peer).collect();
+    for other in &others {
+        // Best effort: the host also redials peers it learns later.
+        if let Err(e) = net.dial(&other.full).await {
+            tracing::warn!("cannot dial {}: {e}", other.full);
+        }
+    }
+    if let Some(cluster_id) = raft.cluster_id() {
+        if !bootstrap.is_empty() {
+            tracing::warn!(
+                "--bootstrap ignored: this peer already belongs to cluster {cluster_id:032x}"
+            );
+        }
+        tracing::info!(
+            "restarting as a member of cluster {cluster_id:032x} (state found in the consensus data)"
+        );
+        member::record(config_dir, cluster_id)?;
+        return Ok(());
+    }
+    if others.is_empty() {
+        tracing::info!(
+            "starting a new cluster: this peer has no cluster state and no other peer is listed \
+             in cluster_peers or --bootstrap"
+        );
+        let cluster_id = random_id()?;
+        raft.initialize(cluster_id)
+            .await
+            .map_err(|source| DaemonError::Membership {
+                what: "starting a new cluster".to_string(),
+                source,
+            })?;
+        member::record(config_dir, cluster_id)?;
+        return Ok(());
+    }
+    let mut last = None;
+    for via in others {
+        tracing::info!("joining the cluster through {}", via.full);
+        let contact = NodeInfo {
+            peer_id: via.peer_id.to_string(),
+            addr: via.addr.clone(),
+            incarnation: 0,
+        };
+        match raft.join(&contact).await {
+            Ok(()) => {
+                let cluster_id = raft.cluster_id().unwrap_or_default();
+                tracing::info!("joined cluster {cluster_id:032x} through {}", via.peer_id);
+                member::record(config_dir, cluster_id)?;
+                return Ok(());
+            }
+            Err(e) => {
+                tracing::warn!("joining through {} failed: {e}", via.full);
+                last = Some((via.full.clone(), e));
+            }
+        }
+    }
+    let (via, source) = last.unwrap_or((String::new(), MembershipError::NoLeader));
+    Err(DaemonError::Membership {
+        what: format!("joining the cluster (last tried through {via})"),
+        source,
+    })
+}
+
+/// Starts the IPFS connector and the drivers, and serves node RPCs.
+fn start_node(
+    config_dir: &Path,
+    config: &ServerConfig,
+    raft: &ClusterRaft,
+    net: &Libp2pTransport,
+    peer: &PeerId,
+) -> Result<Drivers, DaemonError> {
+    // The connector's record of the pins the cluster made lives apart from
+    // the consensus data: `state cleanup` must not make the cluster forget
+    // which of the daemon's pins are its own.
+    let ipfs = connect_ipfs(config, &config_dir.join(IPFS_RECORD_DIR))?;
+    tracing::info!(
+        "IPFS daemon expected at {}",
+        config.ipfs_http.node_multiaddress
+    );
+    let ctx = PeerContext {
+        id: peer.clone(),
+        raft: raft.clone(),
+        ipfs,
+        clock: Arc::new(SystemClock::new()),
+        rpc: Arc::new(net.clone()),
+    };
+    let epoch = u16::from_le_bytes(random_bytes()?);
+    let on_violation: ViolationHook =
+        Arc::new(|v| tracing::error!("pin tracker invariant broken (a bug): {v}"));
+    let drivers = start_drivers(&ctx, config.driver_settings(epoch), on_violation)
+        .map_err(|e| DaemonError::Drivers(e.to_string()))?;
+    net.register_node_rpc(drivers.router.clone());
+    Ok(drivers)
+}
+
+#[cfg(feature = "kubo")]
+fn connect_ipfs(
+    config: &ServerConfig,
+    data_dir: &Path,
+) -> Result<Arc<dyn IpfsConnector>, DaemonError> {
+    use crate::ipfs::kubo::{api_url_from_multiaddr, KuboConfig, KuboConnector};
+    let http = &config.ipfs_http;
+    let url = api_url_from_multiaddr(&http.node_multiaddress)
+        .map_err(|e| DaemonError::Ipfs(format!("ipfs_http.node_multiaddress: {e}")))?;
+    let mut kubo = KuboConfig::new(url, data_dir.to_path_buf());
+    kubo.request_timeout = http.request_timeout;
+    kubo.pin_timeout = http.pin_timeout;
+    kubo.unpin_timeout = http.unpin_timeout;
+    kubo.concurrency = http.concurrency;
+    let connector = KuboConnector::new(kubo).map_err(|e| DaemonError::Ipfs(e.to_string()))?;
+    Ok(Arc::new(connector))
+}
+
+#[cfg(not(feature = "kubo"))]
+fn connect_ipfs(
+    _config: &ServerConfig,
+    _data_dir: &Path,
+) -> Result<Arc<dyn IpfsConnector>, DaemonError> {
+    Err(DaemonError::Ipfs(
+        "this build has no IPFS connector (cluster-node feature `kubo`)".to_string(),
+    ))
+}
+
+impl Daemon {
+    /// Runs until `stop` completes (a signal) or the consensus stops by
+    /// itself, then shuts the peer down cleanly.
+    pub async fn run(self, stop: impl std::future::Future<Output = ()>) -> Result<(), DaemonError> {
+        let fatal = tokio::select! {
+            () = stop => None,
+            fatal = self.raft.wait_fatal() => Some(Err(fatal.into())),
+            () = removed(self.raft.clone()) => Some(Err(DaemonError::Removed(self.peer.to_string()))),
+        };
+        tracing::info!("shutting down peer {}", self.peer);
+        // Stop serving other peers first, then the consensus (it releases
+        // the store), then the host. The drivers' tasks end with the
+        // process.
+        self.net.unregister();
+        self.raft.shutdown().await;
+        self.net.shutdown().await;
+        match fatal {
+            Some(error) => error,
+            None => {
+                tracing::info!("peer {} stopped cleanly", self.peer);
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Completes once this peer is no longer a member of its cluster (it was
+/// removed).
+async fn removed(raft: ClusterRaft) {
+    loop {
+        tokio::time::sleep(Duration::from_millis(MEMBERS_WATCH_MS)).await;
+        if !raft.is_member() {
+            return;
+        }
+    }
+}
+
+/// Logs the leader once known and the members whenever they change.
+async fn log_members(raft: ClusterRaft) {
+    let mut known: Option<Vec<String>> = None;
+    let mut leader: Option<PeerId> = None;
+    let mut ready = false;
+    let mut waited = Duration::ZERO;
+    let tick = Duration::from_millis(MEMBERS_WATCH_MS);
+    loop {
+        let now_leader = raft.leader();
+        if now_leader != leader {
+            match &now_leader {
+                Some(l) if !ready => {
+                    ready = true;
+                    tracing::info!("leader is {l}");
+                    tracing::info!("** IPFS Cluster is READY **");
+                }
+                Some(l) => tracing::info!("leader is now {l}"),
+                None => {
+                    tracing::warn!("no leader: the cluster cannot take writes until one is elected")
+                }
+            }
+            leader = now_leader;
+        } else if leader.is_none() {
+            waited += tick;
+            if waited.as_millis().is_multiple_of(u128::from(LEADER_NAG_MS)) {
+                tracing::warn!(
+                    "no leader after {}s: are a majority of the members running and reachable?",
+                    waited.as_secs()
+                );
+            }
+        }
+        let mut members: Vec<String> = raft.members().iter().map(|p| p.to_string()).collect();
+        members.sort();
+        if known.as_ref() != Some(&members) && !members.is_empty() {
+            tracing::info!(
+                "cluster members ({}): {}",
+                members.len(),
+                members.join(", ")
+            );
+            known = Some(members);
+        }
+        tokio::time::sleep(tick).await;
+    }
+}
+
+/// Retries failed pin operations every `interval` (IPFS Cluster's
+/// `pin_recover_interval`).
+async fn recover_periodically(drivers: Drivers, interval: Duration) {
+    loop {
+        tokio::time::sleep(interval).await;
+        if !drivers.tracker.recover(None) {
+            return;
+        }
+    }
+}
