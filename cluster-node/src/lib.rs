@@ -14,6 +14,8 @@
 
 #![deny(missing_docs)]
 
+#[cfg(any(feature = "rest", feature = "client"))]
+pub mod api;
 pub mod clock;
 #[cfg(feature = "server")]
 pub mod config;

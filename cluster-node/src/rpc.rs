@@ -25,6 +25,9 @@ pub const METRICS_PUSH: &str = "metrics/push/v1";
 /// Asks a peer's tracker for CIDs' statuses (body: [`StatusQuery`],
 /// answer: [`StatusAnswer`]).
 pub const TRACKER_STATUS: &str = "tracker/status/v1";
+/// Asks a peer's tracker to retry failed operations now, of one CID or all
+/// (body: [`RecoverQuery`], answer: `bool`, false when its tracker is stopped).
+pub const TRACKER_RECOVER: &str = "tracker/recover/v1";
 /// Asks a peer (the leader) for its applied index (body: empty, answer: `u64`).
 pub const CONSENSUS_APPLIED: &str = "consensus/applied/v1";
 
@@ -55,6 +58,13 @@ pub struct MetricsPush {
 pub struct StatusQuery {
     /// These CIDs, or every CID the tracker knows when `None`.
     pub cids: Option<Vec<Cid>>,
+}
+
+/// What a [`TRACKER_RECOVER`] call asks to retry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecoverQuery {
+    /// This CID, or every failed operation when `None`.
+    pub cid: Option<Cid>,
 }
 
 /// A tracker's statuses, by CID.
@@ -189,6 +199,11 @@ impl NodeRpcHandler for NodeRouter {
                         .ok_or_else(|| format!("{TRACKER_STATUS}: the tracker is stopped"))?;
                     encode(TRACKER_STATUS, &statuses)
                 })
+            }
+            TRACKER_RECOVER => {
+                let answer = decode::<RecoverQuery>(method, &body)
+                    .and_then(|query| encode(method, &self.tracker.recover(query.cid)));
+                Box::pin(async move { answer })
             }
             other => {
                 let reason = format!("unknown node method {other:?}");

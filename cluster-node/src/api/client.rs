@@ -1,0 +1,623 @@
+//! A typed async client of the REST API (what the `ipfscluster` CLI
+//! uses): one method per route, answers decoded into [`crate::api::types`],
+//! failures typed as [`ClientError`].
+//!
+//! Listings stream: the `*_each` methods hand each item to a callback as it
+//! arrives (nothing is gathered); the plain ones collect into a `Vec`. A
+//! `204` is an empty listing; an `X-Stream-Error` trailer fails the call
+//! after the items already handed over.
+//!
+//! ```no_run
+//! use cluster_node::api::client::{Client, ClientConfig, ClientError};
+//! use cluster_core::{Cid, PinOptions};
+//!
+//! # async fn demo() -> Result<(), ClientError> {
+//! let client = Client::new(ClientConfig {
+//!     base_url: "http://127.0.0.1:9094".into(),
+//!     ..ClientConfig::default()
+//! })?;
+//! let cid = Cid::parse("QmP63DkAFEnDYNjDYBpyNDfttu1fvUw99x1brscPzpqmmq").expect("a CID");
+//! let options = PinOptions { name: "backup".into(), ..PinOptions::default() };
+//! let pin = client.pin(&cid, &options).await?;
+//! println!("pinned on {:?}", pin.allocations);
+//! let status = client.status(&cid, false).await?;
+//! for (peer, info) in &status.peer_map {
+//!     println!("{peer}: {}", info.status);
+//! }
+//! # Ok(())
+//! # }
+//! ```
+
+use std::time::Duration;
+
+use base64::Engine;
+use bytes::{Buf, Bytes, BytesMut};
+use cluster_core::{Cid, PeerId, PinOptions, PinType, TrackerStatus};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use serde::de::DeserializeOwned;
+
+use super::time::Timestamp;
+use super::types::{
+    Alert, ApiPin, ConnectGraph, ErrorBody, GlobalPinInfo, GlobalRepoGc, IdInfo, Metric, Version,
+};
+
+/// Largest non-streamed answer read, in bytes.
+pub const ANSWER_MAX_BYTES: usize = 64 << 20;
+/// Longest line of a streamed answer, in bytes.
+pub const LINE_MAX_BYTES: usize = 16 << 20;
+/// Longest error body quoted in an error.
+const QUOTED_MAX_CHARS: usize = 300;
+
+/// Where the API is and how to talk to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientConfig {
+    /// `http://host:port` (no TLS support yet).
+    pub base_url: String,
+    /// User and password for basic authentication.
+    pub basic_auth: Option<(String, String)>,
+    /// Longest wait for an answer's head, and between two chunks of a body.
+    pub timeout: Duration,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        ClientConfig {
+            base_url: "http://127.0.0.1:9094".into(),
+            basic_auth: None,
+            timeout: Duration::from_secs(120),
+        }
+    }
+}
+
+/// Why a call failed. [`ClientError::code`] is the HTTP status, 0 when
+/// the API was not reached (the CLI's exit code depends on it).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ClientError {
+    /// The settings are unusable.
+    #[error("client configuration: {0}")]
+    Config(String),
+    /// The API could not be reached, or the connection broke.
+    #[error("cannot reach the cluster API: {0}")]
+    Transport(String),
+    /// No answer (or no progress) within the timeout.
+    #[error("the cluster API did not answer within {0:?}")]
+    Timeout(Duration),
+    /// The API answered an error.
+    #[error("{code}: {message}")]
+    Api {
+        /// HTTP status.
+        code: u16,
+        /// The API's message.
+        message: String,
+    },
+    /// A stream failed after `items` items were handed over.
+    #[error("stream failed after {items} items: {message}")]
+    Stream {
+        /// Items received before the failure.
+        items: usize,
+        /// The `X-Stream-Error` trailer.
+        message: String,
+    },
+    /// The answer is not what the API sends.
+    #[error("answer not understood: {0}")]
+    Decode(String),
+}
+
+impl ClientError {
+    /// The HTTP status (500 for a failed stream), 0 when none.
+    pub fn code(&self) -> u16 {
+        match self {
+            ClientError::Api { code, .. } => *code,
+            ClientError::Stream { .. } => 500,
+            _ => 0,
+        }
+    }
+}
+
+/// What `GET /pins` lists.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StatusQuery {
+    /// Only entries in these statuses (empty: all).
+    pub filter: Vec<TrackerStatus>,
+    /// Only this peer's tracker.
+    pub local: bool,
+    /// Only these CIDs (takes precedence over `filter`).
+    pub cids: Vec<Cid>,
+    /// At most this many items (this server's extra).
+    pub limit: Option<usize>,
+    /// Start after this CID (this server's extra).
+    pub after: Option<Cid>,
+}
+
+/// A client of one cluster peer's REST API. Cheap to clone.
+#[derive(Clone)]
+pub struct Client {
+    base: String,
+    authorization: Option<HeaderValue>,
+    timeout: Duration,
+    http: hyper_util::client::legacy::Client<HttpConnector, Full<Bytes>>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("base", &self.base)
+            .field("authenticated", &self.authorization.is_some())
+            .finish()
+    }
+}
+
+fn query_string(pairs: &[(&str, String)]) -> String {
+    let mut s = form_urlencoded::Serializer::new(String::new());
+    for (k, v) in pairs {
+        s.append_pair(k, v);
+    }
+    s.finish()
+}
+
+fn join<T: ToString>(items: &[T]) -> String {
+    items
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Pin options as query parameters (rest-api.md §6.1).
+pub fn pin_query(options: &PinOptions) -> String {
+    let mode = match options.mode {
+        cluster_core::PinMode::Recursive => "recursive",
+        cluster_core::PinMode::Direct => "direct",
+    };
+    let mut pairs: Vec<(&str, String)> = vec![
+        (
+            "replication-min",
+            options.replication_factor_min.to_string(),
+        ),
+        (
+            "replication-max",
+            options.replication_factor_max.to_string(),
+        ),
+        ("name", options.name.clone()),
+        ("mode", mode.to_string()),
+        ("shard-size", options.shard_size.to_string()),
+        ("user-allocations", join(&options.user_allocations)),
+    ];
+    if let Some(at) = options.expire_at {
+        pairs.push(("expire-at", Timestamp::at(at).to_string()));
+    }
+    let meta: Vec<(String, String)> = options
+        .metadata
+        .iter()
+        .map(|(k, v)| (format!("meta-{k}"), v.clone()))
+        .collect();
+    for (k, v) in &meta {
+        pairs.push((k.as_str(), v.clone()));
+    }
+    if let Some(from) = &options.pin_update {
+        pairs.push(("pin-update", from.to_string()));
+    }
+    if !options.origins.is_empty() {
+        pairs.push(("origins", options.origins.join(",")));
+    }
+    query_string(&pairs)
+}
+
+impl Client {
+    /// A client of the API described by `config`. Needs a tokio runtime
+    /// when called.
+    pub fn new(config: ClientConfig) -> Result<Client, ClientError> {
+        let base = config.base_url.trim_end_matches('/').to_string();
+        if !base.starts_with("http://") {
+            return Err(ClientError::Config(format!(
+                "base URL {base:?} must start with http:// (TLS is not supported yet)"
+            )));
+        }
+        let authorization = match &config.basic_auth {
+            None => None,
+            Some((user, pass)) => {
+                let token =
+                    base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
+                let value = HeaderValue::from_str(&format!("Basic {token}"))
+                    .map_err(|e| ClientError::Config(format!("credentials: {e}")))?;
+                Some(value)
+            }
+        };
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(config.timeout));
+        // Requests are small: do not let Nagle's algorithm hold them back.
+        connector.set_nodelay(true);
+        let http =
+            hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build(connector);
+        Ok(Client {
+            base,
+            authorization,
+            timeout: config.timeout,
+            http,
+        })
+    }
+
+    /// Sends one request; answers the response head (body unread).
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        query: &str,
+    ) -> Result<Response<Incoming>, ClientError> {
+        let uri = if query.is_empty() {
+            format!("{}{path}", self.base)
+        } else {
+            format!("{}{path}?{query}", self.base)
+        };
+        let mut request = Request::builder()
+            .method(method)
+            .uri(&uri)
+            .header(header::TE, "trailers");
+        if let Some(auth) = &self.authorization {
+            request = request.header(header::AUTHORIZATION, auth.clone());
+        }
+        let request = request
+            .body(Full::new(Bytes::new()))
+            .map_err(|e| ClientError::Config(format!("request {uri}: {e}")))?;
+        match tokio::time::timeout(self.timeout, self.http.request(request)).await {
+            Err(_) => Err(ClientError::Timeout(self.timeout)),
+            Ok(Err(e)) => Err(ClientError::Transport(format!("{uri}: {e}"))),
+            Ok(Ok(response)) => Ok(response),
+        }
+    }
+
+    /// The next frame of `body`, within the timeout.
+    async fn frame(
+        &self,
+        body: &mut Incoming,
+    ) -> Result<Option<hyper::body::Frame<Bytes>>, ClientError> {
+        match tokio::time::timeout(self.timeout, body.frame()).await {
+            Err(_) => Err(ClientError::Timeout(self.timeout)),
+            Ok(None) => Ok(None),
+            Ok(Some(Err(e))) => Err(ClientError::Transport(format!("reading the answer: {e}"))),
+            Ok(Some(Ok(frame))) => Ok(Some(frame)),
+        }
+    }
+
+    /// The whole body, bounded.
+    async fn read_all(&self, response: Response<Incoming>) -> Result<Bytes, ClientError> {
+        let mut body = response.into_body();
+        let mut buf = BytesMut::new();
+        while let Some(frame) = self.frame(&mut body).await? {
+            if let Ok(data) = frame.into_data() {
+                if buf.len() + data.len() > ANSWER_MAX_BYTES {
+                    return Err(ClientError::Decode(format!(
+                        "answer larger than {ANSWER_MAX_BYTES} bytes"
+                    )));
+                }
+                buf.extend_from_slice(&data);
+            }
+        }
+        Ok(buf.freeze())
+    }
+
+    /// The error an error status carries.
+    async fn api_error(&self, response: Response<Incoming>) -> ClientError {
+        let code = response.status().as_u16();
+        match self.read_all(response).await {
+            Ok(bytes) => match serde_json::from_slice::<ErrorBody>(&bytes) {
+                Ok(body) => ClientError::Api {
+                    code,
+                    message: body.message,
+                },
+                Err(_) => ClientError::Api {
+                    code,
+                    message: String::from_utf8_lossy(&bytes)
+                        .chars()
+                        .take(QUOTED_MAX_CHARS)
+                        .collect(),
+                },
+            },
+            Err(e) => ClientError::Api {
+                code,
+                message: format!("(error body unreadable: {e})"),
+            },
+        }
+    }
+
+    /// A call answering one JSON document.
+    async fn call<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        query: &str,
+    ) -> Result<T, ClientError> {
+        let response = self.send(method, path, query).await?;
+        if !response.status().is_success() {
+            return Err(self.api_error(response).await);
+        }
+        let bytes = self.read_all(response).await?;
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode(format!("{path}: {e}")))
+    }
+
+    /// A call answering no document (204).
+    async fn call_empty(&self, method: Method, path: &str) -> Result<(), ClientError> {
+        let response = self.send(method, path, "").await?;
+        if !response.status().is_success() {
+            return Err(self.api_error(response).await);
+        }
+        Ok(())
+    }
+
+    /// A streamed call: each item to `each`; answers how many came.
+    async fn stream<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        query: &str,
+        mut each: impl FnMut(T),
+    ) -> Result<usize, ClientError> {
+        let response = self.send(method, path, query).await?;
+        match response.status() {
+            StatusCode::NO_CONTENT => return Ok(0),
+            StatusCode::OK => {}
+            _ => return Err(self.api_error(response).await),
+        }
+        let mut body = response.into_body();
+        let mut buf = BytesMut::new();
+        let mut items = 0;
+        let mut decode = |line: &[u8], items: &mut usize| -> Result<(), ClientError> {
+            if line.iter().all(u8::is_ascii_whitespace) {
+                return Ok(());
+            }
+            let item = serde_json::from_slice(line)
+                .map_err(|e| ClientError::Decode(format!("{path}: item {}: {e}", *items + 1)))?;
+            *items += 1;
+            each(item);
+            Ok(())
+        };
+        while let Some(frame) = self.frame(&mut body).await? {
+            let frame = match frame.into_data() {
+                Ok(data) => {
+                    buf.extend_from_slice(&data);
+                    while let Some(end) = buf.iter().position(|b| *b == b'\n') {
+                        let line = buf.split_to(end + 1);
+                        decode(&line, &mut items)?;
+                    }
+                    if buf.len() > LINE_MAX_BYTES {
+                        return Err(ClientError::Decode(format!(
+                            "{path}: a line longer than {LINE_MAX_BYTES} bytes"
+                        )));
+                    }
+                    continue;
+                }
+                Err(frame) => frame,
+            };
+            if let Ok(trailers) = frame.into_trailers() {
+                let errors: Vec<&str> = trailers
+                    .get_all("x-stream-error")
+                    .iter()
+                    .filter_map(|v| v.to_str().ok())
+                    .filter(|v| !v.is_empty())
+                    .collect();
+                if !errors.is_empty() {
+                    return Err(ClientError::Stream {
+                        items,
+                        message: errors.join(", "),
+                    });
+                }
+            }
+        }
+        if buf.has_remaining() {
+            let rest = buf.split();
+            decode(&rest, &mut items)?;
+        }
+        Ok(items)
+    }
+
+    /// `GET /id`.
+    pub async fn id(&self) -> Result<IdInfo, ClientError> {
+        self.call(Method::GET, "/id", "").await
+    }
+
+    /// `GET /version`.
+    pub async fn version(&self) -> Result<Version, ClientError> {
+        self.call(Method::GET, "/version", "").await
+    }
+
+    /// `GET /health`: `Ok` when the API answers.
+    pub async fn health(&self) -> Result<(), ClientError> {
+        self.call_empty(Method::GET, "/health").await
+    }
+
+    /// `GET /peers`, each peer to `each`.
+    pub async fn peers_each(&self, each: impl FnMut(IdInfo)) -> Result<usize, ClientError> {
+        self.stream(Method::GET, "/peers", "", each).await
+    }
+
+    /// `GET /peers`.
+    pub async fn peers(&self) -> Result<Vec<IdInfo>, ClientError> {
+        let mut all = Vec::new();
+        self.peers_each(|p| all.push(p)).await?;
+        Ok(all)
+    }
+
+    /// `DELETE /peers/{peer}`.
+    pub async fn remove_peer(&self, peer: &PeerId) -> Result<(), ClientError> {
+        self.call_empty(Method::DELETE, &format!("/peers/{peer}"))
+            .await
+    }
+
+    /// `POST /pins/{cid}` with `options`: the pin as submitted.
+    pub async fn pin(&self, cid: &Cid, options: &PinOptions) -> Result<ApiPin, ClientError> {
+        self.call(Method::POST, &format!("/pins/{cid}"), &pin_query(options))
+            .await
+    }
+
+    /// `POST /pins/ipfs/{cid}` with `options` (the route the upstream CLI uses).
+    pub async fn pin_path(&self, cid: &Cid, options: &PinOptions) -> Result<ApiPin, ClientError> {
+        self.call(
+            Method::POST,
+            &format!("/pins/ipfs/{cid}"),
+            &pin_query(options),
+        )
+        .await
+    }
+
+    /// `DELETE /pins/{cid}`: the pin as it was stored.
+    pub async fn unpin(&self, cid: &Cid) -> Result<ApiPin, ClientError> {
+        self.call(Method::DELETE, &format!("/pins/{cid}"), "").await
+    }
+
+    /// `GET /allocations/{cid}`.
+    pub async fn allocation(&self, cid: &Cid) -> Result<ApiPin, ClientError> {
+        self.call(Method::GET, &format!("/allocations/{cid}"), "")
+            .await
+    }
+
+    /// `GET /allocations?filter=…`, each pin to `each`.
+    pub async fn allocations_each(
+        &self,
+        filter: &[PinType],
+        each: impl FnMut(ApiPin),
+    ) -> Result<usize, ClientError> {
+        let names: Vec<&str> = filter
+            .iter()
+            .map(|t| match t {
+                PinType::Data => "pin",
+                PinType::Meta => "meta-pin",
+                PinType::ClusterDag => "clusterdag-pin",
+                PinType::Shard => "shard-pin",
+            })
+            .collect();
+        let query = if names.is_empty() {
+            String::new()
+        } else {
+            query_string(&[("filter", names.join(","))])
+        };
+        self.stream(Method::GET, "/allocations", &query, each).await
+    }
+
+    /// `GET /allocations?filter=…`.
+    pub async fn allocations(&self, filter: &[PinType]) -> Result<Vec<ApiPin>, ClientError> {
+        let mut all = Vec::new();
+        self.allocations_each(filter, |p| all.push(p)).await?;
+        Ok(all)
+    }
+
+    /// `GET /pins/{cid}` (`local`: this peer only).
+    pub async fn status(&self, cid: &Cid, local: bool) -> Result<GlobalPinInfo, ClientError> {
+        let query = query_string(&[("local", local.to_string())]);
+        self.call(Method::GET, &format!("/pins/{cid}"), &query)
+            .await
+    }
+
+    /// `GET /pins` as `query` says, each status to `each`.
+    pub async fn status_all_each(
+        &self,
+        query: &StatusQuery,
+        each: impl FnMut(GlobalPinInfo),
+    ) -> Result<usize, ClientError> {
+        let mut pairs = vec![("local", query.local.to_string())];
+        if !query.filter.is_empty() {
+            pairs.push(("filter", join(&query.filter)));
+        }
+        if !query.cids.is_empty() {
+            pairs.push(("cids", join(&query.cids)));
+        }
+        if let Some(limit) = query.limit {
+            pairs.push(("limit", limit.to_string()));
+        }
+        if let Some(after) = &query.after {
+            pairs.push(("after", after.to_string()));
+        }
+        self.stream(Method::GET, "/pins", &query_string(&pairs), each)
+            .await
+    }
+
+    /// `GET /pins` as `query` says.
+    pub async fn status_all(&self, query: &StatusQuery) -> Result<Vec<GlobalPinInfo>, ClientError> {
+        let mut all = Vec::new();
+        self.status_all_each(query, |p| all.push(p)).await?;
+        Ok(all)
+    }
+
+    /// `POST /pins/{cid}/recover`.
+    pub async fn recover(&self, cid: &Cid, local: bool) -> Result<GlobalPinInfo, ClientError> {
+        let query = query_string(&[("local", local.to_string())]);
+        self.call(Method::POST, &format!("/pins/{cid}/recover"), &query)
+            .await
+    }
+
+    /// `POST /pins/recover`: the statuses of what was re-queued.
+    pub async fn recover_all(&self, local: bool) -> Result<Vec<GlobalPinInfo>, ClientError> {
+        let query = query_string(&[("local", local.to_string())]);
+        let mut all = Vec::new();
+        self.stream(Method::POST, "/pins/recover", &query, |p| all.push(p))
+            .await?;
+        Ok(all)
+    }
+
+    /// `GET /monitor/metrics`: metric names.
+    pub async fn metric_names(&self) -> Result<Vec<String>, ClientError> {
+        self.call(Method::GET, "/monitor/metrics", "").await
+    }
+
+    /// `GET /monitor/metrics/{name}`.
+    pub async fn metrics(&self, name: &str) -> Result<Vec<Metric>, ClientError> {
+        let name: String = form_urlencoded::byte_serialize(name.as_bytes()).collect();
+        self.call(Method::GET, &format!("/monitor/metrics/{name}"), "")
+            .await
+    }
+
+    /// `GET /health/alerts`.
+    pub async fn alerts(&self) -> Result<Vec<Alert>, ClientError> {
+        self.call(Method::GET, "/health/alerts", "").await
+    }
+
+    /// `GET /health/graph`.
+    pub async fn graph(&self) -> Result<ConnectGraph, ClientError> {
+        self.call(Method::GET, "/health/graph", "").await
+    }
+
+    /// `POST /ipfs/gc`.
+    pub async fn ipfs_gc(&self, local: bool) -> Result<GlobalRepoGc, ClientError> {
+        let query = query_string(&[("local", local.to_string())]);
+        self.call(Method::POST, "/ipfs/gc", &query).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cluster_core::Millis;
+
+    #[test]
+    fn pin_options_become_the_query_the_server_parses() {
+        let mut options = PinOptions {
+            replication_factor_min: 2,
+            replication_factor_max: 3,
+            name: "a b&c".into(),
+            expire_at: Some(Millis(1_893_456_000_000)),
+            ..PinOptions::default()
+        };
+        options.metadata.insert("owner".into(), "alice".into());
+        let q = pin_query(&options);
+        assert!(
+            q.contains("replication-min=2&replication-max=3&name=a+b%26c"),
+            "{q}"
+        );
+        assert!(q.contains("meta-owner=alice"), "{q}");
+        assert!(q.contains("expire-at=2030-01-01T00%3A00%3A00Z"), "{q}");
+    }
+
+    #[test]
+    fn only_plain_http_urls_are_accepted() {
+        let bad = Client::new(ClientConfig {
+            base_url: "https://example.org".into(),
+            ..ClientConfig::default()
+        });
+        assert!(matches!(bad, Err(ClientError::Config(_))));
+        assert_eq!(ClientError::Transport("x".into()).code(), 0);
+    }
+}

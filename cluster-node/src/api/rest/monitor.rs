@@ -1,0 +1,169 @@
+//! Metrics and health: `GET /monitor/metrics[/{name}]`, `GET /health`,
+//! `GET /health/graph`, `GET /health/alerts`, `POST /ipfs/gc`.
+//!
+//! Everything comes from this peer's metrics board: the latest figures
+//! every peer pushed, stamped on arrival, dropped when their TTL ran out.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+use super::error::{json_response, ApiError};
+use super::state::ApiState;
+use crate::api::time::Timestamp;
+use crate::api::types::{Alert, ConnectGraph, Metric};
+use crate::drivers::metrics::Received;
+
+/// The metric names every pushed report carries (tags come on top).
+pub const METRIC_NAMES: [&str; 4] = ["ping", "freespace", "numpin", "pinqueue"];
+
+const NS_PER_MS: i64 = 1_000_000;
+
+fn ns(ms: u64) -> i64 {
+    i64::try_from(ms)
+        .unwrap_or(i64::MAX / NS_PER_MS)
+        .saturating_mul(NS_PER_MS)
+}
+
+fn saturating_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// The metric `name` of one report, if it has it.
+fn metric(r: &Received, name: &str, peername: &str) -> Option<Metric> {
+    let m = &r.metrics;
+    let (value, weight, partitionable) = match name {
+        "ping" => {
+            let value = serde_json::json!({
+                "peer_name": peername,
+                "ipfs_id": r.ipfs.peer_id,
+                "ipfs_addresses": r.ipfs.addresses,
+            });
+            (value.to_string(), 0, false)
+        }
+        "freespace" => (
+            m.free_space_bytes.to_string(),
+            saturating_i64(m.free_space_bytes),
+            false,
+        ),
+        // Weights as the allocator ranks: fewer pins, shorter queue first.
+        "numpin" => (m.pinned.to_string(), -saturating_i64(m.pinned), false),
+        "pinqueue" => (m.queue_len.to_string(), -saturating_i64(m.queue_len), false),
+        _ => {
+            let key = name.strip_prefix("tag:")?;
+            (m.tags.get(key)?.clone(), 0, true)
+        }
+    };
+    Some(Metric {
+        name: name.to_string(),
+        peer: m.peer.to_string(),
+        value,
+        expire: ns(r.expires.0),
+        valid: true,
+        weight,
+        partitionable,
+        received_at: ns(m.last_seen.0),
+    })
+}
+
+/// `GET /monitor/metrics`: the names of the metrics held now.
+pub async fn metric_names(State(state): State<Arc<ApiState>>) -> Response {
+    let received = state.received();
+    let mut names: BTreeSet<String> = BTreeSet::new();
+    if !received.is_empty() {
+        names.extend(METRIC_NAMES.iter().map(|n| n.to_string()));
+    }
+    for r in received.values() {
+        names.extend(r.metrics.tags.keys().map(|k| format!("tag:{k}")));
+    }
+    json_response(StatusCode::OK, &names)
+}
+
+/// `GET /monitor/metrics/{name}`: the latest valid metric per member,
+/// sorted by peer; `[]` for an unknown name.
+pub async fn metrics(State(state): State<Arc<ApiState>>, Path(name): Path<String>) -> Response {
+    let members = state.member_infos();
+    let list: Vec<Metric> = state
+        .received()
+        .iter()
+        .filter(|(peer, _)| members.contains_key(peer.as_str()))
+        .filter_map(|(peer, r)| metric(r, &name, &state.peername(peer)))
+        .collect();
+    json_response(StatusCode::OK, &list)
+}
+
+/// `GET /health`: 204, no authentication needed.
+pub async fn health() -> Response {
+    StatusCode::NO_CONTENT.into_response()
+}
+
+/// `GET /health/alerts`: a `ping` alert for every member without valid
+/// metrics now (this node keeps no alert history yet: the board forgets
+/// expired reports).
+pub async fn alerts(State(state): State<Arc<ApiState>>) -> Response {
+    let received = state.received();
+    let now = state.now();
+    let alerts: Vec<Alert> = state
+        .members()
+        .into_iter()
+        .filter(|p| !received.contains_key(p.as_str()))
+        .map(|p| Alert {
+            metric: Metric {
+                name: "ping".into(),
+                peer: p.to_string(),
+                value: String::new(),
+                expire: 0,
+                valid: false,
+                weight: 0,
+                partitionable: false,
+                received_at: 0,
+            },
+            triggered_at: Timestamp::at(now),
+        })
+        .collect();
+    json_response(StatusCode::OK, &alerts)
+}
+
+/// `GET /health/graph`: as far as this peer knows: it hears from the
+/// members whose metrics are fresh; each member's IPFS daemon is the one
+/// its metrics announce. Links between other peers and between IPFS
+/// daemons are not known here and left empty.
+pub async fn graph(State(state): State<Arc<ApiState>>) -> Response {
+    let me = state.ctx.id.to_string();
+    let received = state.received();
+    let mut graph = ConnectGraph {
+        cluster_id: me.clone(),
+        ..ConnectGraph::default()
+    };
+    let mut heard = Vec::new();
+    for peer in state.members() {
+        let peer = peer.to_string();
+        graph
+            .id_to_peername
+            .insert(peer.clone(), state.peername(&peer));
+        // Raft members are all trusted.
+        graph.cluster_trust_links.insert(peer.clone(), true);
+        if let Some(r) = received.get(&peer) {
+            if !r.ipfs.peer_id.is_empty() {
+                graph
+                    .cluster_to_ipfs
+                    .insert(peer.clone(), r.ipfs.peer_id.clone());
+            }
+            if peer != me {
+                heard.push(peer);
+            }
+        }
+    }
+    graph.cluster_links.insert(me, heard);
+    json_response(StatusCode::OK, &graph)
+}
+
+/// `POST /ipfs/gc`: the IPFS connector has no `repo/gc` yet.
+pub async fn gc() -> ApiError {
+    ApiError::NotImplemented(
+        "IPFS garbage collection is not available: this node's IPFS connector has no repo/gc call yet",
+    )
+}

@@ -1,0 +1,149 @@
+//! NDJSON streaming answers (rest-api.md §2): items are produced by a task
+//! into a small bounded channel and written as they come, so a listing
+//! never sits whole in memory and a slow client slows the producer down.
+//!
+//! The status follows the first message: an item → `200` and the stream;
+//! nothing → `204`; an error before any item → `500` with the error body.
+//! The stream ends with the `X-Stream-Error` trailer: `""` on success, the
+//! error otherwise. hyper sends trailers only to clients that asked with
+//! `TE: trailers` (RFC 9110 §6.5.1); the typed client does.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use axum::body::{Body, Bytes};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::response::Response;
+use http_body::Frame;
+use serde::Serialize;
+use tokio::sync::mpsc;
+
+use super::error::error_response;
+
+/// The trailer naming a failure after the stream started.
+pub const STREAM_ERROR: &str = "x-stream-error";
+/// Items buffered between the producer and the connection.
+pub const STREAM_BUFFER_ITEMS: usize = 64;
+
+enum Msg {
+    Line(Bytes),
+    End(Result<(), String>),
+}
+
+/// Where a producer puts its items.
+pub struct Sink {
+    tx: mpsc::Sender<Msg>,
+}
+
+impl Sink {
+    /// Sends one item; false when the client went away (stop producing).
+    pub async fn send<T: Serialize>(&self, item: &T) -> bool {
+        match serde_json::to_vec(item) {
+            Ok(mut line) => {
+                line.push(b'\n');
+                self.tx.send(Msg::Line(Bytes::from(line))).await.is_ok()
+            }
+            Err(e) => {
+                tracing::warn!("rest api: stream item does not encode: {e}");
+                false
+            }
+        }
+    }
+}
+
+/// Runs `produce` on its own task and answers with what it yields.
+pub async fn ndjson<F, Fut>(produce: F) -> Response
+where
+    F: FnOnce(Sink) -> Fut,
+    Fut: Future<Output = Result<(), String>> + Send + 'static,
+{
+    let (tx, mut rx) = mpsc::channel(STREAM_BUFFER_ITEMS);
+    let end = tx.clone();
+    let work = produce(Sink { tx });
+    tokio::spawn(async move {
+        let result = work.await;
+        let _ = end.send(Msg::End(result)).await;
+    });
+    match rx.recv().await {
+        Some(Msg::Line(first)) => {
+            let body = NdjsonBody {
+                first: Some(first),
+                rx,
+                done: false,
+            };
+            let mut response = Response::new(Body::new(body));
+            let headers = response.headers_mut();
+            headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            headers.insert(header::TRAILER, HeaderValue::from_static("X-Stream-Error"));
+            response
+        }
+        Some(Msg::End(Ok(()))) => {
+            let mut response = Response::new(Body::empty());
+            *response.status_mut() = StatusCode::NO_CONTENT;
+            response
+        }
+        Some(Msg::End(Err(e))) => error_response(StatusCode::INTERNAL_SERVER_ERROR, e),
+        None => error_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the stream's producer stopped without an answer".into(),
+        ),
+    }
+}
+
+struct NdjsonBody {
+    first: Option<Bytes>,
+    rx: mpsc::Receiver<Msg>,
+    done: bool,
+}
+
+fn trailers(error: &str) -> HeaderMap {
+    // A header value holds no control characters: blank them out.
+    let clean: Vec<u8> = error
+        .bytes()
+        .map(|b| if b < 0x20 || b == 0x7f { b' ' } else { b })
+        .take(1024)
+        .collect();
+    let value = HeaderValue::from_bytes(&clean).unwrap_or(HeaderValue::from_static("error"));
+    let mut map = HeaderMap::new();
+    map.insert(HeaderName::from_static(STREAM_ERROR), value);
+    map
+}
+
+impl http_body::Body for NdjsonBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        if let Some(first) = self.first.take() {
+            return Poll::Ready(Some(Ok(Frame::data(first))));
+        }
+        if self.done {
+            return Poll::Ready(None);
+        }
+        let frame = match self.rx.poll_recv(cx) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(Some(Msg::Line(line))) => Frame::data(line),
+            Poll::Ready(Some(Msg::End(result))) => {
+                self.done = true;
+                Frame::trailers(trailers(result.err().as_deref().unwrap_or("")))
+            }
+            Poll::Ready(None) => {
+                self.done = true;
+                Frame::trailers(trailers("the stream's producer stopped early"))
+            }
+        };
+        Poll::Ready(Some(Ok(frame)))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.done && self.first.is_none()
+    }
+}

@@ -1,0 +1,1437 @@
+//! The REST API end to end: a real single-peer (and a three-peer)
+//! consensus in process, the node's drivers over an in-memory IPFS, the
+//! API served on 127.0.0.1:0, and real HTTP requests through the typed
+//! client and raw hyper requests. Shapes are checked against the examples
+//! of rest-api.md.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use cluster_core::tracker::{IpfsPinType, ListedPin, TrackerConfig};
+use cluster_core::{Cid, PeerId, PinMode, PinOptions, PinType, TrackerStatus};
+use cluster_net::inproc::InProcRouter;
+use cluster_net::store::MemStore;
+use cluster_net::transport::BoxFuture;
+use cluster_net::{
+    Boot, ClusterRaft, NodeInfo, NodeRpc, NodeRpcError, NodeRpcHandler, RaftConfig, TransportError,
+};
+use cluster_node::api::client::{Client, ClientConfig, ClientError, StatusQuery};
+use cluster_node::api::rest::{RestApi, RestConfig};
+use cluster_node::drivers::expiry::ExpiryConfig;
+use cluster_node::drivers::metrics::MetricsConfig;
+use cluster_node::drivers::repair::RepairConfig;
+use cluster_node::drivers::tracker::TrackerDriverConfig;
+use cluster_node::ipfs::{IpfsConnector, IpfsError, IpfsId, RepoStat};
+use cluster_node::rpc::NodeRouter;
+use cluster_node::{start_drivers, DriverSettings, Drivers, PeerContext, SystemClock};
+use http_body_util::{BodyExt, Full};
+use hyper::header::HeaderMap;
+use hyper::{Request, StatusCode};
+use hyper_util::rt::TokioExecutor;
+use serde_json::Value;
+use tokio::sync::oneshot;
+
+const WAIT: Duration = Duration::from_secs(15);
+const CLUSTER_ID: u128 = 42;
+
+// ---------------------------------------------------------------- fakes
+
+/// IPFS in memory; pins of CIDs in `failing` fail.
+#[derive(Default)]
+struct MemIpfs {
+    pins: Mutex<BTreeMap<Cid, ListedPin>>,
+    failing: Mutex<BTreeSet<Cid>>,
+}
+
+struct Conn(Arc<MemIpfs>);
+
+impl IpfsConnector for Conn {
+    fn pin(&self, cid: &Cid, max_depth: i32) -> BoxFuture<Result<(), IpfsError>> {
+        let (ipfs, cid) = (Arc::clone(&self.0), cid.clone());
+        Box::pin(async move {
+            if ipfs.failing.lock().expect("lock").contains(&cid) {
+                return Err(IpfsError::Daemon {
+                    path: "pin/add".into(),
+                    message: "block not found (test)".into(),
+                });
+            }
+            let pin_type = if max_depth == 0 {
+                IpfsPinType::Direct
+            } else {
+                IpfsPinType::Recursive { max_depth: None }
+            };
+            ipfs.pins.lock().expect("lock").insert(
+                cid.clone(),
+                ListedPin {
+                    cid,
+                    pin_type,
+                    by_cluster: true,
+                },
+            );
+            Ok(())
+        })
+    }
+
+    fn unpin(&self, cid: &Cid) -> BoxFuture<Result<(), IpfsError>> {
+        let (ipfs, cid) = (Arc::clone(&self.0), cid.clone());
+        Box::pin(async move {
+            ipfs.pins.lock().expect("lock").remove(&cid);
+            Ok(())
+        })
+    }
+
+    fn list_pins(&self) -> BoxFuture<Result<Vec<ListedPin>, IpfsError>> {
+        let pins = self
+            .0
+            .pins
+            .lock()
+            .expect("lock")
+            .values()
+            .cloned()
+            .collect();
+        Box::pin(async move { Ok(pins) })
+    }
+
+    fn repo_stat(&self) -> BoxFuture<Result<RepoStat, IpfsError>> {
+        Box::pin(async move {
+            Ok(RepoStat {
+                repo_size: 100,
+                storage_max: 1_000,
+            })
+        })
+    }
+
+    fn id(&self) -> BoxFuture<Result<IpfsId, IpfsError>> {
+        Box::pin(async move {
+            Ok(IpfsId {
+                peer_id: "12D3KooWKuJ8LPTyHbyX4nt4C7uWmUobzFsiceTVoFw7HpmoNakM".into(),
+                addresses: vec!["/ip4/127.0.0.1/tcp/4001".into()],
+            })
+        })
+    }
+
+    fn swarm_connect(&self, _multiaddr: &str) -> BoxFuture<Result<(), IpfsError>> {
+        Box::pin(async move { Ok(()) })
+    }
+}
+
+/// The node RPCs between in-process peers; a peer marked down is unreachable.
+#[derive(Default)]
+struct NodeNet {
+    routers: Mutex<BTreeMap<String, Arc<NodeRouter>>>,
+    down: Mutex<BTreeSet<String>>,
+}
+
+struct PeerRpc {
+    me: String,
+    net: Arc<NodeNet>,
+}
+
+impl NodeRpc for PeerRpc {
+    fn node_call(
+        &self,
+        target: &NodeInfo,
+        method: &str,
+        body: Vec<u8>,
+    ) -> BoxFuture<Result<Vec<u8>, NodeRpcError>> {
+        let peer = target.peer_id.clone();
+        let down = self.net.down.lock().expect("lock").contains(&peer);
+        let router = self.net.routers.lock().expect("lock").get(&peer).cloned();
+        let (me, method) = (self.me.clone(), method.to_string());
+        Box::pin(async move {
+            let router = match router {
+                Some(r) if !down => r,
+                _ => {
+                    return Err(NodeRpcError::Transport(TransportError::Unreachable {
+                        peer,
+                    }))
+                }
+            };
+            router
+                .handle(&me, &method, body)
+                .await
+                .map_err(|reason| NodeRpcError::Remote { peer, reason })
+        })
+    }
+}
+
+// -------------------------------------------------------------- harness
+
+fn cid(n: u8) -> Cid {
+    let mut bytes = vec![0x12, 0x20];
+    bytes.extend_from_slice(&[n; 32]);
+    Cid::from_bytes(&bytes).expect("valid cid")
+}
+
+fn settings() -> DriverSettings {
+    let tracker = TrackerConfig {
+        reconcile_interval_ms: 200,
+        backoff_base_ms: 10,
+        backoff_max_ms: 100,
+        ..TrackerConfig::default()
+    };
+    DriverSettings {
+        tracker: TrackerDriverConfig {
+            idle_wake_ms: 50,
+            ..TrackerDriverConfig::new(tracker, 1)
+        },
+        metrics: MetricsConfig {
+            interval_ms: 50,
+            tags: [("group".to_string(), "a".to_string())].into(),
+            ..MetricsConfig::default()
+        },
+        repair: Some(RepairConfig {
+            interval_ms: 100,
+            ..RepairConfig::default()
+        }),
+        expiry: ExpiryConfig {
+            interval_ms: 50,
+            ..ExpiryConfig::default()
+        },
+    }
+}
+
+/// One running peer with its API.
+struct Peer {
+    raft: ClusterRaft,
+    ctx: PeerContext,
+    drivers: Drivers,
+    ipfs: Arc<MemIpfs>,
+    addr: SocketAddr,
+    _stop: oneshot::Sender<()>,
+}
+
+impl Peer {
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    fn client(&self) -> Client {
+        Client::new(ClientConfig {
+            base_url: self.url(""),
+            timeout: Duration::from_secs(20),
+            ..ClientConfig::default()
+        })
+        .expect("client")
+    }
+}
+
+async fn start_raft(n: u64, router: &InProcRouter) -> ClusterRaft {
+    let id = PeerId::synthetic(n);
+    let raft = ClusterRaft::start(
+        &id,
+        format!("inproc/{n}"),
+        RaftConfig::fast_for_tests(),
+        Boot::CreateIfEmpty { incarnation: 7 },
+        MemStore::new(),
+        router.transport(id.as_str()),
+    )
+    .await
+    .expect("start");
+    router.register(id.as_str(), raft.rpc_handler());
+    raft
+}
+
+async fn serve_api(api: RestApi) -> (SocketAddr, oneshot::Sender<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(api.serve(listener, async move {
+        let _ = stopped.await;
+    }));
+    (addr, stop)
+}
+
+async fn start_peer(
+    raft: ClusterRaft,
+    net: &Arc<NodeNet>,
+    config: impl FnOnce(&mut RestConfig),
+) -> Peer {
+    let id = PeerId::parse(&raft.node_info().peer_id).expect("id");
+    let ipfs = Arc::new(MemIpfs::default());
+    let ctx = PeerContext {
+        id: id.clone(),
+        raft: raft.clone(),
+        ipfs: Arc::new(Conn(Arc::clone(&ipfs))),
+        clock: Arc::new(SystemClock::new()),
+        rpc: Arc::new(PeerRpc {
+            me: id.to_string(),
+            net: Arc::clone(net),
+        }),
+    };
+    let drivers = start_drivers(&ctx, settings(), Arc::new(|v| panic!("{v}"))).expect("drivers");
+    net.routers
+        .lock()
+        .expect("lock")
+        .insert(id.to_string(), Arc::clone(&drivers.router));
+    let mut rest = RestConfig {
+        peer_call_timeout: Duration::from_secs(2),
+        peername: Some(format!("node-{}", &id.as_str()[id.as_str().len() - 4..])),
+        ..RestConfig::default()
+    };
+    config(&mut rest);
+    let api = RestApi::new(ctx.clone(), drivers.clone(), rest).expect("api");
+    let (addr, stop) = serve_api(api).await;
+    Peer {
+        raft,
+        ctx,
+        drivers,
+        ipfs,
+        addr,
+        _stop: stop,
+    }
+}
+
+async fn lone_peer(config: impl FnOnce(&mut RestConfig)) -> Peer {
+    let router = InProcRouter::new();
+    let raft = start_raft(1, &router).await;
+    raft.initialize(CLUSTER_ID).await.expect("initialize");
+    raft.wait_for_leader(WAIT).await.expect("leader");
+    let peer = start_peer(raft, &Arc::new(NodeNet::default()), config).await;
+    // Own metrics on the board: allocation by tag needs them.
+    eventually("own metrics", || {
+        !peer.drivers.board.current(peer.ctx.clock.now()).is_empty()
+    })
+    .await;
+    peer
+}
+
+async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !done() {
+        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Polls the API until `cid`'s status on every peer it lists is `want`.
+async fn wait_status(client: &Client, cid: &Cid, want: TrackerStatus) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let info = client.status(cid, false).await.expect("status");
+        if !info.peer_map.is_empty() && info.peer_map.values().all(|p| p.status == want) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{cid} never {want}: {info:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+}
+
+/// A raw answer: status, headers, body and trailers.
+struct Raw {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Bytes,
+    trailers: Option<HeaderMap>,
+}
+
+impl Raw {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", String::from_utf8_lossy(&self.body)))
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+async fn raw(method: &str, url: &str, headers: &[(&str, &str)], body: Vec<u8>) -> Raw {
+    let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+        .build_http::<Full<Bytes>>();
+    let mut request = Request::builder().method(method).uri(url);
+    for (k, v) in headers {
+        request = request.header(*k, *v);
+    }
+    let request = request.body(Full::new(Bytes::from(body))).expect("request");
+    let response = client.request(request).await.expect("answer");
+    let (parts, body) = response.into_parts();
+    let collected = body.collect().await.expect("body");
+    let trailers = collected.trailers().cloned();
+    Raw {
+        status: parts.status,
+        headers: parts.headers,
+        body: collected.to_bytes(),
+        trailers,
+    }
+}
+
+async fn get(url: &str) -> Raw {
+    raw("GET", url, &[("te", "trailers")], Vec::new()).await
+}
+
+/// `json`'s keys are exactly `keys`, and `text` prints them in this order.
+fn assert_fields(json: &Value, text: &str, keys: &[&str]) {
+    let object = json
+        .as_object()
+        .unwrap_or_else(|| panic!("not an object: {json}"));
+    let got: BTreeSet<&str> = object.keys().map(String::as_str).collect();
+    let want: BTreeSet<&str> = keys.iter().copied().collect();
+    assert_eq!(got, want, "fields of {json}");
+    let positions: Vec<usize> = keys
+        .iter()
+        .map(|k| text.find(&format!("\"{k}\":")).expect("key in text"))
+        .collect();
+    assert!(
+        positions.windows(2).all(|w| w[0] < w[1]),
+        "fields out of order in {text}"
+    );
+}
+
+const PIN_FIELDS: [&str; 16] = [
+    "replication_factor_min",
+    "replication_factor_max",
+    "name",
+    "mode",
+    "shard_size",
+    "user_allocations",
+    "expire_at",
+    "metadata",
+    "pin_update",
+    "origins",
+    "cid",
+    "type",
+    "allocations",
+    "max_depth",
+    "reference",
+    "timestamp",
+];
+
+fn first_line(raw: &Raw) -> (Value, String) {
+    let text = raw.text();
+    let line = text.lines().next().expect("a line").to_string();
+    let json = serde_json::from_str(&line).expect("json line");
+    (json, line)
+}
+
+// ---------------------------------------------------------------- tests
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pin_status_unpin_round_trip_through_the_typed_client() {
+    let peer = lone_peer(|_| {}).await;
+    let client = peer.client();
+    let c = cid(1);
+    let mut options = PinOptions {
+        name: "backup".into(),
+        ..PinOptions::default()
+    };
+    options.metadata.insert("owner".into(), "alice".into());
+    let pin = client.pin(&c, &options).await.expect("pin");
+    assert_eq!(pin.cid, c);
+    // 0/0 became the cluster default (everywhere).
+    assert_eq!(
+        (pin.replication_factor_min, pin.replication_factor_max),
+        (-1, -1)
+    );
+    assert!(pin.allocations.is_empty());
+    assert_eq!(pin.pin_type, PinType::Data);
+    assert_eq!(pin.max_depth, -1);
+    wait_status(&client, &c, TrackerStatus::Pinned).await;
+    assert!(peer.ipfs.pins.lock().expect("lock").contains_key(&c));
+
+    let status = client.status(&c, false).await.expect("status");
+    assert_eq!(status.name, "backup");
+    assert_eq!(
+        status
+            .metadata
+            .as_ref()
+            .and_then(|m| m.get("owner"))
+            .map(String::as_str),
+        Some("alice")
+    );
+    let entry = status
+        .peer_map
+        .get(peer.ctx.id.as_str())
+        .expect("own entry");
+    assert!(entry.peername.starts_with("node-"));
+    assert_eq!(
+        entry.ipfs_peer_id.as_deref(),
+        Some("12D3KooWKuJ8LPTyHbyX4nt4C7uWmUobzFsiceTVoFw7HpmoNakM")
+    );
+    let local = client.status(&c, true).await.expect("local status");
+    assert_eq!(local.peer_map.len(), 1);
+
+    let stored = client.allocation(&c).await.expect("allocation");
+    assert_eq!(stored.name, "backup");
+    assert_eq!(stored.user_allocations, None);
+    assert_eq!(stored.origins, Some(Vec::new()));
+    let all = client.allocations(&[]).await.expect("allocations");
+    assert_eq!(all.len(), 1);
+    let listed = client
+        .status_all(&StatusQuery::default())
+        .await
+        .expect("all");
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].cid, c);
+
+    let removed = client.unpin(&c).await.expect("unpin");
+    assert_eq!(removed.cid, c);
+    wait_status(&client, &c, TrackerStatus::Unpinned).await;
+    assert!(!peer.ipfs.pins.lock().expect("lock").contains_key(&c));
+    match client.allocation(&c).await {
+        Err(ClientError::Api { code: 404, message }) => {
+            assert_eq!(message, "pin is not part of the pinset")
+        }
+        other => panic!("expected 404, got {other:?}"),
+    }
+    match client.unpin(&c).await {
+        Err(e) => assert_eq!(e.code(), 404, "{e}"),
+        Ok(p) => panic!("unpinned twice: {p:?}"),
+    }
+    // Nothing left: an empty listing is 204, which the client reads as [].
+    assert!(client.allocations(&[]).await.expect("empty").is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_shapes_and_headers_follow_the_reference() {
+    let peer = lone_peer(|_| {}).await;
+    let c = cid(2);
+    let post = raw(
+        "POST",
+        &peer.url(&format!(
+            "/pins/{c}?replication-min=1&replication-max=1&name=backup&meta-owner=alice"
+        )),
+        &[],
+        Vec::new(),
+    )
+    .await;
+    assert_eq!(post.status, StatusCode::OK, "{}", post.text());
+    assert_eq!(post.header("content-type"), Some("application/json"));
+    assert!(post.text().ends_with("}\n"));
+    let json = post.json();
+    assert_fields(&json, &post.text(), &PIN_FIELDS);
+    assert_eq!(json["cid"], c.to_string());
+    assert_eq!(json["type"], "pin");
+    assert_eq!(json["mode"], "recursive");
+    assert_eq!(json["metadata"]["owner"], "alice");
+    assert_eq!(json["origins"], Value::Null);
+    assert_eq!(json["user_allocations"], Value::Null);
+    assert_eq!(json["pin_update"], Value::Null);
+    assert_eq!(json["expire_at"], "0001-01-01T00:00:00Z");
+    assert_eq!(
+        json["allocations"],
+        serde_json::json!([peer.ctx.id.as_str()])
+    );
+    assert!(json["timestamp"].as_str().is_some_and(|t| t.ends_with('Z')));
+
+    // Read back: the state's form.
+    let back = get(&peer.url(&format!("/allocations/{c}"))).await;
+    let json = back.json();
+    assert_fields(&json, &back.text(), &PIN_FIELDS);
+    assert_eq!(json["user_allocations"], Value::Null);
+    assert_eq!(json["origins"], serde_json::json!([]));
+
+    // A stream: JSON lines, the trailer announced and sent empty.
+    let listing = get(&peer.url("/allocations")).await;
+    assert_eq!(listing.status, StatusCode::OK);
+    assert_eq!(listing.header("content-type"), Some("application/json"));
+    assert_eq!(listing.header("trailer"), Some("X-Stream-Error"));
+    let trailers = listing.trailers.as_ref().expect("trailers sent");
+    assert_eq!(
+        trailers.get("x-stream-error").map(|v| v.as_bytes()),
+        Some(&b""[..])
+    );
+    let (line, text) = first_line(&listing);
+    assert_fields(&line, &text, &PIN_FIELDS);
+
+    let client = peer.client();
+    wait_status(&client, &c, TrackerStatus::Pinned).await;
+    let status = get(&peer.url(&format!("/pins/{c}"))).await;
+    let json = status.json();
+    assert_fields(
+        &json,
+        &status.text(),
+        &[
+            "cid",
+            "name",
+            "allocations",
+            "origins",
+            "created",
+            "metadata",
+            "peer_map",
+        ],
+    );
+    let entry = &json["peer_map"][peer.ctx.id.as_str()];
+    let entry_text = serde_json::to_string(entry).expect("text");
+    assert_fields(
+        entry,
+        &status.text(),
+        &[
+            "peername",
+            "ipfs_peer_id",
+            "ipfs_peer_addresses",
+            "status",
+            "timestamp",
+            "error",
+            "attempt_count",
+            "priority_pin",
+        ],
+    );
+    assert!(entry_text.contains("\"status\":\"pinned\""), "{entry_text}");
+    let (line, text) = first_line(&get(&peer.url("/pins")).await);
+    assert_eq!(line["cid"], c.to_string());
+    assert!(text.contains("\"peer_map\""));
+
+    let id = get(&peer.url("/id")).await;
+    assert_eq!(id.status, StatusCode::OK);
+    assert_fields(
+        &id.json(),
+        &id.text(),
+        &[
+            "id",
+            "addresses",
+            "cluster_peers",
+            "cluster_peers_addresses",
+            "version",
+            "commit",
+            "rpc_protocol_version",
+            "error",
+            "ipfs",
+            "peername",
+        ],
+    );
+    let id = id.json();
+    assert_eq!(id["id"], peer.ctx.id.as_str());
+    assert_eq!(
+        id["cluster_peers"],
+        serde_json::json!([peer.ctx.id.as_str()])
+    );
+    assert_eq!(
+        id["ipfs"]["id"],
+        "12D3KooWKuJ8LPTyHbyX4nt4C7uWmUobzFsiceTVoFw7HpmoNakM"
+    );
+    assert_eq!(id["ipfs"]["error"], "");
+    let version = get(&peer.url("/version")).await.json();
+    assert!(version["version"]
+        .as_str()
+        .is_some_and(|v| v.starts_with("1.1.6+")));
+
+    let peers = get(&peer.url("/peers")).await;
+    assert_eq!(peers.status, StatusCode::OK);
+    let (line, _) = first_line(&peers);
+    assert_eq!(line["id"], peer.ctx.id.as_str());
+
+    // Metrics.
+    let names = get(&peer.url("/monitor/metrics")).await.json();
+    for name in ["freespace", "ping", "tag:group", "numpin", "pinqueue"] {
+        assert!(
+            names
+                .as_array()
+                .is_some_and(|a| a.contains(&Value::from(name))),
+            "{name} missing from {names}"
+        );
+    }
+    let free = get(&peer.url("/monitor/metrics/freespace")).await;
+    let list = free.json();
+    let metric = &list[0];
+    assert_fields(
+        metric,
+        &free.text(),
+        &[
+            "name",
+            "peer",
+            "value",
+            "expire",
+            "valid",
+            "weight",
+            "partitionable",
+            "received_at",
+        ],
+    );
+    assert_eq!(metric["value"], "900");
+    assert_eq!(metric["weight"], 900);
+    assert_eq!(metric["peer"], peer.ctx.id.as_str());
+    assert!(metric["expire"].as_i64() > metric["received_at"].as_i64());
+    let tag = get(&peer.url("/monitor/metrics/tag:group")).await.json();
+    assert_eq!(tag[0]["value"], "a");
+    assert_eq!(tag[0]["partitionable"], true);
+    assert_eq!(
+        get(&peer.url("/monitor/metrics/nope")).await.json(),
+        serde_json::json!([])
+    );
+    assert_eq!(peer.client().metrics("ping").await.expect("ping").len(), 1);
+
+    // Health.
+    let health = raw("GET", &peer.url("/health"), &[], Vec::new()).await;
+    assert_eq!(health.status, StatusCode::NO_CONTENT);
+    assert!(health.body.is_empty());
+    assert_eq!(
+        get(&peer.url("/health/alerts")).await.json(),
+        serde_json::json!([])
+    );
+    let graph = get(&peer.url("/health/graph")).await;
+    assert_fields(
+        &graph.json(),
+        &graph.text(),
+        &[
+            "cluster_id",
+            "id_to_peername",
+            "ipfs_links",
+            "cluster_links",
+            "cluster_trust_links",
+            "cluster_to_ipfs",
+        ],
+    );
+    let graph = peer.client().graph().await.expect("graph");
+    assert_eq!(graph.cluster_id, peer.ctx.id.as_str());
+    assert_eq!(graph.cluster_trust_links.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_is_refused_naming_the_problem_and_changes_nothing() {
+    let peer = lone_peer(|c| c.max_body_bytes = 1_024).await;
+    let expect = |raw: &Raw, status: StatusCode, needle: &str| {
+        assert_eq!(raw.status, status, "{}", raw.text());
+        let json = raw.json();
+        assert_eq!(json["code"], status.as_u16());
+        let message = json["message"].as_str().expect("message");
+        assert!(message.contains(needle), "{message:?} lacks {needle:?}");
+        assert_eq!(raw.header("content-type"), Some("application/json"));
+    };
+    let c = cid(3);
+    let post = |path: String| async move { raw("POST", &path, &[], Vec::new()).await };
+
+    let bad_cid = post(peer.url("/pins/not-a-cid")).await;
+    expect(&bad_cid, StatusCode::BAD_REQUEST, "not-a-cid");
+    assert!(bad_cid.json()["message"]
+        .as_str()
+        .is_some_and(|m| m.starts_with("error decoding Cid")));
+    expect(
+        &get(&peer.url("/allocations/zzz")).await,
+        StatusCode::BAD_REQUEST,
+        "zzz",
+    );
+    expect(
+        &get(&peer.url("/pins/recover")).await,
+        StatusCode::BAD_REQUEST,
+        "recover",
+    );
+    for (query, name) in [
+        ("replication-min=two", "replication-min"),
+        ("replication-max=9999999999", "replication-max"),
+        ("expire-at=soon", "expire-at"),
+        ("pin-update=xyz", "pin-update"),
+        ("user-allocations=bob", "user-allocations"),
+        ("shard-size=big", "shard-size"),
+    ] {
+        let answer = post(peer.url(&format!("/pins/{c}?{query}"))).await;
+        expect(&answer, StatusCode::BAD_REQUEST, name);
+    }
+    expect(
+        &get(&peer.url("/pins?filter=bogus")).await,
+        StatusCode::BAD_REQUEST,
+        "invalid filter value",
+    );
+    expect(
+        &get(&peer.url("/allocations?filter=bogus")).await,
+        StatusCode::BAD_REQUEST,
+        "invalid filter value",
+    );
+    expect(
+        &get(&peer.url("/pins?limit=0")).await,
+        StatusCode::BAD_REQUEST,
+        "limit",
+    );
+    // Refusals of the cluster itself (upstream answers 500 for these).
+    expect(
+        &post(peer.url(&format!("/pins/{c}?replication-min=2&replication-max=3"))).await,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "not enough peers to allocate",
+    );
+    expect(
+        &post(peer.url(&format!("/pins/{c}?replication-min=3&replication-max=1"))).await,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "min is larger than max",
+    );
+    expect(
+        &post(peer.url(&format!("/pins/{c}?expire-at=2001-01-01T00:00:00Z"))).await,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "ExpireAt set before current time",
+    );
+    expect(
+        &post(peer.url(&format!("/pins/{}?pin-update={c}", cid(4)))).await,
+        StatusCode::NOT_FOUND,
+        "pin is not part of the pinset",
+    );
+    // Peers.
+    let stranger = PeerId::synthetic(99);
+    expect(
+        &raw(
+            "DELETE",
+            &peer.url(&format!("/peers/{stranger}")),
+            &[],
+            Vec::new(),
+        )
+        .await,
+        StatusCode::NOT_FOUND,
+        stranger.as_str(),
+    );
+    expect(
+        &raw("DELETE", &peer.url("/peers/nobody"), &[], Vec::new()).await,
+        StatusCode::BAD_REQUEST,
+        "error decoding Peer ID",
+    );
+    // Bounds and routing.
+    let big = raw(
+        "POST",
+        &peer.url(&format!("/pins/{c}")),
+        &[],
+        vec![b'x'; 4_096],
+    )
+    .await;
+    expect(
+        &big,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "exceeds the limit of 1024 bytes",
+    );
+    expect(
+        &get(&peer.url("/nowhere")).await,
+        StatusCode::NOT_FOUND,
+        "not found",
+    );
+    let wrong = raw("PUT", &peer.url("/id"), &[], Vec::new()).await;
+    assert_eq!(wrong.status, StatusCode::METHOD_NOT_ALLOWED);
+    let slash = get(&peer.url("/id/?x=1")).await;
+    assert_eq!(slash.status, StatusCode::TEMPORARY_REDIRECT);
+    assert_eq!(slash.header("location"), Some("/id?x=1"));
+    expect(
+        &post(peer.url("/ipfs/gc")).await,
+        StatusCode::NOT_IMPLEMENTED,
+        "repo/gc",
+    );
+    expect(
+        &post(peer.url(&format!("/pins/ipns/{c}"))).await,
+        StatusCode::NOT_IMPLEMENTED,
+        "resolve",
+    );
+    // Nothing of that reached the pinset.
+    assert!(peer.raft.with_pinset(|p| p.is_empty()));
+
+    // A direct pin through the path route, then a refused re-pin.
+    let client = peer.client();
+    let direct = PinOptions {
+        mode: PinMode::Direct,
+        ..PinOptions::default()
+    };
+    let pin = client.pin_path(&c, &direct).await.expect("direct pin");
+    assert_eq!((pin.mode, pin.max_depth), (PinMode::Direct, 0));
+    let recursive = client
+        .pin(&cid(5), &PinOptions::default())
+        .await
+        .expect("pin");
+    assert_eq!(recursive.max_depth, -1);
+    match client.pin(&cid(5), &direct).await {
+        Err(ClientError::Api { code: 500, message }) => {
+            assert!(
+                message.contains("already pinned in recursive mode"),
+                "{message}"
+            )
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert_eq!(peer.raft.with_pinset(|p| p.len()), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn basic_auth_and_cors_guard_the_api() {
+    let peer = lone_peer(|c| c.basic_auth = Some(("alice".into(), "s3cret".into()))).await;
+    let none = get(&peer.url("/id")).await;
+    assert_eq!(none.status, StatusCode::UNAUTHORIZED);
+    let challenges: Vec<&str> = none
+        .headers
+        .get_all("www-authenticate")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    assert_eq!(
+        challenges,
+        [
+            "Bearer realm=\"Restricted IPFS Cluster API\"",
+            "Basic realm=\"Restricted IPFS Cluster API\""
+        ]
+    );
+    assert_eq!(none.json()["message"], "unauthorized: no auth provided");
+    // alice:wrong
+    let wrong = raw(
+        "GET",
+        &peer.url("/id"),
+        &[("authorization", "Basic YWxpY2U6d3Jvbmc=")],
+        Vec::new(),
+    )
+    .await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        wrong.header("www-authenticate"),
+        Some("Basic realm=\"Restricted IPFS Cluster API\"")
+    );
+    assert_eq!(wrong.json()["code"], 401);
+    let bearer = raw(
+        "GET",
+        &peer.url("/id"),
+        &[("authorization", "bearer abc")],
+        Vec::new(),
+    )
+    .await;
+    assert_eq!(bearer.json()["message"], "unauthorized: invalid token");
+    // alice:s3cret
+    let right = raw(
+        "GET",
+        &peer.url("/id"),
+        &[("authorization", "Basic YWxpY2U6czNjcmV0")],
+        Vec::new(),
+    )
+    .await;
+    assert_eq!(right.status, StatusCode::OK);
+    // Health and preflights need no credentials.
+    assert_eq!(
+        raw("GET", &peer.url("/health"), &[], Vec::new())
+            .await
+            .status,
+        StatusCode::NO_CONTENT
+    );
+    let preflight = raw(
+        "OPTIONS",
+        &peer.url("/pins"),
+        &[
+            ("origin", "http://example.org"),
+            ("access-control-request-method", "GET"),
+        ],
+        Vec::new(),
+    )
+    .await;
+    assert_eq!(preflight.status, StatusCode::NO_CONTENT);
+    assert_eq!(preflight.header("access-control-allow-origin"), Some("*"));
+    assert_eq!(
+        preflight.header("access-control-allow-methods"),
+        Some("GET")
+    );
+    let cross = raw(
+        "GET",
+        &peer.url("/version"),
+        &[
+            ("origin", "http://example.org"),
+            ("authorization", "Basic YWxpY2U6czNjcmV0"),
+        ],
+        Vec::new(),
+    )
+    .await;
+    assert_eq!(cross.header("access-control-allow-origin"), Some("*"));
+    assert_eq!(
+        cross.header("access-control-allow-credentials"),
+        Some("true")
+    );
+
+    let typed = |auth: Option<(&str, &str)>| {
+        Client::new(ClientConfig {
+            base_url: peer.url(""),
+            basic_auth: auth.map(|(u, p)| (u.to_string(), p.to_string())),
+            ..ClientConfig::default()
+        })
+        .expect("client")
+    };
+    assert!(typed(Some(("alice", "s3cret"))).id().await.is_ok());
+    match typed(Some(("alice", "nope"))).id().await {
+        Err(e) => assert_eq!(e.code(), 401, "{e}"),
+        Ok(id) => panic!("let in with a wrong password: {id:?}"),
+    }
+    assert!(typed(None).health().await.is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listings_page_by_cursor_and_recover_retries_failed_pins() {
+    let peer = lone_peer(|_| {}).await;
+    let client = peer.client();
+    for n in 10..15 {
+        client
+            .pin(&cid(n), &PinOptions::default())
+            .await
+            .expect("pin");
+    }
+    let all: Vec<Cid> = client
+        .allocations(&[])
+        .await
+        .expect("all")
+        .into_iter()
+        .map(|p| p.cid)
+        .collect();
+    assert_eq!(all.len(), 5);
+    let first = get(&peer.url("/allocations?limit=2")).await;
+    assert_eq!(first.text().lines().count(), 2);
+    let rest = get(&peer.url(&format!("/allocations?after={}", all[1]))).await;
+    let rest: Vec<String> = rest
+        .text()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).expect("line")["cid"].to_string())
+        .collect();
+    assert_eq!(rest.len(), 3);
+    let page = client
+        .status_all(&StatusQuery {
+            limit: Some(2),
+            after: Some(all[2].clone()),
+            ..StatusQuery::default()
+        })
+        .await
+        .expect("page");
+    assert_eq!(
+        page.iter().map(|p| p.cid.clone()).collect::<Vec<_>>(),
+        all[3..5].to_vec()
+    );
+    let picked = client
+        .status_all(&StatusQuery {
+            cids: vec![all[0].clone(), cid(99)],
+            ..StatusQuery::default()
+        })
+        .await
+        .expect("cids");
+    assert_eq!(picked.len(), 2);
+    assert!(picked[1]
+        .peer_map
+        .values()
+        .all(|p| p.status == TrackerStatus::Unpinned));
+
+    // A pin IPFS refuses ends in pin_error; once IPFS can, recover pins it.
+    let bad = cid(20);
+    peer.ipfs.failing.lock().expect("lock").insert(bad.clone());
+    client.pin(&bad, &PinOptions::default()).await.expect("pin");
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let failed = client
+            .status_all(&StatusQuery {
+                filter: vec![TrackerStatus::Error],
+                ..StatusQuery::default()
+            })
+            .await
+            .expect("errors");
+        if failed.iter().any(|p| p.cid == bad) {
+            let entry = failed[0].peer_map.values().next().expect("entry");
+            assert_eq!(entry.status, TrackerStatus::PinError);
+            assert!(entry.error.contains("block not found"), "{entry:?}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "never pin_error: {failed:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let pinned_only = client
+        .status_all(&StatusQuery {
+            filter: vec![TrackerStatus::Pinned],
+            ..StatusQuery::default()
+        })
+        .await
+        .expect("pinned");
+    assert!(pinned_only.iter().all(|p| p.cid != bad));
+    peer.ipfs.failing.lock().expect("lock").clear();
+    let recovered = client.recover_all(false).await.expect("recover all");
+    assert!(recovered.iter().any(|p| p.cid == bad), "{recovered:?}");
+    let one = client.recover(&bad, false).await.expect("recover one");
+    assert_eq!(one.cid, bad);
+    wait_status(&client, &bad, TrackerStatus::Pinned).await;
+    // Nothing failed any more: an empty stream (204).
+    let none = raw("POST", &peer.url("/pins/recover"), &[], Vec::new()).await;
+    assert_eq!(none.status, StatusCode::NO_CONTENT);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failure_after_the_first_item_ends_the_stream_with_its_trailer() {
+    use axum::routing::get as route_get;
+    use cluster_node::api::rest::stream::ndjson;
+
+    let app = axum::Router::new()
+        .route(
+            "/broken",
+            route_get(|| async {
+                ndjson(|sink| async move {
+                    sink.send(&serde_json::json!({"n": 1})).await;
+                    Err("the pinset went away".to_string())
+                })
+                .await
+            }),
+        )
+        .route(
+            "/failed",
+            route_get(|| async {
+                ndjson(|_sink| async move { Err("nothing to list: no state".to_string()) }).await
+            }),
+        )
+        // What the typed client makes of both, on routes it knows.
+        .route(
+            "/peers",
+            route_get(|| async {
+                ndjson(|sink| async move {
+                    sink.send(&fake_id()).await;
+                    Err("peer listing broke".to_string())
+                })
+                .await
+            }),
+        )
+        .route(
+            "/allocations",
+            route_get(|| async {
+                ndjson(|_sink| async move { Err("no state".to_string()) }).await
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let answer = get(&format!("http://{addr}/broken")).await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(answer.text(), "{\"n\":1}\n");
+    let trailers = answer.trailers.expect("trailers");
+    assert_eq!(
+        trailers.get("x-stream-error").and_then(|v| v.to_str().ok()),
+        Some("the pinset went away")
+    );
+    // Failing before the first item: a plain error answer.
+    let failed = get(&format!("http://{addr}/failed")).await;
+    assert_eq!(failed.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(
+        failed.json(),
+        serde_json::json!({"code": 500, "message": "nothing to list: no state"})
+    );
+
+    let client = Client::new(ClientConfig {
+        base_url: format!("http://{addr}"),
+        ..ClientConfig::default()
+    })
+    .expect("client");
+    let mut seen = Vec::new();
+    match client.peers_each(|id| seen.push(id)).await {
+        Err(ClientError::Stream { items: 1, message }) => assert_eq!(message, "peer listing broke"),
+        other => panic!("expected a stream error, got {other:?}"),
+    }
+    assert_eq!(seen, vec![fake_id()]);
+    match client.allocations(&[]).await {
+        Err(ClientError::Api { code: 500, message }) => assert_eq!(message, "no state"),
+        other => panic!("expected a 500, got {other:?}"),
+    }
+}
+
+fn fake_id() -> cluster_node::api::types::IdInfo {
+    cluster_node::api::types::IdInfo {
+        id: PeerId::synthetic(8).to_string(),
+        addresses: None,
+        cluster_peers: Vec::new(),
+        cluster_peers_addresses: Vec::new(),
+        version: "1.1.6".into(),
+        commit: String::new(),
+        rpc_protocol_version: String::new(),
+        error: String::new(),
+        ipfs: Default::default(),
+        peername: "fake".into(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn global_status_shows_an_unreachable_peer_as_cluster_error() {
+    let router = InProcRouter::new();
+    let net = Arc::new(NodeNet::default());
+    let first = start_raft(1, &router).await;
+    first.initialize(CLUSTER_ID).await.expect("initialize");
+    first.wait_for_leader(WAIT).await.expect("leader");
+    let mut rafts = vec![first.clone()];
+    for n in 2..=3 {
+        let raft = start_raft(n, &router).await;
+        raft.join(first.node_info()).await.expect("join");
+        rafts.push(raft);
+    }
+    let mut peers = Vec::new();
+    for raft in rafts {
+        peers.push(start_peer(raft, &net, |_| {}).await);
+    }
+    eventually("every peer's metrics on the first board", || {
+        peers[0]
+            .drivers
+            .board
+            .current(peers[0].ctx.clock.now())
+            .len()
+            == 3
+    })
+    .await;
+    let client = peers[0].client();
+    let everywhere = cid(30);
+    client
+        .pin(&everywhere, &PinOptions::default())
+        .await
+        .expect("pin");
+    wait_status(&client, &everywhere, TrackerStatus::Pinned).await;
+    let info = client.status(&everywhere, false).await.expect("status");
+    assert_eq!(info.peer_map.len(), 3);
+
+    // Two replicas out of three, asked of a follower (its write goes to
+    // the leader; it allocates from its own board): the third peer shows
+    // remote, unasked.
+    eventually("every peer's metrics on the second board", || {
+        peers[1]
+            .drivers
+            .board
+            .current(peers[1].ctx.clock.now())
+            .len()
+            == 3
+    })
+    .await;
+    let two = cid(31);
+    let pin = peers[1]
+        .client()
+        .pin(
+            &two,
+            &PinOptions {
+                replication_factor_min: 2,
+                replication_factor_max: 2,
+                ..PinOptions::default()
+            },
+        )
+        .await
+        .expect("pin 2");
+    assert_eq!(pin.allocations.len(), 2);
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let info = client.status(&two, false).await.expect("status");
+        let count = |s| info.peer_map.values().filter(|p| p.status == s).count();
+        if count(TrackerStatus::Pinned) == 2 && count(TrackerStatus::Remote) == 1 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{info:?}");
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+
+    // The third peer's node RPC goes down: its entry, not the request, fails.
+    let third = peers[2].ctx.id.to_string();
+    net.down.lock().expect("lock").insert(third.clone());
+    let info = client.status(&everywhere, false).await.expect("status");
+    let entry = info.peer_map.get(&third).expect("third peer listed");
+    assert_eq!(entry.status, TrackerStatus::ClusterError);
+    assert!(entry.error.contains(&third), "{entry:?}");
+    assert_eq!(
+        info.peer_map
+            .values()
+            .filter(|p| p.status == TrackerStatus::Pinned)
+            .count(),
+        2
+    );
+    let listed = client
+        .status_all(&StatusQuery::default())
+        .await
+        .expect("all");
+    assert_eq!(listed.len(), 2);
+    let errors = client
+        .status_all(&StatusQuery {
+            filter: vec![TrackerStatus::ClusterError],
+            ..StatusQuery::default()
+        })
+        .await
+        .expect("errors");
+    assert!(
+        errors
+            .iter()
+            .all(|i| i.peer_map.len() == 1 && i.peer_map.contains_key(&third)),
+        "{errors:#?}"
+    );
+    let ids = client.peers().await.expect("peers");
+    assert_eq!(ids.len(), 3);
+    let down = ids.iter().find(|i| i.id == third).expect("third in /peers");
+    assert!(!down.error.is_empty());
+    assert!(ids
+        .iter()
+        .filter(|i| i.id != third)
+        .all(|i| i.error.is_empty()));
+    assert_eq!(ids[0].cluster_peers.len(), 3);
+
+    // Removing the unreachable peer.
+    client
+        .remove_peer(&peers[2].ctx.id)
+        .await
+        .expect("remove peer");
+    eventually("two members", || peers[0].raft.members().len() == 2).await;
+    let info = client.status(&everywhere, false).await.expect("status");
+    assert_eq!(info.peer_map.len(), 2);
+}
+
+/// Random mixes of good and bad parameters on the write routes: every
+/// answer is a JSON error or a pin, and the pinset stays valid.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn random_requests_never_corrupt_the_pinset() {
+    let peer = lone_peer(|c| c.max_body_bytes = 512).await;
+    let values: [(&str, &[&str]); 10] = [
+        (
+            "replication-min",
+            &["-1", "0", "1", "2", "-7", "x", "99999999999"],
+        ),
+        ("replication-max", &["-1", "0", "1", "3", "", "1e3"]),
+        ("name", &["a", "", "%00%ff", "%E5%90%8D%E5%89%8D"]),
+        ("mode", &["direct", "recursive", "weird"]),
+        (
+            "expire-at",
+            &["2099-01-01T00:00:00Z", "2000-01-01T00:00:00Z", "soon"],
+        ),
+        ("expire-in", &["1h", "0s", "-5m", "10"]),
+        ("meta-k", &["v", "", "%0A"]),
+        (
+            "pin-update",
+            &["QmP63DkAFEnDYNjDYBpyNDfttu1fvUw99x1brscPzpqmmq", "x"],
+        ),
+        (
+            "user-allocations",
+            &[
+                "",
+                "nobody",
+                "12D3KooWGHTKzeT4KaLGLrbKKyT8zKrBPXAUBRzCAN6ZMDMo4M6M",
+            ],
+        ),
+        (
+            "origins",
+            &[
+                "/ip4/1.2.3.4/tcp/1/p2p/12D3KooWGHTKzeT4KaLGLrbKKyT8zKrBPXAUBRzCAN6ZMDMo4M6M",
+                "/x",
+            ],
+        ),
+    ];
+    // A fixed linear congruential sequence: the same requests every run.
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut next = |n: usize| {
+        x = x
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        ((x >> 33) as usize) % n
+    };
+    for _ in 0..300 {
+        let mut query = Vec::new();
+        for (name, options) in &values {
+            if next(3) == 0 {
+                query.push(format!("{name}={}", options[next(options.len())]));
+            }
+        }
+        let target = match next(4) {
+            0 => "not-a-cid".to_string(),
+            _ => cid(40 + next(8) as u8).to_string(),
+        };
+        let method = ["POST", "POST", "DELETE"][next(3)];
+        let body = if next(10) == 0 {
+            vec![b'x'; 1_000]
+        } else {
+            Vec::new()
+        };
+        let url = peer.url(&format!("/pins/{target}?{}", query.join("&")));
+        let answer = raw(method, &url, &[], body).await;
+        let json = answer.json();
+        if answer.status.is_success() {
+            assert!(json["cid"].is_string(), "{json}");
+        } else {
+            assert_eq!(json["code"], answer.status.as_u16(), "{json}");
+            assert!(
+                [400, 404, 413, 500].contains(&answer.status.as_u16()),
+                "{} {url}: {json}",
+                answer.status
+            );
+        }
+    }
+    peer.raft
+        .with_pinset(|p| p.check_invariants())
+        .expect("pinset invariants");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_stops_gracefully_when_told() {
+    let peer = lone_peer(|_| {}).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let api = RestApi::new(
+        peer.ctx.clone(),
+        peer.drivers.clone(),
+        RestConfig::default(),
+    )
+    .expect("api");
+    let (stop, stopped) = oneshot::channel::<()>();
+    let served = tokio::spawn(api.serve(listener, async move {
+        let _ = stopped.await;
+    }));
+    let url = format!("http://{addr}/health");
+    assert_eq!(
+        raw("GET", &url, &[], Vec::new()).await.status,
+        StatusCode::NO_CONTENT
+    );
+    stop.send(()).expect("server running");
+    let result = tokio::time::timeout(WAIT, served)
+        .await
+        .expect("serve returned")
+        .expect("task");
+    assert!(result.is_ok(), "{result:?}");
+    assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+}
+
+/// `cargo test -p cluster-node --profile sim --test rest_api bench -- --ignored --nocapture`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark: prints pins/s through the API and straight to raft"]
+async fn bench_pins_through_the_api_vs_raft_write() {
+    const CLIENTS: usize = 64;
+    const PINS_PER_CLIENT: usize = 200;
+    let peer = lone_peer(|_| {}).await;
+    let cid_of = |base: u64, i: usize, j: usize| {
+        let mut bytes = vec![0x12, 0x20];
+        bytes.extend_from_slice(&(base + (i * 10_000 + j) as u64).to_be_bytes());
+        bytes.extend_from_slice(&[7; 24]);
+        Cid::from_bytes(&bytes).expect("cid")
+    };
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for i in 0..CLIENTS {
+        let client = peer.client();
+        tasks.push(tokio::spawn(async move {
+            for j in 0..PINS_PER_CLIENT {
+                client
+                    .pin(&cid_of(1 << 40, i, j), &PinOptions::default())
+                    .await
+                    .expect("pin");
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("task");
+    }
+    let api = (CLIENTS * PINS_PER_CLIENT) as f64 / started.elapsed().as_secs_f64();
+
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for i in 0..CLIENTS {
+        let raft = peer.raft.clone();
+        let now = peer.ctx.clock.now();
+        tasks.push(tokio::spawn(async move {
+            for j in 0..PINS_PER_CLIENT {
+                let options = PinOptions {
+                    replication_factor_min: -1,
+                    replication_factor_max: -1,
+                    ..PinOptions::default()
+                };
+                let pin = cluster_core::Pin::new(cid_of(2 << 40, i, j), options, now);
+                raft.write(cluster_core::pinset::Entry::new(
+                    cluster_core::pinset::Command::Pin(pin),
+                ))
+                .await
+                .expect("write")
+                .expect("pin");
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("task");
+    }
+    let direct = (CLIENTS * PINS_PER_CLIENT) as f64 / started.elapsed().as_secs_f64();
+    println!(
+        "rest api: {CLIENTS} clients x {PINS_PER_CLIENT} pins: {api:.0} pins/s through the API, \
+         {direct:.0} pins/s straight to raft.write"
+    );
+}
