@@ -34,8 +34,8 @@ pub struct ServerConfig {
     pub cluster: ClusterSection,
     /// Consensus settings.
     pub consensus: ConsensusSection,
-    /// The REST API (served by a later issue).
-    pub rest_api: ListenSection,
+    /// The REST API.
+    pub rest_api: RestApiSection,
     /// The IPFS proxy (served by a later issue).
     pub ipfs_proxy: ListenSection,
     /// The Pinning Service API (served by a later issue).
@@ -164,6 +164,26 @@ impl ListenSection {
         ListenSection {
             listen_address: address.to_string(),
         }
+    }
+}
+
+/// The `rest_api` section.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RestApiSection {
+    /// `host:port` to listen on.
+    pub listen_address: String,
+    /// `{"user": "password"}`: requests must carry these basic-auth
+    /// credentials (upstream's key; one user). Absent: no authentication.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub basic_auth_credentials: Option<BTreeMap<String, String>>,
+}
+
+impl RestApiSection {
+    /// The one user and password of `basic_auth_credentials`, if set.
+    pub fn basic_auth(&self) -> Option<(String, String)> {
+        let (user, pass) = self.basic_auth_credentials.as_ref()?.iter().next()?;
+        Some((user.clone(), pass.clone()))
     }
 }
 
@@ -311,7 +331,10 @@ impl Default for ServerConfig {
         ServerConfig {
             cluster: ClusterSection::default(),
             consensus: ConsensusSection::default(),
-            rest_api: ListenSection::on("127.0.0.1:9094"),
+            rest_api: RestApiSection {
+                listen_address: "127.0.0.1:9094".to_string(),
+                basic_auth_credentials: None,
+            },
             ipfs_proxy: ListenSection::on("127.0.0.1:9095"),
             pinning_service: ListenSection::on("127.0.0.1:9097"),
             ipfs_http: IpfsHttpSection::default(),
@@ -438,12 +461,20 @@ impl ServerConfig {
         self.peer_addresses(&[], "cluster.cluster_peers")?;
         cluster_core::pin::validate_replication(c.replication_factor_min, c.replication_factor_max)
             .map_err(|e| invalid("cluster.replication_factor_min/max", e))?;
+        if let Some(credentials) = &self.rest_api.basic_auth_credentials {
+            if credentials.len() != 1 {
+                return Err(invalid(
+                    "rest_api.basic_auth_credentials",
+                    format!("expected one user, got {}", credentials.len()),
+                ));
+            }
+        }
         for (key, listen) in [
-            ("rest_api", &self.rest_api),
-            ("ipfs_proxy", &self.ipfs_proxy),
-            ("pinning_service", &self.pinning_service),
+            ("rest_api", &self.rest_api.listen_address),
+            ("ipfs_proxy", &self.ipfs_proxy.listen_address),
+            ("pinning_service", &self.pinning_service.listen_address),
         ] {
-            listen.listen_address.parse::<SocketAddr>().map_err(|e| {
+            listen.parse::<SocketAddr>().map_err(|e| {
                 invalid(
                     format!("{key}.listen_address"),
                     format!("{e} (expected host:port, e.g. 127.0.0.1:9094)"),
@@ -586,6 +617,15 @@ impl ServerConfig {
         }
     }
 
+    /// How this peer allocates pins (new ones through the REST API, and
+    /// re-allocations): metrics count for as long as their TTL.
+    pub fn allocator_config(&self) -> AllocatorConfig {
+        AllocatorConfig {
+            metric_ttl_ms: to_ms(self.metrics.ttl),
+            ..AllocatorConfig::default()
+        }
+    }
+
     /// Every driver's settings; `epoch` is unique per start of the peer.
     pub fn driver_settings(&self, epoch: u16) -> DriverSettings {
         let metrics = MetricsConfig {
@@ -596,10 +636,7 @@ impl ServerConfig {
         };
         let repair = self.repinning.enabled.then(|| RepairConfig {
             interval_ms: to_ms(self.repinning.interval),
-            allocator: AllocatorConfig {
-                metric_ttl_ms: metrics.ttl_ms,
-                ..AllocatorConfig::default()
-            },
+            allocator: self.allocator_config(),
             ..RepairConfig::default()
         });
         DriverSettings {

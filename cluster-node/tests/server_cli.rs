@@ -58,6 +58,23 @@ fn free_port() -> u16 {
         .expect("free port")
 }
 
+/// A plain HTTP/1.1 GET of `path` on `addr` (host:port): the raw answer.
+fn http_get(addr: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect to the REST API");
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .expect("timeout");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send");
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    answer
+}
+
 fn read_config(dir: &Path) -> Value {
     let text = std::fs::read_to_string(dir.join("server.json")).expect("server.json");
     serde_json::from_str(&text).expect("json")
@@ -78,6 +95,7 @@ fn init_peer(dir: &Path, peers: &[String]) -> (String, String) {
     config["cluster"]["cluster_peers"] = serde_json::json!(peers);
     config["ipfs_http"]["node_multiaddress"] =
         Value::String(format!("/ip4/127.0.0.1/tcp/{}", free_port()));
+    config["rest_api"]["listen_address"] = Value::String(format!("127.0.0.1:{}", free_port()));
     write_config(dir, &config);
     let id = config["cluster"]["id"].as_str().expect("id").to_string();
     (id, addr)
@@ -228,7 +246,7 @@ fn bad_configs_are_refused_naming_the_key() {
     ok(dir, &["init"]);
     let good = read_config(dir);
     type Spoil = fn(&mut Value);
-    let cases: [(&str, Spoil); 4] = [
+    let cases: [(&str, Spoil); 6] = [
         ("cluster.secrett", |c| {
             c["cluster"]["secrett"] = Value::from("x")
         }),
@@ -240,6 +258,12 @@ fn bad_configs_are_refused_naming_the_key() {
         }),
         ("metrics.interval", |c| {
             c["metrics"]["interval"] = Value::from("soon")
+        }),
+        ("rest_api.listen_address", |c| {
+            c["rest_api"]["listen_address"] = Value::from("localhost")
+        }),
+        ("rest_api.basic_auth_credentials", |c| {
+            c["rest_api"]["basic_auth_credentials"] = serde_json::json!({"a": "1", "b": "2"})
         }),
     ];
     for (key, spoil) in cases {
@@ -348,6 +372,14 @@ fn a_single_peer_daemon_starts_refuses_a_second_and_stops_on_sigterm() {
     assert!(log.contains(&addr), "listen address not logged:\n{log}");
     assert!(log.contains("starting a new cluster"), "{log}");
     daemon.wait_log(&format!("cluster members (1): {id}"));
+    // Its REST API answers on the configured address with this peer's id.
+    let rest = read_config(&dir)["rest_api"]["listen_address"]
+        .as_str()
+        .expect("rest address")
+        .to_string();
+    let answer = http_get(&rest, "/id");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains(&format!("\"id\":\"{id}\"")), "{answer}");
 
     // The same directory is locked: a second daemon and the state
     // commands are refused.

@@ -88,6 +88,9 @@ pub enum DaemonError {
     /// The drivers refused their settings.
     #[error("starting the pin tracker: {0}")]
     Drivers(String),
+    /// The REST API could not be set up (bad address, port taken).
+    #[error("starting the REST API: {0}")]
+    Rest(String),
     /// The membership record could not be written.
     #[error(transparent)]
     Member(#[from] MemberFileError),
@@ -106,6 +109,9 @@ pub enum DaemonError {
     Fatal(#[from] FatalError),
 }
 
+/// How long a shutdown waits for REST requests in flight.
+const REST_DRAIN: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// A running peer.
 pub struct Daemon {
     /// Its id.
@@ -116,6 +122,12 @@ pub struct Daemon {
     pub raft: ClusterRaft,
     /// Its drivers.
     pub drivers: Drivers,
+    /// Where its REST API listens.
+    pub rest_addr: std::net::SocketAddr,
+    /// Stops the REST API (it lets requests in flight finish).
+    rest_stop: tokio::sync::oneshot::Sender<()>,
+    /// The REST API's task.
+    rest_task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
 /// Starts the peer configured in `config_dir`. The caller holds the
@@ -158,8 +170,16 @@ pub async fn start(
         net.shutdown().await;
         return Err(e);
     }
-    let drivers = match start_node(config_dir, config, &raft, &net, &peer) {
-        Ok(drivers) => drivers,
+    let (ctx, drivers) = match start_node(config_dir, config, &raft, &net, &peer) {
+        Ok(started) => started,
+        Err(e) => {
+            raft.shutdown().await;
+            net.shutdown().await;
+            return Err(e);
+        }
+    };
+    let (rest_addr, rest_stop, rest_task) = match start_rest(config, ctx, drivers.clone()).await {
+        Ok(rest) => rest,
         Err(e) => {
             raft.shutdown().await;
             net.shutdown().await;
@@ -176,7 +196,48 @@ pub async fn start(
         net,
         raft,
         drivers,
+        rest_addr,
+        rest_stop,
+        rest_task,
     })
+}
+
+/// Binds the REST API on `rest_api.listen_address` and serves it on a task
+/// until the returned sender fires (or is dropped).
+async fn start_rest(
+    config: &ServerConfig,
+    ctx: PeerContext,
+    drivers: Drivers,
+) -> Result<
+    (
+        std::net::SocketAddr,
+        tokio::sync::oneshot::Sender<()>,
+        tokio::task::JoinHandle<std::io::Result<()>>,
+    ),
+    DaemonError,
+> {
+    let listen = crate::api::rest::parse_listen(&config.rest_api.listen_address)
+        .map_err(|e| DaemonError::Rest(format!("rest_api.listen_address: {e}")))?;
+    let rest_config = crate::api::rest::RestConfig {
+        listen,
+        basic_auth: config.rest_api.basic_auth(),
+        default_replication_min: config.cluster.replication_factor_min,
+        default_replication_max: config.cluster.replication_factor_max,
+        allocator: config.allocator_config(),
+        ..crate::api::rest::RestConfig::default()
+    };
+    let api = crate::api::rest::RestApi::new(ctx, drivers, rest_config)
+        .map_err(|e| DaemonError::Rest(e.to_string()))?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| DaemonError::Rest(format!("rest_api.listen_address {listen}: {e}")))?;
+    let addr = listener.local_addr().unwrap_or(listen);
+    tracing::info!("REST API listening on http://{addr}");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(api.serve(listener, async move {
+        let _ = stopped.await;
+    }));
+    Ok((addr, stop, task))
 }
 
 /// Opens the store and starts the consensus on it.
@@ -299,7 +360,7 @@ fn start_node(
     raft: &ClusterRaft,
     net: &Libp2pTransport,
     peer: &PeerId,
-) -> Result<Drivers, DaemonError> {
+) -> Result<(PeerContext, Drivers), DaemonError> {
     // The connector's record of the pins the cluster made lives apart from
     // the consensus data: `state cleanup` must not make the cluster forget
     // which of the daemon's pins are its own.
@@ -321,7 +382,7 @@ fn start_node(
     let drivers = start_drivers(&ctx, config.driver_settings(epoch), on_violation)
         .map_err(|e| DaemonError::Drivers(e.to_string()))?;
     net.register_node_rpc(drivers.router.clone());
-    Ok(drivers)
+    Ok((ctx, drivers))
 }
 
 #[cfg(feature = "kubo")]
@@ -362,9 +423,15 @@ impl Daemon {
             () = removed(self.raft.clone()) => Some(Err(DaemonError::Removed(self.peer.to_string()))),
         };
         tracing::info!("shutting down peer {}", self.peer);
-        // Stop serving other peers first, then the consensus (it releases
-        // the store), then the host. The drivers' tasks end with the
-        // process.
+        // Stop taking requests first (those in flight finish), then serving
+        // other peers, then the consensus (it releases the store), then the
+        // host. The drivers' tasks end with the process.
+        let _ = self.rest_stop.send(());
+        match tokio::time::timeout(REST_DRAIN, self.rest_task).await {
+            Ok(Ok(Err(e))) => tracing::warn!("rest api stopped with an error: {e}"),
+            Err(_) => tracing::warn!("rest api: requests still running after {REST_DRAIN:?}"),
+            _ => {}
+        }
         self.net.unregister();
         self.raft.shutdown().await;
         self.net.shutdown().await;
