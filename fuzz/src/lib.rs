@@ -11,10 +11,13 @@ pub mod cid;
 pub mod kubo_answers;
 pub mod node_rpc;
 pub mod p2p_wire;
+pub mod pin_import;
 pub mod pinset_entries;
 pub mod raft_store;
+pub mod rest_query;
 pub mod runner;
 pub mod seeds;
+pub mod server_config;
 pub mod snapshot;
 pub mod state_machine;
 
@@ -31,9 +34,8 @@ pub struct Target {
 
 /// Every target, in the order CI runs them.
 ///
-/// Parsers still being written (REST API options, configuration files,
-/// NDJSON pin import, the IPFS proxy's requests) get a target each when they
-/// land: a module here with a `run(&[u8])`, a line below, a binary in
+/// Parsers still being written (the IPFS proxy's requests and multipart
+/// bodies) get a target each when they land: a module here with a `run(&[u8])`, a line below, a binary in
 /// `fuzz_targets/` (and a `[[bin]]` in `Cargo.toml`), seeds in
 /// `corpus/<name>/`. The stable runner and CI pick it up from this list.
 pub const TARGETS: &[Target] = &[
@@ -81,6 +83,21 @@ pub const TARGETS: &[Target] = &[
         name: "kubo_answers",
         run: kubo_answers::run,
         dictionary: kubo_answers::DICTIONARY,
+    },
+    Target {
+        name: "rest_query",
+        run: rest_query::run,
+        dictionary: rest_query::DICTIONARY,
+    },
+    Target {
+        name: "server_config",
+        run: server_config::run,
+        dictionary: server_config::DICTIONARY,
+    },
+    Target {
+        name: "pin_import",
+        run: pin_import::run,
+        dictionary: pin_import::DICTIONARY,
     },
 ];
 
