@@ -16,6 +16,8 @@
 
 #[cfg(any(feature = "rest", feature = "client"))]
 pub mod api;
+#[cfg(feature = "cli")]
+pub mod cli;
 pub mod clock;
 #[cfg(feature = "server")]
 pub mod config;

@@ -1,0 +1,1 @@
+//! The `ipfscluster` binary end to end (filled below).
