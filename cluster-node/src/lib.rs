@@ -4,9 +4,9 @@
 //! loops (pin tracker, metrics, re-allocation), the IPFS connector seam and
 //! the node's peer RPCs, shared by the binaries and the simulator; and the
 //! binaries `ipfscluster-server` (a cluster peer: [`config`] and [`server`],
-//! feature `server`) and `ipfscluster` (the command-line client, which
-//! arrives with the REST API and CLI issues; until then it says so and exits
-//! with [`NOT_YET_EXIT_CODE`]).
+//! feature `server`) and `ipfscluster` (the command-line client over the
+//! REST API: `cli`, feature `cli`). [`not_yet`] remains for binaries whose
+//! issue has not landed.
 //!
 //! The library builds without default features and under `--cfg madsim`:
 //! it takes time, tasks and timers from [`cluster_net::rt`], `now` from a
@@ -16,6 +16,8 @@
 
 #[cfg(any(feature = "rest", feature = "client"))]
 pub mod api;
+#[cfg(feature = "cli")]
+pub mod cli;
 pub mod clock;
 #[cfg(feature = "server")]
 pub mod config;

@@ -160,6 +160,23 @@ fn query_string(pairs: &[(&str, String)]) -> String {
     s.finish()
 }
 
+/// `error` and its causes (`client error (Connect): tcp connect error:
+/// Connection refused`): hyper's own message alone does not say why.
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(e) = cause {
+        let more = e.to_string();
+        // Some layers repeat their cause's message in their own.
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        cause = e.source();
+    }
+    text
+}
+
 fn join<T: ToString>(items: &[T]) -> String {
     items
         .iter()
@@ -266,7 +283,10 @@ impl Client {
             .map_err(|e| ClientError::Config(format!("request {uri}: {e}")))?;
         match tokio::time::timeout(self.timeout, self.http.request(request)).await {
             Err(_) => Err(ClientError::Timeout(self.timeout)),
-            Ok(Err(e)) => Err(ClientError::Transport(format!("{uri}: {e}"))),
+            Ok(Err(e)) => Err(ClientError::Transport(format!(
+                "{uri}: {}",
+                with_causes(&e)
+            ))),
             Ok(Ok(response)) => Ok(response),
         }
     }
