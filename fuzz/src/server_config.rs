@@ -15,8 +15,8 @@ pub fn run(data: &[u8]) {
     let Ok(config) = ServerConfig::parse(text, path) else {
         return;
     };
-    let again = ServerConfig::parse(&config.to_json(), path)
-        .expect("a configuration written back parses");
+    let again =
+        ServerConfig::parse(&config.to_json(), path).expect("a configuration written back parses");
     assert_eq!(again, config, "round trip");
     // Everything the daemon derives from it must not panic either.
     let _ = config.raft_config();
