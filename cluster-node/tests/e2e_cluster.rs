@@ -663,7 +663,11 @@ fn replication_two_lands_on_exactly_the_two_allocated_daemons() {
         let pin = cluster.pin(n % 3, c, &replicated(2, 2));
         assert_eq!(pin.allocations.len(), 2, "{pin:?}");
     }
-    let state = cluster.allocations(1);
+    // Peer 1 applies the pins made through the others a moment later.
+    let state = wait_for("peer 1 to hold every pin", || {
+        let state = cluster.allocations(1);
+        cids.iter().all(|c| state.contains_key(c)).then_some(state)
+    });
     for c in &cids {
         let allocs = &state[c];
         assert_eq!(allocs.len(), 2, "{c}: {allocs:?}");
