@@ -153,7 +153,8 @@ The cluster is running ($n peers, each with its own IPFS daemon); $cid is pinned
                curl -s http://127.0.0.1:9094/peers
                curl -s -X POST http://127.0.0.1:9094/pins/<cid>     # pin
                curl -s http://127.0.0.1:9094/pins/<cid>             # status on every peer
-  CLI:         ipfscluster --host /ip4/127.0.0.1/tcp/9094 <command>  (the CLI is not implemented yet)
+  CLI:         $target/$profile/ipfscluster --host /ip4/127.0.0.1/tcp/9094 status $cid
+               $target/$profile/ipfscluster --host /ip4/127.0.0.1/tcp/9194 peers ls
   IPFS APIs:   http://127.0.0.1:$ipfs_base  http://127.0.0.1:$((ipfs_base + 10))  http://127.0.0.1:$((ipfs_base + 20))  (Kubo RPC, /api/v0/...)
   configs:     $work/peer-{0,1,2}   (server.json, identity.key, data/)
   logs:        $work/peer-{0,1,2}.log   $work/ipfs/ipfs-{0,1,2}.log
