@@ -13,13 +13,18 @@ use super::snapshot_gate::SnapshotGate;
 use super::types::{LogId, NodeId, RaftEntry, StorageError, TypeConfig};
 use crate::store::{DurableStore, MetaKey, StoreError, WriteBatch, WriteOp};
 
+/// A committed log id reported by openraft and not yet written (`None`:
+/// nothing pending; `Some(None)`: "nothing committed" pending).
+pub(crate) type UnsavedCommitted = Arc<Mutex<Option<Option<LogId>>>>;
+
 /// The Raft log, vote and committed index of one peer.
 pub(crate) struct LogStore<S: DurableStore> {
     store: Arc<S>,
     /// Committed log id reported by openraft and not yet written. It rides
     /// along with the next durable batch instead of costing a commit of its
-    /// own (it is on the write path of every entry).
-    unsaved_committed: Arc<Mutex<Option<Option<LogId>>>>,
+    /// own (it is on the write path of every entry); a clean shutdown
+    /// writes what is left ([`flush_committed`]).
+    unsaved_committed: UnsavedCommitted,
     /// Purges wait here for the snapshot they rely on.
     gate: Arc<SnapshotGate>,
 }
@@ -44,25 +49,16 @@ impl<S: DurableStore> LogStore<S> {
         }
     }
 
+    /// The pending committed log id, shared: the node flushes it at a
+    /// clean shutdown.
+    pub(crate) fn unsaved_committed(&self) -> UnsavedCommitted {
+        Arc::clone(&self.unsaved_committed)
+    }
+
     /// Adds the pending committed log id, if any, to `batch`.
     fn take_committed(&self, batch: &mut WriteBatch) -> Result<(), StorageError> {
-        let pending = self
-            .unsaved_committed
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
-        match pending {
-            None => {}
-            Some(Some(log_id)) => {
-                let bytes = encode(&log_id, "committed")
-                    .map_err(|e| sto_err(ErrorSubject::Store, ErrorVerb::Write, e))?;
-                batch.push(WriteOp::PutMeta(MetaKey::Committed, bytes));
-            }
-            Some(None) => {
-                batch.push(WriteOp::DeleteMeta(MetaKey::Committed));
-            }
-        }
-        Ok(())
+        take_committed(&self.unsaved_committed, batch)
+            .map_err(|e| sto_err(ErrorSubject::Store, ErrorVerb::Write, e))
     }
 
     fn read_meta<T: serde::de::DeserializeOwned>(
@@ -92,8 +88,43 @@ impl<S: DurableStore> LogStore<S> {
     }
 }
 
+/// Adds the pending committed log id of `unsaved`, if any, to `batch`.
+fn take_committed(unsaved: &UnsavedCommitted, batch: &mut WriteBatch) -> Result<(), StoreError> {
+    let pending = unsaved.lock().unwrap_or_else(|e| e.into_inner()).take();
+    match pending {
+        None => {}
+        Some(Some(log_id)) => {
+            batch.push(WriteOp::PutMeta(
+                MetaKey::Committed,
+                encode(&log_id, "committed")?,
+            ));
+        }
+        Some(None) => {
+            batch.push(WriteOp::DeleteMeta(MetaKey::Committed));
+        }
+    }
+    Ok(())
+}
+
+/// Writes the pending committed log id, if any, durably. Called once
+/// openraft stopped: without it, a follower stopped cleanly would forget
+/// the commit point of its last entries (learned after their append) and,
+/// restarted without a leader (an offline `state export`), apply less than
+/// it had applied.
+pub(crate) async fn flush_committed<S: DurableStore + ?Sized>(
+    store: &Arc<S>,
+    unsaved: &UnsavedCommitted,
+) -> Result<(), StoreError> {
+    let mut batch = WriteBatch::durable();
+    take_committed(unsaved, &mut batch)?;
+    if batch.ops.is_empty() {
+        return Ok(());
+    }
+    commit_off_thread(store, batch).await
+}
+
 /// Runs `store.commit(batch)` through the runtime's blocking seam.
-pub(crate) async fn commit_off_thread<S: DurableStore>(
+pub(crate) async fn commit_off_thread<S: DurableStore + ?Sized>(
     store: &Arc<S>,
     batch: WriteBatch,
 ) -> Result<(), StoreError> {

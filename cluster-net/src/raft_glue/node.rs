@@ -49,6 +49,9 @@ pub(crate) struct Inner {
     pub(crate) refusals: Refusals,
     /// Pins changed by applied entries, for the tracker's driver.
     pub(crate) changes: Arc<PinsetChanges>,
+    /// The commit point openraft reported and the log store has not written
+    /// yet: written at a clean shutdown.
+    pub(crate) unsaved_committed: super::log_store::UnsavedCommitted,
 }
 
 /// One peer's consensus layer: a Raft member replicating the shared pinset.
@@ -126,6 +129,7 @@ impl ClusterRaft {
             config.snapshot_every_log_bytes,
         );
         let log_store = LogStore::new(Arc::clone(&store), Arc::clone(&gate));
+        let unsaved_committed = log_store.unsaved_committed();
         let refusals = Refusals::default();
         let network = NetworkFactory {
             transport: Arc::clone(&transport),
@@ -156,6 +160,7 @@ impl ClusterRaft {
             writes,
             refusals,
             changes,
+            unsaved_committed,
         });
         runtime::spawn(super::removal::stand_down_when_removed(Arc::downgrade(
             &inner,
@@ -356,6 +361,12 @@ impl ClusterRaft {
         .await;
         if released.is_none() {
             tracing::warn!(peer = %self.inner.me, "raft tasks still hold the store after shutdown");
+        }
+        if let Err(e) =
+            super::log_store::flush_committed(&self.inner.store, &self.inner.unsaved_committed)
+                .await
+        {
+            tracing::warn!(peer = %self.inner.me, error = %e, "commit point not saved at shutdown");
         }
     }
 }
