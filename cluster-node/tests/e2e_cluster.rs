@@ -898,7 +898,8 @@ fn a_stopped_ipfs_daemon_shows_in_status_and_recover_heals_it() {
 /// Upstream asks IPFS when it reports a CID allocated here (a failing
 /// daemon is `cluster_error`); this peer answers from its tracker's memory.
 #[test]
-#[ignore = "bug: a CID pinned before its peer's IPFS daemon stopped stays `pinned` in status while the daemon is down"]
+// Failed before the tracker reported cluster_error while its last IPFS
+// listing had failed (the CIDs stayed `pinned` for the whole wait).
 fn a_stopped_ipfs_daemon_turns_its_pinned_cids_into_errors_in_status() {
     let _serial = serial();
     let cluster = Cluster::start(17900, 3, 3);

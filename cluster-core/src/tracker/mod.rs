@@ -464,6 +464,20 @@ impl Tracker {
             // unsure has an operation, shown above (see `check_invariants`):
             // what IPFS Cluster calls `unexpectedly_unpinned` is `pin_queued` here.
             Some(Desire::Pin { .. }) => match item.ipfs_view(self.have_listing) {
+                // The last look at IPFS failed (the daemon is down, say):
+                // what it holds now is not known, as IPFS Cluster answers
+                // when its status call to IPFS fails.
+                IpfsView::Pinned(_) | IpfsView::NotPinned | IpfsView::Unsure
+                    if self.listing_error.is_some() =>
+                {
+                    PinStatus {
+                        error: format!(
+                            "could not list IPFS pins: {}",
+                            self.listing_error.as_deref().unwrap_or_default()
+                        ),
+                        ..none(TrackerStatus::ClusterError)
+                    }
+                }
                 IpfsView::Pinned(_) | IpfsView::NotPinned | IpfsView::Unsure => {
                     none(TrackerStatus::Pinned)
                 }
@@ -553,6 +567,11 @@ impl Tracker {
             OpKind::Unpin => self.unpins_in_flight -= 1,
         }
         self.touched_since_listing.insert(cid.clone());
+        if result.is_ok() && op.kind == OpKind::Unpin {
+            // IPFS holds no pin of it now, the user's included: a CID wanted
+            // again later must not start from the last listing's view.
+            self.users_pins.remove(&cid);
+        }
         match result {
             Ok(()) => {
                 (item.ipfs, item.owner) = match op.kind {
@@ -613,6 +632,9 @@ impl Tracker {
             return; // It changed nothing; the retry goes on.
         }
         self.touched_since_listing.insert(cid.clone());
+        if kind == OpKind::Unpin {
+            self.users_pins.remove(&cid);
+        }
         let item = self.items.entry(cid.clone()).or_default();
         (item.ipfs, item.owner) = match kind {
             OpKind::Pin { max_depth } => {
