@@ -463,18 +463,34 @@ pub(crate) async fn serve_join(inner: &Arc<Inner>, node: NodeInfo) -> ResponseBo
     }
 }
 
-/// Leader side of a removal: done once the peer is no longer a member.
+/// Leader side of a removal: done once the stores the peer had as members
+/// when this leader took the request up are no longer members.
+///
+/// Those stores are fixed at the first look, not looked up by peer id on
+/// every round: this loop outlives the caller's attempt (the caller stops
+/// waiting after `membership_attempt_timeout_ms` and retries, while this
+/// side may keep backing off behind a change in progress until
+/// `membership_leader_wait_ms`). Meanwhile a retry may finish the removal
+/// and the peer may join again on a new store (the way back from a wiped
+/// disk); a later round that looked the peer id up again would remove that
+/// new store, undoing a join already answered "done" (simulator seed 57:
+/// the re-joined peer removed 70 ms after its join returned, the cluster
+/// left with two voters, then stopped for good by a wiped disk).
 pub(crate) async fn serve_remove(inner: &Arc<Inner>, peer: &str) -> ResponseBody {
     let deadline = inner.leader_wait_deadline();
     let mut delay = Duration::from_millis(inner.config.leader_retry_delay_ms);
+    // Any store of the peer (normally one; an old one too if it came back
+    // on a new disk before the old record was removed).
+    let stores: BTreeSet<NodeId> = inner
+        .membership()
+        .0
+        .into_iter()
+        .filter(|(_, n)| n.peer_id == peer)
+        .map(|(id, _)| id)
+        .collect();
     loop {
         let (nodes, voters) = inner.membership();
-        // Any store of the peer (normally one; an old one too if it came
-        // back on a new disk before the old record was removed).
-        let member = nodes
-            .iter()
-            .find(|(_, n)| n.peer_id == peer)
-            .map(|(id, _)| *id);
+        let member = nodes.keys().find(|id| stores.contains(id)).copied();
         let step = if let Some(goal) = inner.joint_goal() {
             // As in `serve_join`: a change left half way is finished first.
             ChangeMembers::ReplaceAllVoters(goal)
@@ -916,6 +932,144 @@ mod tests {
         assert_eq!(leader.members().len(), 2);
         leader.shutdown().await;
         joiner.shutdown().await;
+    }
+
+    /// Holds every call to `held` while `hold` is set (openraft then times
+    /// them out itself), so that the leader cannot commit without that peer.
+    struct HoldTo {
+        inner: Arc<dyn RaftTransport>,
+        held: String,
+        hold: Arc<std::sync::atomic::AtomicBool>,
+    }
+
+    impl RaftTransport for HoldTo {
+        fn call(
+            &self,
+            target: &NodeInfo,
+            request: RpcRequest,
+        ) -> BoxFuture<Result<RpcResponse, TransportError>> {
+            let held = (target.peer_id == self.held).then(|| self.hold.clone());
+            let call = self.inner.call(target, request);
+            Box::pin(async move {
+                if let Some(hold) = held {
+                    while hold.load(std::sync::atomic::Ordering::SeqCst) {
+                        runtime::sleep(Duration::from_millis(10)).await;
+                    }
+                }
+                call.await
+            })
+        }
+    }
+
+    /// Simulator seed 57: the leader-side part of a removal outlives the
+    /// caller's attempt (the caller gives up on it and retries). One such
+    /// part, backing off behind a change in progress, woke up after the
+    /// retry had removed the peer and the peer had joined again on a new
+    /// store, and removed that new store by its peer id: a join answered
+    /// "done" and undone 70 ms later, leaving a cluster of two voters that
+    /// a wiped disk then stopped for good. A removal now only removes the
+    /// stores of the peer that were members when the leader took it up.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_removal_left_waiting_does_not_remove_the_store_that_joined_since() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let router = InProcRouter::new();
+        let mut config = RaftConfig::fast_for_tests();
+        // The waiting removal sleeps through the retry and the re-join.
+        config.leader_retry_delay_ms = 2_000;
+        config.membership_retry_delay_max_ms = 2_000;
+        let (a, b, c) = (
+            PeerId::synthetic(1),
+            PeerId::synthetic(2),
+            PeerId::synthetic(3),
+        );
+        let hold = Arc::new(AtomicBool::new(false));
+        let held: Arc<dyn RaftTransport> = Arc::new(HoldTo {
+            inner: router.transport(a.as_str()),
+            held: c.to_string(),
+            hold: hold.clone(),
+        });
+        let start = |peer: &PeerId, n: u32, incarnation: u128, transport| {
+            let (peer, config, router) = (peer.clone(), config.clone(), router.clone());
+            async move {
+                let raft = ClusterRaft::start(
+                    &peer,
+                    &format!("inproc/{n}"),
+                    config,
+                    crate::Boot::CreateIfEmpty { incarnation },
+                    MemStore::new(),
+                    transport,
+                )
+                .await
+                .expect("start");
+                router.register(peer.as_str(), raft.rpc_handler());
+                raft
+            }
+        };
+        let leader = start(&a, 1, 101, held).await;
+        leader.initialize(7).await.expect("initialize");
+        leader
+            .wait_for_leader(Duration::from_secs(5))
+            .await
+            .expect("leader");
+        let third = start(&c, 3, 103, router.transport(c.as_str())).await;
+        third.join(leader.node_info()).await.expect("join c");
+        let old = start(&b, 2, 201, router.transport(b.as_str())).await;
+        old.join(leader.node_info()).await.expect("join b");
+        // b's disk is lost.
+        old.shutdown().await;
+
+        // The first attempt: stuck half way while c hears nothing.
+        hold.store(true, Ordering::SeqCst);
+        let first = {
+            let inner = leader.inner.clone();
+            let peer = b.to_string();
+            tokio::spawn(async move { serve_remove(&inner, &peer).await })
+        };
+        let joint = leader
+            .inner
+            .raft
+            .wait(Some(Duration::from_secs(5)))
+            .metrics(
+                |m| m.membership_config.membership().get_joint_config().len() > 1,
+                "removal half way",
+            )
+            .await;
+        assert!(joint.is_ok(), "the removal never started");
+        // A retried attempt: meets the change in progress and backs off.
+        let waiting = {
+            let inner = leader.inner.clone();
+            let peer = b.to_string();
+            tokio::spawn(async move { serve_remove(&inner, &peer).await })
+        };
+        runtime::sleep(Duration::from_millis(200)).await;
+        hold.store(false, Ordering::SeqCst);
+        let answer = first.await.expect("first attempt");
+        assert!(
+            matches!(answer, ResponseBody::MembershipDone { .. }),
+            "{answer:?}"
+        );
+
+        // b comes back on a new store and joins again while the retried
+        // attempt still sleeps.
+        let new = start(&b, 2, 202, router.transport(b.as_str())).await;
+        new.join(leader.node_info()).await.expect("re-join b");
+        let new_id = node_id_of_info(new.node_info());
+        assert!(leader.inner.membership().1.contains(&new_id));
+        assert!(!waiting.is_finished(), "the retried attempt ended early");
+
+        let answer = waiting.await.expect("retried attempt");
+        assert!(
+            matches!(answer, ResponseBody::MembershipDone { .. }),
+            "{answer:?}"
+        );
+        assert!(
+            leader.inner.membership().1.contains(&new_id),
+            "the waiting removal removed the store that joined after it: {:?}",
+            leader.inner.membership().1
+        );
+        for raft in [leader, third, new] {
+            raft.shutdown().await;
+        }
     }
 
     #[tokio::test]
