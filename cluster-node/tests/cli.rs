@@ -5,214 +5,26 @@
 //! Checks the text layouts, that `--enc json` prints the API's own JSON,
 //! `--wait`, and the exit codes of every kind of failure.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::net::SocketAddr;
 use std::process::Command;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Arc;
 
 use bytes::Bytes;
-use cluster_core::tracker::{IpfsPinType, ListedPin, TrackerConfig};
-use cluster_core::{Cid, PeerId};
 use cluster_net::inproc::InProcRouter;
-use cluster_net::store::MemStore;
-use cluster_net::transport::BoxFuture;
-use cluster_net::{
-    Boot, ClusterRaft, NodeInfo, NodeRpc, NodeRpcError, NodeRpcHandler, RaftConfig, TransportError,
-};
-use cluster_node::api::rest::{RestApi, RestConfig};
-use cluster_node::drivers::expiry::ExpiryConfig;
-use cluster_node::drivers::metrics::MetricsConfig;
-use cluster_node::drivers::repair::RepairConfig;
-use cluster_node::drivers::tracker::TrackerDriverConfig;
-use cluster_node::ipfs::{IpfsConnector, IpfsError, IpfsId, RepoStat};
-use cluster_node::rpc::NodeRouter;
-use cluster_node::{start_drivers, DriverSettings, Drivers, PeerContext, SystemClock};
 use http_body_util::{BodyExt, Full};
 use hyper::Request;
 use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
-use tokio::sync::oneshot;
 
-const WAIT: Duration = Duration::from_secs(15);
-const CLUSTER_ID: u128 = 42;
-// ---------------------------------------------------------------- fakes
+mod inproc;
+use inproc::*;
 
-/// IPFS in memory; pins of CIDs in `failing` fail.
-#[derive(Default)]
-struct MemIpfs {
-    pins: Mutex<BTreeMap<Cid, ListedPin>>,
-    failing: Mutex<BTreeSet<Cid>>,
-}
-
-struct Conn(Arc<MemIpfs>);
-
-impl IpfsConnector for Conn {
-    fn pin(&self, cid: &Cid, max_depth: i32) -> BoxFuture<Result<(), IpfsError>> {
-        let (ipfs, cid) = (Arc::clone(&self.0), cid.clone());
-        Box::pin(async move {
-            if ipfs.failing.lock().expect("lock").contains(&cid) {
-                return Err(IpfsError::Daemon {
-                    path: "pin/add".into(),
-                    message: "block not found (test)".into(),
-                });
-            }
-            let pin_type = if max_depth == 0 {
-                IpfsPinType::Direct
-            } else {
-                IpfsPinType::Recursive { max_depth: None }
-            };
-            ipfs.pins.lock().expect("lock").insert(
-                cid.clone(),
-                ListedPin {
-                    cid,
-                    pin_type,
-                    by_cluster: true,
-                },
-            );
-            Ok(())
-        })
-    }
-
-    fn unpin(&self, cid: &Cid) -> BoxFuture<Result<(), IpfsError>> {
-        let (ipfs, cid) = (Arc::clone(&self.0), cid.clone());
-        Box::pin(async move {
-            ipfs.pins.lock().expect("lock").remove(&cid);
-            Ok(())
-        })
-    }
-
-    fn list_pins(&self) -> BoxFuture<Result<Vec<ListedPin>, IpfsError>> {
-        let pins = self
-            .0
-            .pins
-            .lock()
-            .expect("lock")
-            .values()
-            .cloned()
-            .collect();
-        Box::pin(async move { Ok(pins) })
-    }
-
-    fn repo_stat(&self) -> BoxFuture<Result<RepoStat, IpfsError>> {
-        Box::pin(async move {
-            Ok(RepoStat {
-                repo_size: 100,
-                storage_max: 1_000,
-            })
-        })
-    }
-
-    fn id(&self) -> BoxFuture<Result<IpfsId, IpfsError>> {
-        Box::pin(async move {
-            Ok(IpfsId {
-                peer_id: "12D3KooWKuJ8LPTyHbyX4nt4C7uWmUobzFsiceTVoFw7HpmoNakM".into(),
-                addresses: vec!["/ip4/127.0.0.1/tcp/4001".into()],
-            })
-        })
-    }
-
-    fn swarm_connect(&self, _multiaddr: &str) -> BoxFuture<Result<(), IpfsError>> {
-        Box::pin(async move { Ok(()) })
-    }
-}
-
-/// The node RPCs between in-process peers; a peer marked down is unreachable.
-#[derive(Default)]
-struct NodeNet {
-    routers: Mutex<BTreeMap<String, Arc<NodeRouter>>>,
-    down: Mutex<BTreeSet<String>>,
-}
-
-struct PeerRpc {
-    me: String,
-    net: Arc<NodeNet>,
-}
-
-impl NodeRpc for PeerRpc {
-    fn node_call(
-        &self,
-        target: &NodeInfo,
-        method: &str,
-        body: Vec<u8>,
-    ) -> BoxFuture<Result<Vec<u8>, NodeRpcError>> {
-        let peer = target.peer_id.clone();
-        let down = self.net.down.lock().expect("lock").contains(&peer);
-        let router = self.net.routers.lock().expect("lock").get(&peer).cloned();
-        let (me, method) = (self.me.clone(), method.to_string());
-        Box::pin(async move {
-            let router = match router {
-                Some(r) if !down => r,
-                _ => {
-                    return Err(NodeRpcError::Transport(TransportError::Unreachable {
-                        peer,
-                    }))
-                }
-            };
-            router
-                .handle(&me, &method, body)
-                .await
-                .map_err(|reason| NodeRpcError::Remote { peer, reason })
-        })
-    }
-}
-
-// -------------------------------------------------------------- harness
-
-fn cid(n: u8) -> Cid {
-    let mut bytes = vec![0x12, 0x20];
-    bytes.extend_from_slice(&[n; 32]);
-    Cid::from_bytes(&bytes).expect("valid cid")
-}
-fn settings() -> DriverSettings {
-    let tracker = TrackerConfig {
-        reconcile_interval_ms: 200,
-        backoff_base_ms: 10,
-        backoff_max_ms: 100,
-        ..TrackerConfig::default()
-    };
-    DriverSettings {
-        tracker: TrackerDriverConfig {
-            idle_wake_ms: 50,
-            ..TrackerDriverConfig::new(tracker, 1)
-        },
-        metrics: MetricsConfig {
-            interval_ms: 50,
-            tags: [("group".to_string(), "a".to_string())].into(),
-            ..MetricsConfig::default()
-        },
-        repair: Some(RepairConfig {
-            interval_ms: 100,
-            ..RepairConfig::default()
-        }),
-        expiry: ExpiryConfig {
-            interval_ms: 50,
-            ..ExpiryConfig::default()
-        },
-    }
-}
-
-/// One running peer with its API.
-struct Peer {
-    raft: ClusterRaft,
-    ctx: PeerContext,
-    drivers: Drivers,
-    ipfs: Arc<MemIpfs>,
-    addr: SocketAddr,
-    _stop: oneshot::Sender<()>,
-}
-
-impl Peer {
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-
-    /// The API as a multiaddress, the form `--host` takes by default.
-    fn host(&self) -> String {
-        format!("/ip4/127.0.0.1/tcp/{}", self.addr.port())
-    }
-
+/// `ipfscluster` pointed at one peer of the harness.
+trait RunCli {
     /// Runs `ipfscluster --host <this peer> args…`.
+    async fn cli(&self, args: &[&str]) -> Out;
+}
+
+impl RunCli for Peer {
     async fn cli(&self, args: &[&str]) -> Out {
         let mut all = vec!["--host".to_string(), self.host()];
         all.extend(args.iter().map(ToString::to_string));
@@ -220,97 +32,6 @@ impl Peer {
     }
 }
 
-async fn start_raft(n: u64, router: &InProcRouter) -> ClusterRaft {
-    let id = PeerId::synthetic(n);
-    let raft = ClusterRaft::start(
-        &id,
-        format!("inproc/{n}"),
-        RaftConfig::fast_for_tests(),
-        Boot::CreateIfEmpty { incarnation: 7 },
-        MemStore::new(),
-        router.transport(id.as_str()),
-    )
-    .await
-    .expect("start");
-    router.register(id.as_str(), raft.rpc_handler());
-    raft
-}
-
-async fn serve_api(api: RestApi) -> (SocketAddr, oneshot::Sender<()>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let (stop, stopped) = oneshot::channel::<()>();
-    tokio::spawn(api.serve(listener, async move {
-        let _ = stopped.await;
-    }));
-    (addr, stop)
-}
-
-async fn start_peer(
-    raft: ClusterRaft,
-    net: &Arc<NodeNet>,
-    config: impl FnOnce(&mut RestConfig),
-) -> Peer {
-    let id = PeerId::parse(&raft.node_info().peer_id).expect("id");
-    let ipfs = Arc::new(MemIpfs::default());
-    let ctx = PeerContext {
-        id: id.clone(),
-        raft: raft.clone(),
-        ipfs: Arc::new(Conn(Arc::clone(&ipfs))),
-        clock: Arc::new(SystemClock::new()),
-        rpc: Arc::new(PeerRpc {
-            me: id.to_string(),
-            net: Arc::clone(net),
-        }),
-    };
-    let drivers = start_drivers(&ctx, settings(), Arc::new(|v| panic!("{v}"))).expect("drivers");
-    net.routers
-        .lock()
-        .expect("lock")
-        .insert(id.to_string(), Arc::clone(&drivers.router));
-    let mut rest = RestConfig {
-        peer_call_timeout: Duration::from_secs(2),
-        peername: Some(format!("node-{}", &id.as_str()[id.as_str().len() - 4..])),
-        ..RestConfig::default()
-    };
-    config(&mut rest);
-    let api = RestApi::new(ctx.clone(), drivers.clone(), rest).expect("api");
-    let (addr, stop) = serve_api(api).await;
-    Peer {
-        raft,
-        ctx,
-        drivers,
-        ipfs,
-        addr,
-        _stop: stop,
-    }
-}
-
-async fn lone_peer(config: impl FnOnce(&mut RestConfig)) -> Peer {
-    let router = InProcRouter::new();
-    let raft = start_raft(1, &router).await;
-    raft.initialize(CLUSTER_ID).await.expect("initialize");
-    raft.wait_for_leader(WAIT).await.expect("leader");
-    let peer = start_peer(raft, &Arc::new(NodeNet::default()), config).await;
-    // Own metrics on the board: allocation by tag needs them.
-    eventually("own metrics", || {
-        !peer.drivers.board.current(peer.ctx.clock.now()).is_empty()
-    })
-    .await;
-    peer
-}
-
-async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while !done() {
-        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// What one run of the binary printed, and how it exited.
 #[derive(Debug)]
 struct Out {
     code: i32,
