@@ -42,6 +42,8 @@ pub struct ServerConfig {
     pub pinning_service: ListenSection,
     /// The IPFS daemon this peer drives.
     pub ipfs_http: IpfsHttpSection,
+    /// Whether that is an embedded node or an external daemon.
+    pub ipfs: IpfsSection,
     /// The pin tracker.
     pub pin_tracker: PinTrackerSection,
     /// Metrics this peer publishes.
@@ -218,6 +220,47 @@ impl Default for IpfsHttpSection {
     }
 }
 
+/// Which IPFS node a peer drives (`ipfs.mode`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IpfsMode {
+    /// A node inside the peer's process (feature `embedded-ipfs`), its key,
+    /// repo and record under `ipfs/` in the config directory. What `init`
+    /// writes unless given `--ipfs-api`.
+    Embedded,
+    /// The Kubo-compatible daemon at `ipfs_http.node_multiaddress`. The
+    /// default of a file without the `ipfs` section (written before
+    /// embedded mode existed).
+    #[default]
+    External,
+}
+
+/// The `ipfs` section: an embedded node or an external daemon. The
+/// embedded node keeps `ipfs_http`'s `pin_timeout`, `unpin_timeout` and
+/// `request_timeout` as its deadlines.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IpfsSection {
+    /// `"embedded"` or `"external"`.
+    pub mode: IpfsMode,
+    /// Where the embedded node's swarm listens (multiaddrs); the other
+    /// peers learn the actual addresses from this peer's metrics.
+    pub swarm_listen_multiaddress: Vec<String>,
+    /// Size limit of the embedded node's repo in bytes (the `freespace`
+    /// metric counts down from it); 0: the free space of its file system.
+    pub storage_max: u64,
+}
+
+impl Default for IpfsSection {
+    fn default() -> Self {
+        IpfsSection {
+            mode: IpfsMode::External,
+            swarm_listen_multiaddress: vec!["/ip4/127.0.0.1/tcp/0".to_string()],
+            storage_max: 0,
+        }
+    }
+}
+
 /// The `pin_tracker` section.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -338,6 +381,7 @@ impl Default for ServerConfig {
             ipfs_proxy: ListenSection::on("127.0.0.1:9095"),
             pinning_service: ListenSection::on("127.0.0.1:9097"),
             ipfs_http: IpfsHttpSection::default(),
+            ipfs: IpfsSection::default(),
             pin_tracker: PinTrackerSection::default(),
             metrics: MetricsSection::default(),
             repinning: RepinningSection::default(),
@@ -484,6 +528,7 @@ impl ServerConfig {
         // Checked by the connector's own parser: what passes here, it takes.
         crate::ipfs::kubo::api_url_from_multiaddr(&self.ipfs_http.node_multiaddress)
             .map_err(|e| invalid("ipfs_http.node_multiaddress", e))?;
+        self.validate_ipfs()?;
         let positive = [
             ("ipfs_http.request_timeout", self.ipfs_http.request_timeout),
             ("ipfs_http.pin_timeout", self.ipfs_http.pin_timeout),
@@ -514,6 +559,23 @@ impl ServerConfig {
             net.validate(&raft)
                 .map_err(|e| invalid("consensus.raft", format!("does not fit the transport: {e}")))
         })?;
+        Ok(())
+    }
+
+    /// Checks the `ipfs` section: a mode this build has, parseable swarm
+    /// addresses.
+    fn validate_ipfs(&self) -> Result<(), ConfigError> {
+        if self.ipfs.mode == IpfsMode::Embedded && !cfg!(feature = "embedded-ipfs") {
+            return Err(invalid(
+                "ipfs.mode",
+                "this build has no embedded IPFS node (cluster-node feature `embedded-ipfs`): \
+                 set \"external\" and ipfs_http.node_multiaddress",
+            ));
+        }
+        for addr in &self.ipfs.swarm_listen_multiaddress {
+            addr.parse::<libp2p::Multiaddr>()
+                .map_err(|e| invalid("ipfs.swarm_listen_multiaddress", format!("{addr:?}: {e}")))?;
+        }
         Ok(())
     }
 

@@ -356,7 +356,10 @@ impl Peer {
     /// `init` in `dir` with its own ports, pointed at `ipfs`, joining
     /// through `contacts` (none: it starts the cluster).
     fn init(dir: &Path, ipfs: &Ipfs, contacts: &[String]) -> Peer {
-        ok(dir, &["init", "--secret", SECRET]);
+        ok(
+            dir,
+            &["init", "--secret", SECRET, "--ipfs-api", &ipfs.multiaddr()],
+        );
         let path = dir.join("server.json");
         let mut config: Value =
             serde_json::from_str(&std::fs::read_to_string(&path).expect("server.json"))

@@ -93,6 +93,7 @@ fn init_peer(dir: &Path, peers: &[String]) -> (String, String) {
     let addr = format!("/ip4/127.0.0.1/tcp/{port}");
     config["cluster"]["listen_multiaddress"] = serde_json::json!([addr]);
     config["cluster"]["cluster_peers"] = serde_json::json!(peers);
+    config["ipfs"]["mode"] = "external".into();
     config["ipfs_http"]["node_multiaddress"] =
         Value::String(format!("/ip4/127.0.0.1/tcp/{}", free_port()));
     config["rest_api"]["listen_address"] = Value::String(format!("127.0.0.1:{}", free_port()));

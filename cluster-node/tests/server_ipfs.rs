@@ -197,7 +197,8 @@ fn a_pin_of_the_peers_state_is_pinned_in_the_real_ipfs_daemon() {
     assert!(!ipfs.pinned(&cid), "added content is pinned already");
 
     let dir = root.path().join("peer");
-    ok(&dir, &["init", "--secret", SECRET]);
+    let api = ipfs.multiaddr();
+    ok(&dir, &["init", "--secret", SECRET, "--ipfs-api", &api]);
     let path = dir.join("server.json");
     let mut config: Value =
         serde_json::from_str(&std::fs::read_to_string(&path).expect("read")).expect("json");

@@ -39,6 +39,11 @@ enum Command {
         /// Peers to join through (multiaddrs with /p2p/<id>), comma-separated.
         #[arg(long, value_name = "MULTIADDR,...", value_delimiter = ',')]
         peers: Vec<String>,
+        /// Drive the external IPFS daemon whose API is at MULTIADDR (e.g.
+        /// /ip4/127.0.0.1/tcp/5001) [default: an IPFS node embedded in the
+        /// peer, no other software needed].
+        #[arg(long, value_name = "MULTIADDR")]
+        ipfs_api: Option<String>,
     },
     /// Runs the peer until SIGINT or SIGTERM.
     Daemon {
@@ -116,6 +121,7 @@ fn run(cli: Cli) -> Result<()> {
             force,
             secret,
             peers,
+            ipfs_api,
         } => {
             let report = init(
                 &dir,
@@ -123,6 +129,7 @@ fn run(cli: Cli) -> Result<()> {
                     force,
                     secret,
                     peers,
+                    ipfs_api,
                 },
             )?;
             eprintln!("configuration written to {}", report.config_file.display());
@@ -130,6 +137,13 @@ fn run(cli: Cli) -> Result<()> {
                 eprintln!("identity key kept: peer id {}", report.peer_id);
             } else {
                 eprintln!("new identity written: peer id {}", report.peer_id);
+            }
+            match &report.ipfs_peer_id {
+                Some(id) => eprintln!("IPFS: embedded node, peer id {id}"),
+                None => eprintln!(
+                    "IPFS: external daemon at {}",
+                    load(&dir)?.ipfs_http.node_multiaddress
+                ),
             }
             Ok(())
         }

@@ -7,7 +7,8 @@
 //! No libp2p type crosses the seam: peer ids and addresses are strings.
 //!
 //! `kubo::KuboConnector` (feature `kubo`, on by default) is the production
-//! implementation over a daemon's HTTP RPC API.
+//! implementation over a daemon's HTTP RPC API; `embedded::EmbeddedConnector`
+//! (feature `embedded-ipfs`, on by default) runs an IPFS node in-process.
 
 use cluster_core::tracker::ListedPin;
 use cluster_core::Cid;
@@ -16,6 +17,9 @@ pub use cluster_net::transport::BoxFuture;
 
 #[cfg(feature = "kubo")]
 pub mod kubo;
+
+#[cfg(all(feature = "embedded-ipfs", not(madsim)))]
+pub mod embedded;
 
 /// Why an IPFS call failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

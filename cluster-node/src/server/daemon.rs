@@ -170,7 +170,11 @@ pub async fn start(
         net.shutdown().await;
         return Err(e);
     }
-    let (ctx, drivers) = match start_node(config_dir, config, &raft, &net, &peer) {
+    let started = match connect_ipfs(config, &config_dir.join(IPFS_RECORD_DIR)).await {
+        Ok(ipfs) => start_node(ipfs, config, &raft, &net, &peer),
+        Err(e) => Err(e),
+    };
+    let (ctx, drivers) = match started {
         Ok(started) => started,
         Err(e) => {
             raft.shutdown().await;
@@ -353,22 +357,14 @@ async fn enter_cluster(
     })
 }
 
-/// Starts the IPFS connector and the drivers, and serves node RPCs.
+/// Starts the drivers over `ipfs`, and serves node RPCs.
 fn start_node(
-    config_dir: &Path,
+    ipfs: Arc<dyn IpfsConnector>,
     config: &ServerConfig,
     raft: &ClusterRaft,
     net: &Libp2pTransport,
     peer: &PeerId,
 ) -> Result<(PeerContext, Drivers), DaemonError> {
-    // The connector's record of the pins the cluster made lives apart from
-    // the consensus data: `state cleanup` must not make the cluster forget
-    // which of the daemon's pins are its own.
-    let ipfs = connect_ipfs(config, &config_dir.join(IPFS_RECORD_DIR))?;
-    tracing::info!(
-        "IPFS daemon expected at {}",
-        config.ipfs_http.node_multiaddress
-    );
     let ctx = PeerContext {
         id: peer.clone(),
         raft: raft.clone(),
@@ -385,8 +381,69 @@ fn start_node(
     Ok((ctx, drivers))
 }
 
+/// The connector `ipfs.mode` asks for. Its record of the pins the cluster
+/// made (and the embedded node's key and repo) live in `data_dir`, apart
+/// from the consensus data: `state cleanup` must not make the cluster
+/// forget which of the daemon's pins are its own.
+async fn connect_ipfs(
+    config: &ServerConfig,
+    data_dir: &Path,
+) -> Result<Arc<dyn IpfsConnector>, DaemonError> {
+    match config.ipfs.mode {
+        crate::config::IpfsMode::External => {
+            tracing::info!(
+                "IPFS daemon expected at {}",
+                config.ipfs_http.node_multiaddress
+            );
+            connect_kubo(config, data_dir)
+        }
+        crate::config::IpfsMode::Embedded => start_embedded(config, data_dir).await,
+    }
+}
+
+#[cfg(feature = "embedded-ipfs")]
+async fn start_embedded(
+    config: &ServerConfig,
+    data_dir: &Path,
+) -> Result<Arc<dyn IpfsConnector>, DaemonError> {
+    use crate::ipfs::embedded::{EmbeddedConfig, EmbeddedConnector};
+    let http = &config.ipfs_http;
+    let mut embedded = EmbeddedConfig::new(data_dir);
+    embedded.swarm_listen = config.ipfs.swarm_listen_multiaddress.clone();
+    embedded.pin_timeout = http.pin_timeout;
+    embedded.unpin_timeout = http.unpin_timeout;
+    embedded.request_timeout = http.request_timeout;
+    embedded.storage_max = (config.ipfs.storage_max > 0).then_some(config.ipfs.storage_max);
+    let node = EmbeddedConnector::start(embedded)
+        .await
+        .map_err(|e| DaemonError::Ipfs(e.to_string()))?;
+    let id = node
+        .id()
+        .await
+        .map_err(|e| DaemonError::Ipfs(e.to_string()))?;
+    tracing::info!(
+        "embedded IPFS node {} listening on: {} (repo in {})",
+        id.peer_id,
+        id.addresses.join(", "),
+        data_dir.display()
+    );
+    Ok(Arc::new(node))
+}
+
+#[cfg(not(feature = "embedded-ipfs"))]
+async fn start_embedded(
+    _config: &ServerConfig,
+    _data_dir: &Path,
+) -> Result<Arc<dyn IpfsConnector>, DaemonError> {
+    Err(DaemonError::Ipfs(
+        "ipfs.mode is \"embedded\" but this build has no embedded IPFS node (cluster-node \
+         feature `embedded-ipfs`)"
+            .to_string(),
+    ))
+}
+
 #[cfg(feature = "kubo")]
-fn connect_ipfs(
+fn connect_kubo(
     config: &ServerConfig,
     data_dir: &Path,
 ) -> Result<Arc<dyn IpfsConnector>, DaemonError> {
@@ -404,7 +461,7 @@ fn connect_ipfs(
 }
 
 #[cfg(not(feature = "kubo"))]
-fn connect_ipfs(
+fn connect_kubo(
     _config: &ServerConfig,
     _data_dir: &Path,
 ) -> Result<Arc<dyn IpfsConnector>, DaemonError> {

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use cluster_core::PeerId;
 use cluster_net::p2p::{ClusterSecret, KeyError, SECRET_BYTES};
 
-use crate::config::{ConfigError, ServerConfig, CONFIG_FILE};
+use crate::config::{ConfigError, IpfsMode, ServerConfig, CONFIG_FILE};
 use crate::server::lock::{ConfigLock, LockError};
 use crate::server::{random_bytes, RandomError};
 
@@ -19,6 +19,10 @@ pub struct InitOptions {
     pub secret: Option<String>,
     /// Peers to join through (`cluster_peers`).
     pub peers: Vec<String>,
+    /// An external IPFS daemon's API (multiaddr): writes `ipfs.mode =
+    /// "external"` pointed at it; `None` writes `"embedded"` (when the
+    /// build has the embedded node).
+    pub ipfs_api: Option<String>,
 }
 
 /// What `init` wrote.
@@ -30,6 +34,9 @@ pub struct InitReport {
     pub peer_id: PeerId,
     /// True when the identity key was already there (kept).
     pub kept_identity: bool,
+    /// The embedded IPFS node's peer id (its key made or kept), in
+    /// embedded mode.
+    pub ipfs_peer_id: Option<String>,
 }
 
 /// `init` refused or failed.
@@ -58,6 +65,9 @@ pub enum InitError {
     /// No randomness for the secret.
     #[error(transparent)]
     Random(#[from] RandomError),
+    /// The embedded IPFS node's key could not be created or read.
+    #[error("the embedded IPFS node's key: {0}")]
+    NodeKey(String),
 }
 
 /// Writes `server.json` and the identity key in `config_dir`.
@@ -77,18 +87,46 @@ pub fn init(config_dir: &Path, options: &InitOptions) -> Result<InitReport, Init
         None => ClusterSecret::from_bytes(random_bytes::<SECRET_BYTES>()?).to_hex(),
     };
     config.cluster.cluster_peers = options.peers.clone();
+    match &options.ipfs_api {
+        Some(api) => {
+            config.ipfs.mode = IpfsMode::External;
+            config.ipfs_http.node_multiaddress = api.trim().to_string();
+        }
+        None if cfg!(feature = "embedded-ipfs") => config.ipfs.mode = IpfsMode::Embedded,
+        None => config.ipfs.mode = IpfsMode::External,
+    }
     // Check what the user gave before a key is created for nothing.
     config.validate()?;
     let key_dir = config.identity_dir(config_dir);
     let kept_identity = key_dir.join(cluster_net::p2p::KEY_FILE).exists();
     let peer_id = cluster_net::p2p::identity_peer_id(&key_dir)?;
     config.cluster.id = peer_id.to_string();
+    let ipfs_peer_id = match config.ipfs.mode {
+        IpfsMode::Embedded => Some(embedded_node_key(config_dir)?),
+        IpfsMode::External => None,
+    };
     write_private(&config_file, config.to_json().as_bytes())?;
     Ok(InitReport {
         config_file,
         peer_id,
         kept_identity,
+        ipfs_peer_id,
     })
+}
+
+/// Makes (or keeps) the embedded node's key: its identity is fixed at
+/// `init`, not at each start.
+#[cfg(feature = "embedded-ipfs")]
+fn embedded_node_key(config_dir: &Path) -> Result<String, InitError> {
+    let dir = config_dir.join(crate::server::daemon::IPFS_RECORD_DIR);
+    crate::ipfs::embedded::key::peer_id(&dir).map_err(|e| InitError::NodeKey(e.to_string()))
+}
+
+#[cfg(not(feature = "embedded-ipfs"))]
+fn embedded_node_key(_config_dir: &Path) -> Result<String, InitError> {
+    Err(InitError::NodeKey(
+        "this build has no embedded IPFS node (feature `embedded-ipfs`)".to_string(),
+    ))
 }
 
 /// Writes `bytes` to `path` readable by the owner only (it holds the secret).

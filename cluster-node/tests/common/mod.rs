@@ -64,6 +64,12 @@ impl Daemons {
         format!("/ip4/127.0.0.1/tcp/{}", self.base + 10 * i)
     }
 
+    /// Daemon `i`'s process id (from the pid file `ipfs-up.sh` writes).
+    pub fn pid(&self, i: u16) -> Option<u32> {
+        let p = self.dir.path().join(format!("ipfs-{i}.pid"));
+        std::fs::read_to_string(p).ok()?.trim().parse().ok()
+    }
+
     /// Every daemon's log, for failure messages.
     pub fn logs(&self) -> String {
         (0..self.n)

@@ -1,0 +1,161 @@
+//! In-process tests of the embedded node: two nodes on loopback in one
+//! test process (the cross-process scenarios are in `tests/e2e_embedded.rs`).
+
+use super::*;
+
+fn config(dir: &Path) -> EmbeddedConfig {
+    let mut c = EmbeddedConfig::new(dir);
+    c.pin_timeout = Duration::from_secs(20);
+    c
+}
+
+async fn started(dir: &Path) -> EmbeddedConnector {
+    EmbeddedConnector::start(config(dir)).await.expect("start")
+}
+
+fn mine(pins: &[ListedPin], cid: &Cid) -> Option<(IpfsPinType, bool)> {
+    pins.iter()
+        .find(|p| &p.cid == cid)
+        .map(|p| (p.pin_type, p.by_cluster))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identity_pins_and_marks_survive_a_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = started(dir.path()).await;
+    let first = node.id().await.expect("id");
+    assert!(!first.addresses.is_empty(), "listens: {first:?}");
+    assert!(first
+        .addresses
+        .iter()
+        .all(|a| a.starts_with("/ip4/127.0.0.1/tcp/")));
+    let cid = node
+        .add("a.txt", b"kept across restarts")
+        .await
+        .expect("add");
+    node.pin(&cid, -1).await.expect("pin");
+    node.shutdown().await;
+    drop(node);
+
+    let node = started(dir.path()).await;
+    assert_eq!(node.id().await.expect("id").peer_id, first.peer_id);
+    let pins = node.list_pins().await.expect("list");
+    assert_eq!(
+        mine(&pins, &cid),
+        Some((IpfsPinType::Recursive { max_depth: None }, true))
+    );
+    node.unpin(&cid).await.expect("unpin");
+    assert_eq!(mine(&node.list_pins().await.expect("list"), &cid), None);
+    assert!(!node.is_marked(&cid));
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_users_pin_is_not_the_clusters_and_unpin_leaves_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = started(dir.path()).await;
+    let cid = node.add("u.txt", b"the user's").await.expect("add");
+    node.inner
+        .node
+        .insert_pin(to_node_cid(&cid).expect("cid"))
+        .recursive()
+        .await
+        .expect("user pin");
+    node.pin(&cid, -1)
+        .await
+        .expect("cluster pin on a user's pin");
+    let pins = node.list_pins().await.expect("list");
+    assert_eq!(
+        mine(&pins, &cid),
+        Some((IpfsPinType::Recursive { max_depth: None }, false))
+    );
+    node.unpin(&cid).await.expect("unpin");
+    let pins = node.list_pins().await.expect("list");
+    assert!(mine(&pins, &cid).is_some(), "the user's pin stays");
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn direct_pins_and_repo_stat() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = started(dir.path()).await;
+    let cid = node.add("d.txt", &[7u8; 1000]).await.expect("add");
+    node.pin(&cid, 0).await.expect("direct pin");
+    let pins = node.list_pins().await.expect("list");
+    assert_eq!(mine(&pins, &cid), Some((IpfsPinType::Direct, true)));
+    // A recursive pin serves a later direct request, not the other way.
+    node.pin(&cid, -1).await.expect("deepen");
+    let pins = node.list_pins().await.expect("list");
+    assert_eq!(
+        mine(&pins, &cid),
+        Some((IpfsPinType::Recursive { max_depth: None }, true))
+    );
+    let stat = node.repo_stat().await.expect("stat");
+    assert!(stat.repo_size >= 1000, "{stat:?}");
+    assert!(stat.free_space() > 0, "{stat:?}");
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn content_moves_between_two_nodes_by_bitswap() {
+    let (da, db) = (
+        tempfile::tempdir().expect("a"),
+        tempfile::tempdir().expect("b"),
+    );
+    let (a, b) = (started(da.path()).await, started(db.path()).await);
+    // Bigger than one chunk: a DAG of several blocks.
+    let data: Vec<u8> = (0..600_000u32).map(|i| (i % 251) as u8).collect();
+    let cid = a.add("big.bin", &data).await.expect("add");
+    let ida = a.id().await.expect("id");
+    let target = format!("{}/p2p/{}", ida.addresses[0], ida.peer_id);
+    b.swarm_connect(&target).await.expect("connect");
+    b.pin(&cid, -1).await.expect("pin fetched from a");
+    let pins = b.list_pins().await.expect("list");
+    assert_eq!(
+        mine(&pins, &cid),
+        Some((IpfsPinType::Recursive { max_depth: None }, true))
+    );
+    assert!(b.repo_stat().await.expect("stat").repo_size >= data.len() as u64);
+    assert_eq!(b.swarm_peers().await.expect("peers"), vec![ida.peer_id]);
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pin_nobody_can_serve_times_out() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut c = config(dir.path());
+    c.pin_timeout = Duration::from_millis(500);
+    let node = EmbeddedConnector::start(c).await.expect("start");
+    let absent =
+        Cid::parse("bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy").expect("cid");
+    let err = node
+        .pin(&absent, -1)
+        .await
+        .expect_err("nothing to fetch from");
+    assert!(matches!(err, IpfsError::Timeout { .. }), "{err}");
+    assert!(
+        node.is_marked(&absent),
+        "a timed-out pin keeps its mark for the retry"
+    );
+    node.shutdown().await;
+}
+
+#[test]
+fn a_swarm_address_without_a_peer_id_is_refused() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let node = started(dir.path()).await;
+        let err = node
+            .swarm_connect("/ip4/127.0.0.1/tcp/1")
+            .await
+            .expect_err("no peer id");
+        assert!(matches!(err, IpfsError::Daemon { .. }), "{err}");
+        node.shutdown().await;
+    });
+}
