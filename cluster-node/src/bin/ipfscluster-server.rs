@@ -96,8 +96,10 @@ fn init_tracing() {
     use tracing_subscriber::EnvFilter;
     // openraft narrates every election and start at INFO: useful when
     // debugging consensus (RUST_LOG=info), noise for a user.
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,openraft=warn,libp2p_swarm=warn"));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        // The embedded IPFS node's crates log every connection and ping.
+        EnvFilter::new("info,openraft=warn,libp2p_swarm=warn,connexa=warn,rust_ipfs=warn")
+    });
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -25,6 +25,22 @@ const START_RETRY: Duration = Duration::from_millis(200);
 /// comes, possibly hours later.
 const IDLE_CONNECTION_SECS: u64 = 24 * 3600;
 
+/// Longest wait at start for the listeners to report their addresses
+/// (the first `id` announces them to the other peers).
+const LISTEN_WAIT: Duration = Duration::from_secs(2);
+
+/// Waits (briefly) until the node listens on as many addresses as asked.
+async fn wait_listening(node: &Ipfs, wanted: usize) {
+    let deadline = tokio::time::Instant::now() + LISTEN_WAIT;
+    while tokio::time::Instant::now() < deadline {
+        match node.listening_addresses().await {
+            Ok(addrs) if addrs.len() >= wanted => return,
+            _ => tokio::time::sleep(Duration::from_millis(10)).await,
+        }
+    }
+    tracing::warn!("embedded ipfs: not all swarm listeners up after {LISTEN_WAIT:?}");
+}
+
 /// Starts the node with `key`, its repo under `dir`, listening on `listen`.
 pub async fn start(dir: &Path, key: &Keypair, listen: &[Multiaddr]) -> Result<Ipfs, IpfsError> {
     let repo = dir.join(REPO_DIR);
@@ -42,7 +58,10 @@ pub async fn start(dir: &Path, key: &Keypair, listen: &[Multiaddr]) -> Result<Ip
             .set_listening_addrs(listen.to_vec())
             .set_idle_connection_timeout(IDLE_CONNECTION_SECS);
         match builder.start().await {
-            Ok(node) => return Ok(node),
+            Ok(node) => {
+                wait_listening(&node, listen.len()).await;
+                return Ok(node);
+            }
             Err(e) => {
                 last = format!("{e:#}");
                 tracing::debug!("embedded ipfs: start attempt {attempt} failed: {last}");
