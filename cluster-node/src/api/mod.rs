@@ -8,6 +8,8 @@
 
 #[cfg(feature = "client")]
 pub mod client;
+#[cfg(feature = "pinsvc")]
+pub mod pinsvc;
 #[cfg(feature = "rest")]
 pub mod rest;
 pub mod time;

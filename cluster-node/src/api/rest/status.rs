@@ -263,7 +263,7 @@ fn empty_info(cid: Cid, pin: Option<&Pin>) -> GlobalPinInfo {
 
 /// The statuses of `pins` on every target, filtered by `filter` (empty:
 /// everything). A CID left with no matching peer is left out.
-async fn statuses(
+pub async fn statuses(
     state: &Arc<ApiState>,
     pins: Vec<(Cid, Option<Pin>)>,
     local: bool,
