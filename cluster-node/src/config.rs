@@ -38,8 +38,8 @@ pub struct ServerConfig {
     pub rest_api: RestApiSection,
     /// The IPFS proxy (served by a later issue).
     pub ipfs_proxy: ListenSection,
-    /// The Pinning Service API (served by a later issue).
-    pub pinning_service: ListenSection,
+    /// The Pinning Service API.
+    pub pinning_service: PinningServiceSection,
     /// The IPFS daemon this peer drives.
     pub ipfs_http: IpfsHttpSection,
     /// The pin tracker.
@@ -183,6 +183,62 @@ impl RestApiSection {
     /// The one user and password of `basic_auth_credentials`, if set.
     pub fn basic_auth(&self) -> Option<(String, String)> {
         let (user, pass) = self.basic_auth_credentials.as_ref()?.iter().next()?;
+        Some((user.clone(), pass.clone()))
+    }
+}
+
+/// The `pinning_service` section: the IPFS Pinning Service API.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PinningServiceSection {
+    /// `host:port` to listen on.
+    pub listen_address: String,
+    /// Whether the daemon serves it (upstream serves it when its section
+    /// is present, as `init` writes it).
+    #[serde(default = "serve_by_default")]
+    pub enabled: bool,
+    /// `{"user": "password"}`: basic-auth credentials, whose password also
+    /// signs the tokens of `POST /token` (upstream's key; one user).
+    /// Absent: the REST API's credentials, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub basic_auth_credentials: Option<BTreeMap<String, String>>,
+    /// Bearer tokens accepted as they are (what `ipfs pin remote service
+    /// add` is given).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub access_tokens: Vec<String>,
+}
+
+fn serve_by_default() -> bool {
+    true
+}
+
+impl std::fmt::Debug for PinningServiceSection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print a password or a token.
+        f.debug_struct("PinningServiceSection")
+            .field("listen_address", &self.listen_address)
+            .field("enabled", &self.enabled)
+            .field(
+                "users",
+                &self
+                    .basic_auth_credentials
+                    .as_ref()
+                    .map(|c| c.keys().collect::<Vec<_>>()),
+            )
+            .field("access_tokens", &self.access_tokens.len())
+            .finish()
+    }
+}
+
+impl PinningServiceSection {
+    /// The user and password that guard the API: its own, else the REST
+    /// API's (`rest`).
+    pub fn basic_auth(&self, rest: &RestApiSection) -> Option<(String, String)> {
+        let own = self.basic_auth_credentials.as_ref();
+        let (user, pass) = own
+            .or(rest.basic_auth_credentials.as_ref())?
+            .iter()
+            .next()?;
         Some((user.clone(), pass.clone()))
     }
 }
@@ -336,7 +392,12 @@ impl Default for ServerConfig {
                 basic_auth_credentials: None,
             },
             ipfs_proxy: ListenSection::on("127.0.0.1:9095"),
-            pinning_service: ListenSection::on("127.0.0.1:9097"),
+            pinning_service: PinningServiceSection {
+                listen_address: "127.0.0.1:9097".to_string(),
+                enabled: true,
+                basic_auth_credentials: None,
+                access_tokens: Vec::new(),
+            },
             ipfs_http: IpfsHttpSection::default(),
             pin_tracker: PinTrackerSection::default(),
             metrics: MetricsSection::default(),
@@ -469,6 +530,7 @@ impl ServerConfig {
                 ));
             }
         }
+        self.validate_pinning_service()?;
         for (key, listen) in [
             ("rest_api", &self.rest_api.listen_address),
             ("ipfs_proxy", &self.ipfs_proxy.listen_address),
@@ -514,6 +576,31 @@ impl ServerConfig {
             net.validate(&raft)
                 .map_err(|e| invalid("consensus.raft", format!("does not fit the transport: {e}")))
         })?;
+        Ok(())
+    }
+
+    fn validate_pinning_service(&self) -> Result<(), ConfigError> {
+        let section = &self.pinning_service;
+        if let Some(credentials) = &section.basic_auth_credentials {
+            let one = credentials.len() == 1
+                && credentials
+                    .iter()
+                    .all(|(u, p)| !u.is_empty() && !p.is_empty());
+            if !one {
+                return Err(invalid(
+                    "pinning_service.basic_auth_credentials",
+                    "expected one user with a non-empty name and password",
+                ));
+            }
+        }
+        for (i, token) in section.access_tokens.iter().enumerate() {
+            if token.is_empty() || token.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                return Err(invalid(
+                    format!("pinning_service.access_tokens[{i}]"),
+                    "a token must be non-empty, without whitespace",
+                ));
+            }
+        }
         Ok(())
     }
 

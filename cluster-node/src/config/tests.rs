@@ -128,3 +128,61 @@ fn switched_off_repinning_never_runs_a_round() {
     config.repinning.enabled = false;
     assert_eq!(config.driver_settings(1).repair, None);
 }
+
+#[test]
+fn the_pinning_service_takes_its_own_or_the_rest_apis_credentials() {
+    let config = parse("{}").expect("defaults");
+    assert!(config.pinning_service.enabled);
+    assert_eq!(config.pinning_service.basic_auth(&config.rest_api), None);
+    let inherited = parse(
+        r#"{"rest_api": {"listen_address": "127.0.0.1:9094",
+            "basic_auth_credentials": {"alice": "pw"}}}"#,
+    )
+    .expect("rest credentials");
+    assert_eq!(
+        inherited.pinning_service.basic_auth(&inherited.rest_api),
+        Some(("alice".to_string(), "pw".to_string()))
+    );
+    let own = parse(
+        r#"{"rest_api": {"listen_address": "127.0.0.1:9094",
+            "basic_auth_credentials": {"alice": "pw"}},
+            "pinning_service": {"listen_address": "127.0.0.1:9097", "enabled": false,
+            "basic_auth_credentials": {"bob": "pw2"}, "access_tokens": ["tok-1"]}}"#,
+    )
+    .expect("own credentials");
+    let section = &own.pinning_service;
+    assert!(!section.enabled);
+    assert_eq!(
+        section.basic_auth(&own.rest_api),
+        Some(("bob".to_string(), "pw2".to_string()))
+    );
+    assert_eq!(section.access_tokens, ["tok-1"]);
+    assert!(!format!("{section:?}").contains("pw2") && !format!("{section:?}").contains("tok-1"));
+    assert_eq!(parse(&own.to_json()).expect("round trip"), own);
+    let listen = r#""listen_address": "127.0.0.1:9097""#;
+    for (section, key) in [
+        (
+            format!(r#"{listen}, "access_tokens": ["a b"]"#),
+            "pinning_service.access_tokens[0]",
+        ),
+        (
+            format!(r#"{listen}, "access_tokens": ["ok", ""]"#),
+            "pinning_service.access_tokens[1]",
+        ),
+        (
+            format!(r#"{listen}, "basic_auth_credentials": {{}}"#),
+            "pinning_service.basic_auth_credentials",
+        ),
+        (
+            format!(r#"{listen}, "basic_auth_credentials": {{"a": ""}}"#),
+            "pinning_service.basic_auth_credentials",
+        ),
+        (
+            r#""listen_address": "nope""#.to_string(),
+            "pinning_service.listen_address",
+        ),
+    ] {
+        let m = message(&format!(r#"{{"pinning_service": {{{section}}}}}"#));
+        assert!(m.contains(key), "{section}: {m}");
+    }
+}

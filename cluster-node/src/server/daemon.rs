@@ -91,6 +91,9 @@ pub enum DaemonError {
     /// The REST API could not be set up (bad address, port taken).
     #[error("starting the REST API: {0}")]
     Rest(String),
+    /// The Pinning Service API could not be set up (bad settings, port taken).
+    #[error("starting the pinning service API: {0}")]
+    PinSvc(String),
     /// The membership record could not be written.
     #[error(transparent)]
     Member(#[from] MemberFileError),
@@ -128,6 +131,8 @@ pub struct Daemon {
     rest_stop: tokio::sync::oneshot::Sender<()>,
     /// The REST API's task.
     rest_task: tokio::task::JoinHandle<std::io::Result<()>>,
+    /// The Pinning Service API, unless `pinning_service.enabled` is off.
+    pub pinsvc: Option<crate::api::pinsvc::Running>,
 }
 
 /// Starts the peer configured in `config_dir`. The caller holds the
@@ -178,9 +183,19 @@ pub async fn start(
             return Err(e);
         }
     };
-    let (rest_addr, rest_stop, rest_task) = match start_rest(config, ctx, drivers.clone()).await {
-        Ok(rest) => rest,
+    let (rest_addr, rest_stop, rest_task) =
+        match start_rest(config, ctx.clone(), drivers.clone()).await {
+            Ok(rest) => rest,
+            Err(e) => {
+                raft.shutdown().await;
+                net.shutdown().await;
+                return Err(e);
+            }
+        };
+    let pinsvc = match start_pinsvc(config, ctx, drivers.clone()).await {
+        Ok(pinsvc) => pinsvc,
         Err(e) => {
+            let _ = rest_stop.send(());
             raft.shutdown().await;
             net.shutdown().await;
             return Err(e);
@@ -199,7 +214,43 @@ pub async fn start(
         rest_addr,
         rest_stop,
         rest_task,
+        pinsvc,
     })
+}
+
+/// Serves the Pinning Service API on `pinning_service.listen_address` when
+/// enabled, with the REST API's pin settings.
+async fn start_pinsvc(
+    config: &ServerConfig,
+    ctx: PeerContext,
+    drivers: Drivers,
+) -> Result<Option<crate::api::pinsvc::Running>, DaemonError> {
+    use crate::api::pinsvc::{PinSvcApi, PinSvcConfig, Running};
+    let section = &config.pinning_service;
+    if !section.enabled {
+        return Ok(None);
+    }
+    let listen = crate::api::rest::parse_listen(&section.listen_address)
+        .map_err(|e| DaemonError::PinSvc(format!("pinning_service.listen_address: {e}")))?;
+    let cluster = crate::api::rest::RestConfig {
+        default_replication_min: config.cluster.replication_factor_min,
+        default_replication_max: config.cluster.replication_factor_max,
+        allocator: config.allocator_config(),
+        ..crate::api::rest::RestConfig::default()
+    };
+    let pinsvc = PinSvcConfig {
+        listen,
+        basic_auth: section.basic_auth(&config.rest_api),
+        access_tokens: section.access_tokens.clone(),
+        ..PinSvcConfig::default()
+    };
+    let api = PinSvcApi::new(ctx, drivers, cluster, pinsvc)
+        .map_err(|e| DaemonError::PinSvc(e.to_string()))?;
+    let running = Running::start(api, listen).await.map_err(|e| {
+        DaemonError::PinSvc(format!("pinning_service.listen_address {listen}: {e}"))
+    })?;
+    tracing::info!("Pinning Service API listening on http://{}", running.addr);
+    Ok(Some(running))
 }
 
 /// Binds the REST API on `rest_api.listen_address` and serves it on a task
@@ -426,6 +477,9 @@ impl Daemon {
         // Stop taking requests first (those in flight finish), then serving
         // other peers, then the consensus (it releases the store), then the
         // host. The drivers' tasks end with the process.
+        if let Some(pinsvc) = self.pinsvc {
+            pinsvc.stop(REST_DRAIN).await;
+        }
         let _ = self.rest_stop.send(());
         match tokio::time::timeout(REST_DRAIN, self.rest_task).await {
             Ok(Ok(Err(e))) => tracing::warn!("rest api stopped with an error: {e}"),

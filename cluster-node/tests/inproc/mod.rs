@@ -310,3 +310,24 @@ pub async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// Serves `peer`'s Pinning Service API on 127.0.0.1:0 with `config` (its
+/// listen address is ignored), with the same pin settings as its REST API.
+#[cfg(feature = "pinsvc")]
+pub async fn serve_pinsvc(
+    peer: &Peer,
+    config: cluster_node::api::pinsvc::PinSvcConfig,
+) -> cluster_node::api::pinsvc::Running {
+    use cluster_node::api::pinsvc::{PinSvcApi, Running};
+    let id = peer.ctx.id.as_str();
+    let cluster = RestConfig {
+        peer_call_timeout: Duration::from_secs(2),
+        peername: Some(format!("node-{}", &id[id.len() - 4..])),
+        ..RestConfig::default()
+    };
+    let api = PinSvcApi::new(peer.ctx.clone(), peer.drivers.clone(), cluster, config)
+        .expect("pinning service api");
+    Running::start(api, SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .expect("serve the pinning service api")
+}

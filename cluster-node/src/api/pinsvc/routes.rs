@@ -9,7 +9,8 @@ use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use cluster_core::{Cid, Pin, PinOptions, PinType};
+use cluster_core::pinset::Command;
+use cluster_core::{Cid, Pin, PinType};
 
 use super::body::{self, NewPin};
 use super::error::{json_response, PinSvcError};
@@ -81,7 +82,7 @@ pub async fn replace(
     let old = stored(api, &old_cid).ok_or(PinSvcError::NotFound)?;
     if new.cid != old_cid {
         // Atomic copy of the old pin (allocations, factors, mode, expiry).
-        api.write(cluster_core::pinset::Command::Update {
+        api.write(Command::Update {
             from: old_cid.clone(),
             to: new.cid.clone(),
             name: new.name.clone(),
@@ -91,19 +92,16 @@ pub async fn replace(
         .await?;
     }
     // The body is the whole new pin object: its name, meta and origins
-    // replace the copied ones (a re-pin, which keeps the allocations).
+    // replace the copied ones, on the same peers.
     let copied = stored(api, &new.cid).unwrap_or_else(|| old.clone());
     let o = &copied.options;
     if o.name != new.name || o.metadata != new.meta || o.origins != new.origins {
-        let now = api.now();
-        let options = PinOptions {
-            replication_factor_min: o.replication_factor_min,
-            replication_factor_max: o.replication_factor_max,
-            mode: copied.mode(),
-            expire_at: o.expire_at.filter(|at| *at > now),
-            ..new.options()
-        };
-        pins::pin(api, new.cid.clone(), options).await?;
+        let mut pin = copied.clone();
+        pin.options.name = new.name.clone();
+        pin.options.metadata = new.meta.clone();
+        pin.options.origins = new.origins.clone();
+        pin.timestamp = api.now();
+        api.write(Command::Pin(pin)).await?;
     }
     if new.cid != old_cid {
         match pins::unpin(api, old_cid.clone()).await {
