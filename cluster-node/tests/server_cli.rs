@@ -96,6 +96,8 @@ fn init_peer(dir: &Path, peers: &[String]) -> (String, String) {
     config["ipfs_http"]["node_multiaddress"] =
         Value::String(format!("/ip4/127.0.0.1/tcp/{}", free_port()));
     config["rest_api"]["listen_address"] = Value::String(format!("127.0.0.1:{}", free_port()));
+    config["pinning_service"]["listen_address"] =
+        Value::String(format!("127.0.0.1:{}", free_port()));
     write_config(dir, &config);
     let id = config["cluster"]["id"].as_str().expect("id").to_string();
     (id, addr)
@@ -380,6 +382,14 @@ fn a_single_peer_daemon_starts_refuses_a_second_and_stops_on_sigterm() {
     let answer = http_get(&rest, "/id");
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     assert!(answer.contains(&format!("\"id\":\"{id}\"")), "{answer}");
+    // And its Pinning Service API on its own.
+    let pinsvc = read_config(&dir)["pinning_service"]["listen_address"]
+        .as_str()
+        .expect("pinning service address")
+        .to_string();
+    let answer = http_get(&pinsvc, "/pins");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains(r#"{"count":0,"results":[]}"#), "{answer}");
 
     // The same directory is locked: a second daemon and the state
     // commands are refused.
