@@ -13,6 +13,7 @@ pub mod node_rpc;
 pub mod p2p_wire;
 pub mod pin_import;
 pub mod pinset_entries;
+pub mod pinsvc_request;
 pub mod raft_store;
 pub mod rest_query;
 pub mod runner;
@@ -98,6 +99,11 @@ pub const TARGETS: &[Target] = &[
         name: "pin_import",
         run: pin_import::run,
         dictionary: pin_import::DICTIONARY,
+    },
+    Target {
+        name: "pinsvc_request",
+        run: pinsvc_request::run,
+        dictionary: pinsvc_request::DICTIONARY,
     },
 ];
 
