@@ -1086,3 +1086,89 @@ fn an_exported_state_imported_into_a_fresh_peer_gives_the_same_pinset() {
     // And it acts on them: its daemon pins the pins meant for everyone.
     cluster.wait_daemon(3, &cids[..3], true);
 }
+
+/// `METHOD http://<addr><path>` with a JSON body, through curl: the HTTP
+/// status and the body.
+fn http_json(addr: &str, method: &str, path: &str, body: Option<&Value>) -> (u16, String) {
+    let mut command = Command::new("curl");
+    command
+        .args([
+            "-sS",
+            "-X",
+            method,
+            "--max-time",
+            "60",
+            "-w",
+            "\n%{http_code}",
+        ])
+        .args(["-H", "content-type: application/json"]);
+    if let Some(body) = body {
+        command.args(["--data-binary", &body.to_string()]);
+    }
+    let out = command
+        .arg(format!("http://{addr}{path}"))
+        .output()
+        .expect("curl");
+    assert!(out.status.success(), "curl {method} {path}: {out:?}");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').expect("status line");
+    (code.trim().parse().expect("status"), body.to_string())
+}
+
+#[test]
+fn the_pinning_service_api_pins_into_every_daemon_and_removes_it() {
+    let _serial = serial();
+    let cluster = Cluster::start(18000, 2, 2);
+    let cids = add_everywhere(&cluster, &contents("pinsvc", 1));
+    let c = &cids[0];
+    let config: Value = serde_json::from_str(
+        &std::fs::read_to_string(cluster.peers[1].dir.join("server.json")).expect("server.json"),
+    )
+    .expect("json");
+    let api = config["pinning_service"]["listen_address"]
+        .as_str()
+        .expect("pinning service address")
+        .to_string();
+
+    let pin = serde_json::json!({"cid": c, "name": "e2e", "meta": {"owner": "alice"}});
+    let (code, body) = http_json(&api, "POST", "/pins", Some(&pin));
+    assert_eq!(code, 202, "{body}");
+    let added: Value = serde_json::from_str(&body).expect("PinStatus");
+    assert_eq!(added["requestid"], c.as_str());
+    // Delegates: each daemon's own addresses, dialable.
+    let delegates: Vec<String> = added["delegates"]
+        .as_array()
+        .expect("delegates")
+        .iter()
+        .map(|d| d.as_str().expect("multiaddr").to_string())
+        .collect();
+    for ipfs in &cluster.ipfs {
+        let id: Value = serde_json::from_str(&ipfs.call("id", &[])).expect("id");
+        let id = id["ID"].as_str().expect("ipfs id");
+        assert!(
+            delegates.iter().any(|d| d.ends_with(&format!("/p2p/{id}"))),
+            "{id} not among {delegates:?}"
+        );
+    }
+    for i in 0..2 {
+        cluster.wait_daemon(i, std::slice::from_ref(c), true);
+    }
+    let status = wait_for("the request to show pinned", || {
+        let (code, body) = http_json(&api, "GET", &format!("/pins/{c}"), None);
+        let got: Value = serde_json::from_str(&body).ok()?;
+        (code == 200 && got["status"] == "pinned").then_some(got)
+    });
+    assert_eq!(status["pin"]["meta"]["owner"], "alice");
+    let (code, body) = http_json(&api, "GET", "/pins?name=E2E&match=iexact", None);
+    assert_eq!(code, 200, "{body}");
+    let listed: Value = serde_json::from_str(&body).expect("PinResults");
+    assert_eq!(listed["count"], 1, "{listed}");
+
+    let (code, body) = http_json(&api, "DELETE", &format!("/pins/{c}"), None);
+    assert_eq!(code, 202, "{body}");
+    for i in 0..2 {
+        cluster.wait_daemon(i, std::slice::from_ref(c), false);
+    }
+    let (code, _) = http_json(&api, "GET", &format!("/pins/{c}"), None);
+    assert_eq!(code, 404);
+}
