@@ -565,22 +565,47 @@ async fn status_filters_and_failed_pins() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn queued_requests_show_while_a_peer_is_busy() {
-    // The IPFS daemon refuses every pin: the tracker retries them, so a
-    // request is queued or failed, never pinned; both are listed by status.
+async fn queued_and_pinning_requests_list_by_status() {
+    // A slow IPFS: the tracker has 10 pins in flight at most (its default),
+    // so of 12 requests 10 are pinning and 2 wait queued for a while.
     let svc = Service::lone(PinSvcConfig::default()).await;
-    let c = cid(3);
-    svc.peer
-        .ipfs
-        .failing
-        .lock()
-        .expect("lock")
-        .insert(c.clone());
-    let added = svc.add(json!({"cid": c.to_string()})).await;
-    assert_eq!(added["status"], "queued");
-    let all = "status=queued,pinning,pinned,failed";
-    assert_eq!(svc.ids(all).await, (1, vec![c.to_string()]));
-    assert_eq!(svc.ids("status=pinned").await.0, 0);
+    *svc.peer.ipfs.pin_delay.lock().expect("lock") = Some(Duration::from_secs(4));
+    let all = cids(40, 12);
+    for c in &all {
+        let added = svc.add(json!({"cid": c.to_string()})).await;
+        assert_eq!(added["status"], "queued");
+    }
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let pinning = svc.ids("status=pinning&limit=100").await.0;
+        let queued = svc.ids("status=queued&limit=100").await.0;
+        if (pinning, queued) == (10, 2) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never 10 pinning and 2 queued: {pinning} and {queued}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(svc.ids("").await.0, 0, "nothing pinned yet");
+    assert_eq!(
+        svc.ids("status=queued,pinning,pinned,failed&limit=100")
+            .await
+            .0,
+        12
+    );
+    let one = svc.call("GET", &format!("/pins/{}", all[0]), None).await;
+    assert!(
+        ["queued", "pinning"].contains(&one.json()["status"].as_str().expect("status")),
+        "{:?}",
+        one.body
+    );
+    *svc.peer.ipfs.pin_delay.lock().expect("lock") = None;
+    for c in &all {
+        svc.wait_status(&c.to_string(), "pinned").await;
+    }
+    assert_eq!(svc.ids("limit=100").await.0, 12);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

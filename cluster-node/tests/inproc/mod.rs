@@ -35,11 +35,13 @@ pub const CLUSTER_ID: u128 = 42;
 
 // ---------------------------------------------------------------- fakes
 
-/// IPFS in memory; pins of CIDs in `failing` fail.
+/// IPFS in memory; pins of CIDs in `failing` fail; each pin takes
+/// `pin_delay` (none by default).
 #[derive(Default)]
 pub struct MemIpfs {
     pub pins: Mutex<BTreeMap<Cid, ListedPin>>,
     pub failing: Mutex<BTreeSet<Cid>>,
+    pub pin_delay: Mutex<Option<Duration>>,
 }
 
 pub struct Conn(pub Arc<MemIpfs>);
@@ -47,7 +49,11 @@ pub struct Conn(pub Arc<MemIpfs>);
 impl IpfsConnector for Conn {
     fn pin(&self, cid: &Cid, max_depth: i32) -> BoxFuture<Result<(), IpfsError>> {
         let (ipfs, cid) = (Arc::clone(&self.0), cid.clone());
+        let delay = *self.0.pin_delay.lock().expect("lock");
         Box::pin(async move {
+            if let Some(delay) = delay {
+                tokio::time::sleep(delay).await;
+            }
             if ipfs.failing.lock().expect("lock").contains(&cid) {
                 return Err(IpfsError::Daemon {
                     path: "pin/add".into(),
