@@ -765,3 +765,96 @@ async fn statuses_ask_every_peer_and_delegates_are_the_holders() {
     svc.add(json!({"cid": d.to_string()})).await;
     svc.wait_status(&d.to_string(), "failed").await;
 }
+
+/// `cargo test -p cluster-node --test pinsvc_api bench -- --ignored --nocapture`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark: prints the time of GET /pins over a large pinset"]
+async fn bench_listing_a_large_pinset() {
+    const PINS: usize = 5_000;
+    let svc = Service::lone(PinSvcConfig::default()).await;
+    let now = svc.peer.ctx.clock.now();
+    let cid_of = |i: usize| {
+        let mut bytes = vec![0x12, 0x20];
+        bytes.extend_from_slice(&(i as u64).to_be_bytes());
+        bytes.extend_from_slice(&[9; 24]);
+        Cid::from_bytes(&bytes).expect("cid")
+    };
+    let mut writes = Vec::new();
+    for chunk in 0..PINS / 500 {
+        let raft = svc.peer.raft.clone();
+        writes.push(tokio::spawn(async move {
+            for i in chunk * 500..(chunk + 1) * 500 {
+                let options = cluster_core::PinOptions {
+                    replication_factor_min: -1,
+                    replication_factor_max: -1,
+                    name: format!("item-{i}"),
+                    metadata: [("owner".to_string(), format!("user-{}", i % 7))].into(),
+                    ..cluster_core::PinOptions::default()
+                };
+                let pin = cluster_core::Pin::new(cid_of(i), options, now.plus(i as u64));
+                raft.write(cluster_core::pinset::Entry::new(
+                    cluster_core::pinset::Command::Pin(pin),
+                ))
+                .await
+                .expect("write")
+                .expect("pin");
+            }
+        }));
+    }
+    for w in writes {
+        w.await.expect("writer");
+    }
+    let started = std::time::Instant::now();
+    while svc.peer.ipfs.pins.lock().expect("lock").len() < PINS {
+        assert!(
+            started.elapsed() < Duration::from_secs(600),
+            "pins never all in IPFS"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    rest_listing(&svc, "before").await;
+    let meta = format!("meta={}", enc(r#"{"owner":"user-3"}"#));
+    let cids: Vec<String> = (0..10).map(|i| cid_of(i * 97).to_string()).collect();
+    let cid_list = format!("cid={}", cids.join(","));
+    for query in [
+        "limit=1000",
+        "limit=10",
+        "name=ITEM-42&match=ipartial",
+        meta.as_str(),
+        cid_list.as_str(),
+    ] {
+        // Until the tracker reports every pin pinned, the count is lower.
+        let mut runs = Vec::new();
+        for _ in 0..5 {
+            let started = std::time::Instant::now();
+            let json = svc.list(query).await;
+            runs.push((started.elapsed(), json["count"].as_u64().unwrap_or(0)));
+        }
+        runs.sort();
+        let (median, count) = runs[2];
+        println!(
+            "pinsvc: GET /pins?{query} over {PINS} pins: count {count}, median of 5 {median:?}"
+        );
+    }
+    rest_listing(&svc, "after").await;
+}
+
+/// The REST API's global status of every pin (NDJSON), for comparison: the
+/// same trackers asked page by page.
+async fn rest_listing(svc: &Service, when: &str) {
+    let mut runs = Vec::new();
+    for _ in 0..5 {
+        let started = std::time::Instant::now();
+        let answer = raw("GET", &svc.peer.url("/pins"), &[], Vec::new()).await;
+        assert_eq!(answer.status, StatusCode::OK);
+        let lines = answer
+            .body
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .count();
+        runs.push((started.elapsed(), lines));
+    }
+    runs.sort();
+    let (median, lines) = runs[2];
+    println!("rest ({when}): GET /pins: {lines} lines, median of 5 {median:?}");
+}
