@@ -88,7 +88,8 @@ pub fn json_response<T: serde::Serialize>(status: StatusCode, value: &T) -> Resp
         }
         // Our own types always encode; answer something valid regardless.
         Err(e) => {
-            let text = format!("{{\"error\":{{\"reason\":\"answer does not encode: {e:?}\"}}}}");
+            tracing::error!(error = %e, "pinning service: an answer does not encode");
+            let text = r#"{"error":{"reason":"the answer does not encode"}}"#;
             (StatusCode::INTERNAL_SERVER_ERROR, text).into_response()
         }
     }
