@@ -1,6 +1,6 @@
 //! Request bodies (`POST /pins`, `POST /pins/{requestid}`) → a checked
 //! [`NewPin`]. `cid` is required; `name` is at most 255 characters;
-//! `origins` are at most 20 multiaddrs with `/p2p/`; `meta` is an object of
+//! `origins` are multiaddrs with `/p2p/` (the first 20 are kept); `meta` is an object of
 //! strings within the pinset's bounds. `null` fields count as absent and
 //! unknown fields are ignored. Every refusal is a 400.
 
@@ -13,7 +13,9 @@ use serde::Deserialize;
 use super::error::PinSvcError;
 use super::query::NAME_MAX_CHARS;
 
-/// Most origins one pin request may carry (the spec's bound).
+/// Most origins kept of one pin request (the spec's bound). Kubo sends
+/// every address of its host, often more: the rest are dropped (they are
+/// hints), not refused.
 pub const ORIGINS_MAX: usize = 20;
 
 /// A pin request, checked.
@@ -66,10 +68,7 @@ pub fn parse(bytes: &[u8]) -> Result<NewPin, PinSvcError> {
     if name.chars().count() > NAME_MAX_CHARS {
         return Err(bad(format!("pin name is over {NAME_MAX_CHARS} chars")));
     }
-    let origins = raw.origins.unwrap_or_default();
-    if origins.len() > ORIGINS_MAX {
-        return Err(bad(format!("more than {ORIGINS_MAX} origins")));
-    }
+    let mut origins = raw.origins.unwrap_or_default();
     for origin in &origins {
         if !origin.starts_with('/') || !origin.contains("/p2p/") {
             let shown: String = origin.chars().take(100).collect();
@@ -83,6 +82,7 @@ pub fn parse(bytes: &[u8]) -> Result<NewPin, PinSvcError> {
             )));
         }
     }
+    origins.truncate(ORIGINS_MAX);
     let meta = raw.meta.unwrap_or_default();
     if meta.len() > METADATA_ENTRIES_MAX {
         return Err(bad(format!(
@@ -154,7 +154,6 @@ mod tests {
             format!(r#"{{"cid":"{CID}","name":5}}"#),
             format!(r#"{{"cid":"{CID}","origins":["/ip4/1.2.3.4/tcp/1"]}}"#),
             format!(r#"{{"cid":"{CID}","origins":"{ORIGIN}"}}"#),
-            format!(r#"{{"cid":"{CID}","origins":[{}]}}"#, many.join(",")),
             format!(r#"{{"cid":"{CID}","meta":{{"n":1}}}}"#),
             format!(r#"{{"cid":"{CID}","meta":{{"":"x"}}}}"#),
             format!(r#"{{"cid":"{CID}","meta":["x"]}}"#),
@@ -163,6 +162,17 @@ mod tests {
             assert!(matches!(e, PinSvcError::BadBody(_)), "{body}: {e}");
             assert!(e.to_string().starts_with("error decoding request body: "));
         }
+        let many_origins = format!(r#"{{"cid":"{CID}","origins":[{}]}}"#, many.join(","));
+        let kept = parse(many_origins.as_bytes()).expect("more origins than kept is fine");
+        assert_eq!(kept.origins.len(), ORIGINS_MAX);
+        let bad_late = format!(
+            r#"{{"cid":"{CID}","origins":[{},"/ip4/1.2.3.4/tcp/1"]}}"#,
+            many.join(",")
+        );
+        assert!(
+            parse(bad_late.as_bytes()).is_err(),
+            "every origin is checked"
+        );
         let name_max = "é".repeat(NAME_MAX_CHARS);
         assert!(parse(format!(r#"{{"cid":"{CID}","name":"{name_max}"}}"#).as_bytes()).is_ok());
     }

@@ -74,19 +74,23 @@ pub fn delegates(
     out
 }
 
-/// `address` with `/p2p/<peer>` appended when it has none; `None` when the
-/// address or the id is unusable.
+/// `address` ending in `/p2p/<peer>` (Kubo reads each delegate as a peer
+/// address and fails the whole request on one that does not end so);
+/// `None` when the address or the id is unusable.
 fn dialable(address: &str, peer: &str) -> Option<String> {
+    let address = address.trim_end_matches('/');
     if !address.starts_with('/') {
         return None;
     }
-    if address.contains("/p2p/") || address.contains("/ipfs/") {
+    let mut parts = address.rsplit('/');
+    let (_, protocol) = (parts.next(), parts.next());
+    if matches!(protocol, Some("p2p" | "ipfs")) {
         return Some(address.to_string());
     }
-    if peer.is_empty() {
+    if peer.is_empty() || peer.contains('/') {
         return None;
     }
-    Some(format!("{}/p2p/{peer}", address.trim_end_matches('/')))
+    Some(format!("{address}/p2p/{peer}"))
 }
 
 /// The answer for `pin` in `status`.
@@ -205,6 +209,24 @@ mod tests {
         );
         pin.allocations = vec![PeerId::synthetic(9)];
         assert!(delegates(&pin, &members, &board).is_empty());
+    }
+
+    #[test]
+    fn every_delegate_ends_with_a_peer_id() {
+        let id = "12D3KooWKuJ8LPTyHbyX4nt4C7uWmUobzFsiceTVoFw7HpmoNakM";
+        let relay = "/ip4/1.2.3.4/tcp/4001/p2p/12D3KooWRelay/p2p-circuit";
+        assert_eq!(dialable(relay, id), Some(format!("{relay}/p2p/{id}")));
+        let full = format!("/ip4/1.2.3.4/tcp/4001/p2p/{id}");
+        assert_eq!(dialable(&full, id), Some(full.clone()));
+        assert_eq!(dialable(&format!("{full}/"), id), Some(full.clone()));
+        let old = format!("/ip4/1.2.3.4/tcp/4001/ipfs/{id}");
+        assert_eq!(dialable(&old, id), Some(old.clone()));
+        assert_eq!(
+            dialable("/ip6/::1/udp/4001/quic-v1", id),
+            Some(format!("/ip6/::1/udp/4001/quic-v1/p2p/{id}"))
+        );
+        assert_eq!(dialable("/ip4/1.2.3.4/tcp/1", ""), None);
+        assert_eq!(dialable("ip4/1.2.3.4", id), None);
     }
 
     #[test]
