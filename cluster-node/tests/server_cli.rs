@@ -473,6 +473,49 @@ fn three_daemons_form_a_cluster_through_cluster_peers() {
     assert!(exports.iter().all(|e| *e == exports[0]));
 }
 
+/// Peers listing each other in `cluster_peers` and started at the same
+/// time form one cluster by themselves (the lowest peer id starts it).
+/// Failed before: each waited for a cluster to join until its membership
+/// timeout, then exited.
+#[test]
+fn three_daemons_listing_each_other_and_started_together_form_one_cluster() {
+    let root = tempfile::tempdir().expect("temp dir");
+    let dirs: Vec<PathBuf> = (0..3)
+        .map(|n| root.path().join(format!("peer-{n}")))
+        .collect();
+    let peers: Vec<(String, String)> = dirs.iter().map(|dir| init_peer(dir, &[])).collect();
+    let everyone: Vec<String> = peers
+        .iter()
+        .map(|(id, addr)| format!("{addr}/p2p/{id}"))
+        .collect();
+    for dir in &dirs {
+        let mut config = read_config(dir);
+        config["cluster"]["cluster_peers"] = serde_json::json!(everyone);
+        // Short enough that the old behaviour fails within the test.
+        config["consensus"]["raft"]["membership_timeout"] = Value::String("30s".to_string());
+        write_config(dir, &config);
+    }
+    let mut daemons: Vec<Daemon> = dirs.iter().map(|dir| Daemon::start(dir)).collect();
+    let mut sorted: Vec<String> = peers.iter().map(|(id, _)| id.clone()).collect();
+    sorted.sort();
+    let members = format!("cluster members (3): {}", sorted.join(", "));
+    for d in &mut daemons {
+        d.wait_log(&members);
+    }
+    let starters: Vec<usize> = (0..3)
+        .filter(|&n| daemons[n].log().contains("starting a new cluster"))
+        .collect();
+    let lowest = peers
+        .iter()
+        .position(|(id, _)| *id == sorted[0])
+        .expect("lowest id");
+    assert_eq!(starters, vec![lowest], "exactly the lowest peer starts it");
+    for d in daemons {
+        let (code, log) = d.terminate();
+        assert_eq!(code, Some(0), "{log}");
+    }
+}
+
 #[test]
 fn pins_imported_into_a_stopped_peer_survive_a_daemon_run() {
     let root = tempfile::tempdir().expect("temp dir");

@@ -9,12 +9,13 @@
 //!   re-join);
 //! - fresh, no other peer in `cluster_peers` or `--bootstrap`: it starts a
 //!   new single-peer cluster;
-//! - fresh, with other peers listed: it joins through them, in turn, each
-//!   attempt retried until `consensus.raft.membership_timeout`.
-//!
-//! A fresh peer with peers listed never starts a cluster by itself: two
-//! peers that each decided to go first would form two clusters. So the
-//! first peer of a new cluster is started with no other peer listed.
+//! - fresh, with other peers listed: it joins through them, in turn, going
+//!   round again until `consensus.raft.membership_timeout`;
+//! - fresh, started together with the peers it lists in `cluster_peers`
+//!   (each listing the others), none of which belongs to a cluster yet:
+//!   the one with the lowest peer id starts the cluster once it has heard
+//!   from every other one, and they join it. Peers given with
+//!   `--bootstrap` are only ever joined.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -36,6 +37,10 @@ use crate::{start_drivers, Drivers, PeerContext, SystemClock};
 pub const IPFS_RECORD_DIR: &str = "ipfs";
 /// How often the membership is looked at, to log its changes.
 const MEMBERS_WATCH_MS: u64 = 1_000;
+/// First pause between two rounds of join attempts through the listed peers.
+const JOIN_ROUND_DELAY_MS: u64 = 250;
+/// Longest pause between two rounds of join attempts.
+const JOIN_ROUND_DELAY_MAX_MS: u64 = 4_000;
 /// How often "no leader yet" is repeated while waiting for one.
 const LEADER_NAG_MS: u64 = 10_000;
 
@@ -169,7 +174,16 @@ pub async fn start(
             return Err(e);
         }
     };
-    let joined = enter_cluster(config_dir, &raft, &net, &peer, &peers, &options.bootstrap).await;
+    let joined = enter_cluster(
+        config_dir,
+        &raft,
+        &net,
+        &peer,
+        &peers,
+        &options.bootstrap,
+        config.consensus.raft.membership_timeout,
+    )
+    .await;
     if let Err(e) = joined {
         raft.shutdown().await;
         net.shutdown().await;
@@ -341,6 +355,7 @@ async fn enter_cluster(
     peer: &PeerId,
     peers: &[PeerAddress],
     bootstrap: &[String],
+    limit: Duration,
 ) -> Result<(), DaemonError> {
     let others: Vec<&PeerAddress> = peers.iter().filter(|p| p.peer_id != *peer).collect();
     for other in &others {
@@ -366,42 +381,114 @@ async fn enter_cluster(
             "starting a new cluster: this peer has no cluster state and no other peer is listed \
              in cluster_peers or --bootstrap"
         );
-        let cluster_id = random_id()?;
-        raft.initialize(cluster_id)
-            .await
-            .map_err(|source| DaemonError::Membership {
-                what: "starting a new cluster".to_string(),
-                source,
-            })?;
-        member::record(config_dir, cluster_id)?;
-        return Ok(());
+        return start_new_cluster(config_dir, raft).await;
     }
-    let mut last = None;
-    for via in others {
-        tracing::info!("joining the cluster through {}", via.full);
-        let contact = NodeInfo {
-            peer_id: via.peer_id.to_string(),
-            addr: via.addr.clone(),
-            incarnation: 0,
-        };
-        match raft.join(&contact).await {
-            Ok(()) => {
-                let cluster_id = raft.cluster_id().unwrap_or_default();
-                tracing::info!("joined cluster {cluster_id:032x} through {}", via.peer_id);
-                member::record(config_dir, cluster_id)?;
-                return Ok(());
+    join_or_start_together(config_dir, raft, peer, &others, bootstrap.is_empty(), limit).await
+}
+
+/// Starts a new cluster of this one peer, under a random cluster id.
+async fn start_new_cluster(config_dir: &Path, raft: &ClusterRaft) -> Result<(), DaemonError> {
+    let cluster_id = random_id()?;
+    raft.initialize(cluster_id)
+        .await
+        .map_err(|source| DaemonError::Membership {
+            what: "starting a new cluster".to_string(),
+            source,
+        })?;
+    member::record(config_dir, cluster_id)?;
+    Ok(())
+}
+
+/// Joins through the listed peers, asking each in turn (one attempt each)
+/// and going round again with back-off until `limit`.
+///
+/// Peers started together, each listing the others in `cluster_peers`,
+/// have no cluster to join. When every listed peer answered that it
+/// belongs to no cluster yet, the one with the lowest peer id among them
+/// starts it and the others join it on their next round. Only one peer
+/// can be lowest, and only a peer that heard "no cluster" from every other
+/// one starts, so an existing cluster among the listed peers is always
+/// joined rather than duplicated. Peers given with `--bootstrap` are meant
+/// to be joined: then this peer never starts a cluster itself.
+async fn join_or_start_together(
+    config_dir: &Path,
+    raft: &ClusterRaft,
+    peer: &PeerId,
+    others: &[&PeerAddress],
+    may_start: bool,
+    limit: Duration,
+) -> Result<(), DaemonError> {
+    let deadline = tokio::time::Instant::now() + limit;
+    let lowest = others.iter().all(|other| *peer < other.peer_id);
+    let mut delay = Duration::from_millis(JOIN_ROUND_DELAY_MS);
+    let mut told = false;
+    loop {
+        let mut last = None;
+        let mut without_cluster = 0;
+        for via in others {
+            if !told {
+                tracing::info!("joining the cluster through {}", via.full);
             }
-            Err(e) => {
-                tracing::warn!("joining through {} failed: {e}", via.full);
-                last = Some((via.full.clone(), e));
+            let contact = NodeInfo {
+                peer_id: via.peer_id.to_string(),
+                addr: via.addr.clone(),
+                incarnation: 0,
+            };
+            match raft.join_once(&contact).await {
+                Ok(()) => {
+                    let cluster_id = raft.cluster_id().unwrap_or_default();
+                    tracing::info!("joined cluster {cluster_id:032x} through {}", via.peer_id);
+                    member::record(config_dir, cluster_id)?;
+                    return Ok(());
+                }
+                Err(MembershipError::NoCluster) => without_cluster += 1,
+                Err(
+                    e @ (MembershipError::ClusterMismatch { .. }
+                    | MembershipError::NodeIdCollision { .. }
+                    | MembershipError::StaleMember { .. }
+                    | MembershipError::Shutdown
+                    | MembershipError::Store(_)),
+                ) => {
+                    return Err(DaemonError::Membership {
+                        what: format!("joining the cluster through {}", via.full),
+                        source: e,
+                    });
+                }
+                Err(e) => {
+                    tracing::debug!("joining through {} failed: {e}", via.full);
+                    last = Some((via.full.clone(), e));
+                }
             }
         }
+        told = true;
+        if may_start && lowest && without_cluster == others.len() {
+            tracing::info!(
+                "starting a new cluster: every peer in cluster_peers is up and belongs to no \
+                 cluster yet, and this peer has the lowest id among them (the others join it)"
+            );
+            return start_new_cluster(config_dir, raft).await;
+        }
+        if tokio::time::Instant::now() + delay >= deadline {
+            let (via, source) = last.unwrap_or_else(|| {
+                let names: Vec<&str> = others.iter().map(|o| o.full.as_str()).collect();
+                (names.join(", "), MembershipError::NoCluster)
+            });
+            return Err(DaemonError::Membership {
+                what: format!("joining the cluster (last tried through {via})"),
+                source,
+            });
+        }
+        if let Some((via, e)) = &last {
+            tracing::warn!("joining through {via} failed: {e}; trying again in {delay:?}");
+        } else {
+            tracing::info!(
+                "no listed peer belongs to a cluster yet; waiting for one to start it \
+                 (trying again in {delay:?})"
+            );
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_millis(JOIN_ROUND_DELAY_MAX_MS));
     }
-    let (via, source) = last.unwrap_or((String::new(), MembershipError::NoLeader));
-    Err(DaemonError::Membership {
-        what: format!("joining the cluster (last tried through {via})"),
-        source,
-    })
 }
 
 /// Starts the IPFS connector and the drivers, and serves node RPCs.
