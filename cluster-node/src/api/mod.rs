@@ -8,6 +8,8 @@
 
 #[cfg(feature = "client")]
 pub mod client;
+#[cfg(feature = "proxy")]
+pub mod proxy;
 #[cfg(feature = "rest")]
 pub mod rest;
 pub mod time;
