@@ -205,10 +205,14 @@ pub async fn forward_and_pin(
         .upstream
         .forward(request, &path_and_query, client)
         .await?;
-    let (parts, mut incoming) = answer.into_parts();
+    let (mut parts, mut incoming) = answer.into_parts();
     if parts.status != StatusCode::OK {
         return Ok(Response::from_parts(parts, Body::new(incoming)));
     }
+    // The answer must end only once the pins are written: with the
+    // daemon's length a client would stop reading at its last byte (a
+    // chunked answer ends with our end).
+    parts.headers.remove(axum::http::header::CONTENT_LENGTH);
     let (tx, body) = body::channel();
     let state = Arc::clone(state);
     tokio::spawn(async move {
