@@ -13,6 +13,7 @@ pub mod node_rpc;
 pub mod p2p_wire;
 pub mod pin_import;
 pub mod pinset_entries;
+pub mod proxy_request;
 pub mod raft_store;
 pub mod rest_query;
 pub mod runner;
@@ -98,6 +99,11 @@ pub const TARGETS: &[Target] = &[
         name: "pin_import",
         run: pin_import::run,
         dictionary: pin_import::DICTIONARY,
+    },
+    Target {
+        name: "proxy_request",
+        run: proxy_request::run,
+        dictionary: proxy_request::DICTIONARY,
     },
 ];
 
