@@ -187,7 +187,12 @@ pub async fn pin_ls(
             .collect();
         return Ok(body::json(StatusCode::OK, &json!({ "Keys": keys })));
     }
-    let (tx, response) = body::streamed();
+    let (tx, mut response) = body::streamed();
+    if !stream {
+        // One JSON value, as Kubo answers without `stream`.
+        response.headers_mut().remove("x-chunked-output");
+        response.headers_mut().remove(axum::http::header::TRAILER);
+    }
     let state = std::sync::Arc::clone(state);
     tokio::spawn(async move {
         let mut after: Option<Cid> = None;

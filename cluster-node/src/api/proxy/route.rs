@@ -262,6 +262,10 @@ pub fn route(method: &str, path: &str, query: Option<&str>) -> Result<Route, Pro
     if !matches!(method, "GET" | "POST" | "PUT") {
         return Ok(Route::Forward);
     }
+    // Matched as the daemon will read it: a `pin%2Fadd` or `//pin/add`
+    // forwarded as is would pin on the daemon behind the cluster's back.
+    let clean = clean_path(path);
+    let path = clean.as_str();
     let Some(command) = path.strip_prefix("/api/v0/") else {
         return Ok(Route::Forward);
     };
@@ -271,7 +275,7 @@ pub fn route(method: &str, path: &str, query: Option<&str>) -> Result<Route, Pro
     let (command, legacy_arg) = match command.split_once('/') {
         Some(("pin", rest)) => match rest.split_once('/') {
             Some((sub @ ("add" | "rm" | "ls"), arg)) if !arg.is_empty() => {
-                (sub, Some(percent_decoded(arg)))
+                (sub, Some(arg.to_string()))
             }
             _ => (rest, None),
         },
@@ -409,12 +413,39 @@ pub fn route(method: &str, path: &str, query: Option<&str>) -> Result<Route, Pro
     }
 }
 
-/// A path segment percent-decoded (invalid UTF-8 replaced).
-fn percent_decoded(segment: &str) -> String {
-    form_urlencoded::parse(format!("a={}", segment.replace('+', "%2B")).as_bytes())
-        .next()
-        .map(|(_, v)| v.into_owned())
-        .unwrap_or_default()
+/// `path` percent-decoded (invalid UTF-8 replaced), without empty or `.`
+/// segments; a trailing slash is kept.
+pub fn clean_path(path: &str) -> String {
+    let bytes = path.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| char::from(b).to_digit(16);
+        match (
+            bytes[i],
+            bytes.get(i + 1).copied().and_then(hex),
+            bytes.get(i + 2).copied().and_then(hex),
+        ) {
+            (b'%', Some(hi), Some(lo)) => {
+                decoded.push(u8::try_from(hi * 16 + lo).unwrap_or(b'?'));
+                i += 3;
+            }
+            (b, _, _) => {
+                decoded.push(b);
+                i += 1;
+            }
+        }
+    }
+    let text = String::from_utf8_lossy(&decoded);
+    let mut out = String::with_capacity(text.len());
+    for segment in text.split('/').filter(|s| !s.is_empty() && *s != ".") {
+        out.push('/');
+        out.push_str(segment);
+    }
+    if text.ends_with('/') || out.is_empty() {
+        out.push('/');
+    }
+    out
 }
 
 #[cfg(test)]
@@ -475,6 +506,17 @@ mod tests {
         ] {
             assert_eq!(route(method, path, None), Ok(Route::Forward), "{path}");
         }
+        // Encoded or doubled slashes are read as the daemon reads them.
+        assert!(matches!(
+            route("POST", "/api/v0/pin%2Fadd", Some(&format!("arg={V0}"))),
+            Ok(Route::PinAdd { .. })
+        ));
+        assert!(matches!(
+            route("POST", "//api/v0//pin/./rm/", Some(&format!("arg={V0}"))),
+            Ok(Route::PinRm { .. })
+        ));
+        assert_eq!(clean_path("/a%2"), "/a%2");
+        assert_eq!(clean_path(""), "/");
         // Without pin=true, puts are plain forwards.
         assert_eq!(route("POST", "/api/v0/block/put", None), Ok(Route::Forward));
         assert_eq!(
