@@ -202,6 +202,31 @@ fn a_real_ipfs_client_through_the_proxy_drives_the_cluster() {
         "the daemon pinned for itself"
     );
 
+    // A pin the cluster refuses (3 replicas of 2 peers) ends the add's
+    // answer with Kubo's error object; a bad option refuses the add.
+    let (status, body) = post(
+        &proxy,
+        "add?replication-min=3&replication-max=3",
+        &["-F", &form],
+    );
+    assert_eq!(status, 200, "{body}");
+    let last = json(body.lines().last().expect("a line"));
+    assert_eq!(last["Type"], "error", "{body}");
+    assert!(
+        last["Message"]
+            .as_str()
+            .expect("Message")
+            .starts_with("cluster pin: "),
+        "{body}"
+    );
+    let (status, body) = post(&proxy, "add?replication-min=many", &["-F", &form]);
+    assert_eq!(
+        (status, json(&body)["Code"].as_u64()),
+        (400, Some(1)),
+        "{body}"
+    );
+    assert!(!cluster_pins(&cluster, 0).contains_key(&unpinned_cid));
+
     // `pin add` of content already on both daemons.
     let both = b"proxy e2e: on both daemons\n".to_vec();
     let cid = cluster.ipfs[0].add(&both);

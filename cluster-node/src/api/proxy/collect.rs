@@ -7,15 +7,15 @@
 //! [`Scanner`] reads the CIDs out of it, line by line, with a bounded line
 //! buffer. When the daemon's answer ends, those CIDs are pinned in the
 //! cluster *before* the client sees the end of the answer, so a client
-//! that saw `add` finish finds the pin in the cluster. A failure to pin is
-//! reported in the `X-Stream-Error` trailer, as Kubo reports a failed
-//! streamed command.
+//! that saw `add` finish finds the pin in the cluster. A failure to pin
+//! ends the answer with an error object (Kubo's clients read it as the
+//! command's error) and the `X-Stream-Error` trailer.
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::http::{Request, Response, StatusCode};
 use cluster_core::{Cid, PinOptions};
 use http_body::Frame;
@@ -23,7 +23,7 @@ use http_body_util::BodyExt;
 use serde_json::Value;
 
 use super::body::{self, error_trailers, STREAM_ERROR};
-use super::error::ProxyError;
+use super::error::{error_body, ProxyError};
 use super::route::Collect;
 use super::ProxyState;
 use crate::api::rest::options::Query;
@@ -250,7 +250,15 @@ pub async fn forward_and_pin(
         let trailers = match outcome {
             Err(e) => {
                 tracing::warn!(error = %e, "ipfs proxy: pinning what the daemon stored failed");
-                Some(error_trailers(&format!("cluster pin: {e}")))
+                let message = format!("cluster pin: {e}");
+                // In the body too: hyper sends trailers only to clients that
+                // asked (`TE: trailers`), and Kubo's client reads an error
+                // object in a stream as the command's error.
+                let line = Bytes::from(error_body(&message, 0));
+                if tx.send(Frame::data(line)).await.is_err() {
+                    return;
+                }
+                Some(error_trailers(&message))
             }
             Ok(()) => daemon_trailers,
         };
