@@ -35,8 +35,7 @@ pub struct Target {
 
 /// Every target, in the order CI runs them.
 ///
-/// Parsers still being written (the IPFS proxy's requests and multipart
-/// bodies) get a target each when they land: a module here with a `run(&[u8])`, a line below, a binary in
+/// Parsers still being written get a target each when they land: a module here with a `run(&[u8])`, a line below, a binary in
 /// `fuzz_targets/` (and a `[[bin]]` in `Cargo.toml`), seeds in
 /// `corpus/<name>/`. The stable runner and CI pick it up from this list.
 pub const TARGETS: &[Target] = &[
