@@ -96,6 +96,7 @@ fn init_peer(dir: &Path, peers: &[String]) -> (String, String) {
     config["ipfs_http"]["node_multiaddress"] =
         Value::String(format!("/ip4/127.0.0.1/tcp/{}", free_port()));
     config["rest_api"]["listen_address"] = Value::String(format!("127.0.0.1:{}", free_port()));
+    config["ipfs_proxy"]["listen_address"] = Value::String(format!("127.0.0.1:{}", free_port()));
     write_config(dir, &config);
     let id = config["cluster"]["id"].as_str().expect("id").to_string();
     (id, addr)
