@@ -36,8 +36,8 @@ pub struct ServerConfig {
     pub consensus: ConsensusSection,
     /// The REST API.
     pub rest_api: RestApiSection,
-    /// The IPFS proxy (served by a later issue).
-    pub ipfs_proxy: ListenSection,
+    /// The IPFS proxy.
+    pub ipfs_proxy: IpfsProxySection,
     /// The Pinning Service API.
     pub pinning_service: PinningServiceSection,
     /// The IPFS daemon this peer drives.
@@ -151,18 +151,38 @@ impl Default for RaftSection {
     }
 }
 
-/// A section naming one HTTP listen address.
+/// The `ipfs_proxy` section: the Kubo-compatible API in front of the
+/// IPFS daemon (upstream's `api.ipfsproxy`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ListenSection {
+pub struct IpfsProxySection {
     /// `host:port` to listen on.
     pub listen_address: String,
+    /// The IPFS daemon's RPC API the proxy forwards to; absent: the one
+    /// of `ipfs_http.node_multiaddress`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_multiaddress: Option<String>,
+    /// Extra header names copied from the daemon's answers onto the
+    /// proxy's own answers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extract_headers_extra: Vec<String>,
+    /// How long headers learned from the daemon are kept (`0s`: learned
+    /// once).
+    #[serde(default = "default_extract_headers_ttl", with = "humantime_serde")]
+    pub extract_headers_ttl: Duration,
 }
 
-impl ListenSection {
-    fn on(address: &str) -> ListenSection {
-        ListenSection {
-            listen_address: address.to_string(),
+fn default_extract_headers_ttl() -> Duration {
+    Duration::from_secs(5 * 60)
+}
+
+impl Default for IpfsProxySection {
+    fn default() -> Self {
+        IpfsProxySection {
+            listen_address: "127.0.0.1:9095".to_string(),
+            node_multiaddress: None,
+            extract_headers_extra: Vec::new(),
+            extract_headers_ttl: default_extract_headers_ttl(),
         }
     }
 }
@@ -391,7 +411,7 @@ impl Default for ServerConfig {
                 listen_address: "127.0.0.1:9094".to_string(),
                 basic_auth_credentials: None,
             },
-            ipfs_proxy: ListenSection::on("127.0.0.1:9095"),
+            ipfs_proxy: IpfsProxySection::default(),
             pinning_service: PinningServiceSection {
                 listen_address: "127.0.0.1:9097".to_string(),
                 enabled: true,
@@ -546,6 +566,17 @@ impl ServerConfig {
         // Checked by the connector's own parser: what passes here, it takes.
         crate::ipfs::kubo::api_url_from_multiaddr(&self.ipfs_http.node_multiaddress)
             .map_err(|e| invalid("ipfs_http.node_multiaddress", e))?;
+        self.ipfs_proxy_node_url()?;
+        for (i, name) in self.ipfs_proxy.extract_headers_extra.iter().enumerate() {
+            let ok =
+                !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+            if !ok {
+                return Err(invalid(
+                    format!("ipfs_proxy.extract_headers_extra[{i}]"),
+                    format!("{name:?} is not a header name"),
+                ));
+            }
+        }
         let positive = [
             ("ipfs_http.request_timeout", self.ipfs_http.request_timeout),
             ("ipfs_http.pin_timeout", self.ipfs_http.pin_timeout),
@@ -642,6 +673,19 @@ impl ServerConfig {
             out.push(peer);
         }
         Ok(out)
+    }
+
+    /// The URL of the daemon the IPFS proxy forwards to:
+    /// `ipfs_proxy.node_multiaddress`, else `ipfs_http.node_multiaddress`.
+    pub fn ipfs_proxy_node_url(&self) -> Result<String, ConfigError> {
+        let (key, addr) = match &self.ipfs_proxy.node_multiaddress {
+            Some(addr) => ("ipfs_proxy.node_multiaddress", addr),
+            None => (
+                "ipfs_http.node_multiaddress",
+                &self.ipfs_http.node_multiaddress,
+            ),
+        };
+        crate::ipfs::kubo::api_url_from_multiaddr(addr).map_err(|e| invalid(key, e))
     }
 
     /// The consensus settings.

@@ -98,6 +98,7 @@ fn init_peer(dir: &Path, peers: &[String]) -> (String, String) {
     config["rest_api"]["listen_address"] = Value::String(format!("127.0.0.1:{}", free_port()));
     config["pinning_service"]["listen_address"] =
         Value::String(format!("127.0.0.1:{}", free_port()));
+    config["ipfs_proxy"]["listen_address"] = Value::String(format!("127.0.0.1:{}", free_port()));
     write_config(dir, &config);
     let id = config["cluster"]["id"].as_str().expect("id").to_string();
     (id, addr)

@@ -10,6 +10,8 @@
 pub mod client;
 #[cfg(feature = "pinsvc")]
 pub mod pinsvc;
+#[cfg(feature = "proxy")]
+pub mod proxy;
 #[cfg(feature = "rest")]
 pub mod rest;
 pub mod time;

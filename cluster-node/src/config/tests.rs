@@ -186,3 +186,34 @@ fn the_pinning_service_takes_its_own_or_the_rest_apis_credentials() {
         assert!(m.contains(key), "{section}: {m}");
     }
 }
+
+#[test]
+fn the_ipfs_proxy_forwards_to_its_own_node_or_the_connectors() {
+    let config = parse(r#"{"ipfs_proxy": {"listen_address": "127.0.0.1:19095"}}"#).expect("ok");
+    assert_eq!(
+        config.ipfs_proxy_node_url().expect("url"),
+        "http://127.0.0.1:5001"
+    );
+    assert_eq!(
+        config.ipfs_proxy.extract_headers_ttl,
+        Duration::from_secs(300)
+    );
+    let config = parse(
+        r#"{"ipfs_proxy": {"listen_address": "127.0.0.1:9095",
+            "node_multiaddress": "/ip4/127.0.0.1/tcp/5999", "extract_headers_ttl": "0s"}}"#,
+    )
+    .expect("ok");
+    assert_eq!(
+        config.ipfs_proxy_node_url().expect("url"),
+        "http://127.0.0.1:5999"
+    );
+    assert_eq!(parse(&config.to_json()).expect("round trip"), config);
+    let m = message(
+        r#"{"ipfs_proxy": {"listen_address": "127.0.0.1:9095", "node_multiaddress": "/ip4/x/tcp/1"}}"#,
+    );
+    assert!(m.contains("ipfs_proxy.node_multiaddress"), "{m}");
+    let m = message(
+        r#"{"ipfs_proxy": {"listen_address": "127.0.0.1:9095", "extract_headers_extra": ["bad header"]}}"#,
+    );
+    assert!(m.contains("ipfs_proxy.extract_headers_extra[0]"), "{m}");
+}

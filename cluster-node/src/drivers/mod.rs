@@ -60,6 +60,7 @@ pub fn start_drivers(
         Arc::clone(&board),
         tracker.clone(),
         Arc::clone(&ctx.clock),
+        Arc::clone(&ctx.ipfs),
     ));
     rt::spawn(metrics::publish_metrics(
         ctx.clone(),

@@ -83,6 +83,16 @@ impl RepoStat {
     }
 }
 
+/// One entry of a garbage collection (`repo/gc`): a removed block, or an
+/// error the daemon met on the way.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct GcEntry {
+    /// The removed block's CID, as the daemon wrote it.
+    pub key: Option<String>,
+    /// The error, if this entry is one.
+    pub error: Option<String>,
+}
+
 /// The daemon's identity (`id`).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct IpfsId {
@@ -119,4 +129,14 @@ pub trait IpfsConnector: Send + Sync + 'static {
     /// Asks the daemon to connect to another daemon at `multiaddr` (so
     /// content moves between peers' daemons by bitswap). Best effort.
     fn swarm_connect(&self, multiaddr: &str) -> BoxFuture<Result<(), IpfsError>>;
+
+    /// Garbage-collects the daemon's repo (`repo/gc`): what it removed,
+    /// and the errors it met. Connectors without it refuse.
+    fn repo_gc(&self) -> BoxFuture<Result<Vec<GcEntry>, IpfsError>> {
+        Box::pin(async {
+            Err(IpfsError::Config {
+                reason: "this IPFS connector cannot garbage-collect (repo/gc)".into(),
+            })
+        })
+    }
 }

@@ -99,6 +99,9 @@ pub enum DaemonError {
     /// The Pinning Service API could not be set up (bad settings, port taken).
     #[error("starting the pinning service API: {0}")]
     PinSvc(String),
+    /// The IPFS proxy could not be set up (bad address, port taken).
+    #[error("starting the IPFS proxy: {0}")]
+    Proxy(String),
     /// The membership record could not be written.
     #[error(transparent)]
     Member(#[from] MemberFileError),
@@ -138,6 +141,29 @@ pub struct Daemon {
     rest_task: tokio::task::JoinHandle<std::io::Result<()>>,
     /// The Pinning Service API, unless `pinning_service.enabled` is off.
     pub pinsvc: Option<crate::api::pinsvc::Running>,
+    /// Where the IPFS proxy listens, its stop and its task.
+    #[cfg(feature = "proxy")]
+    pub proxy: Served,
+}
+
+/// One HTTP API the daemon serves: its address, its stop, its task.
+pub struct Served {
+    /// Where it listens.
+    pub addr: std::net::SocketAddr,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Served {
+    /// Stops taking requests and waits (up to `drain`) for those in flight.
+    async fn stop(self, what: &str, drain: Duration) {
+        let _ = self.stop.send(());
+        match tokio::time::timeout(drain, self.task).await {
+            Ok(Ok(Err(e))) => tracing::warn!("{what} stopped with an error: {e}"),
+            Err(_) => tracing::warn!("{what}: requests still running after {drain:?}"),
+            _ => {}
+        }
+    }
 }
 
 /// Starts the peer configured in `config_dir`. The caller holds the
@@ -197,6 +223,15 @@ pub async fn start(
             return Err(e);
         }
     };
+    #[cfg(feature = "proxy")]
+    let proxy = match start_proxy(config, ctx.clone(), drivers.clone()).await {
+        Ok(proxy) => proxy,
+        Err(e) => {
+            raft.shutdown().await;
+            net.shutdown().await;
+            return Err(e);
+        }
+    };
     let (rest_addr, rest_stop, rest_task) =
         match start_rest(config, ctx.clone(), drivers.clone()).await {
             Ok(rest) => rest,
@@ -229,6 +264,8 @@ pub async fn start(
         rest_stop,
         rest_task,
         pinsvc,
+        #[cfg(feature = "proxy")]
+        proxy,
     })
 }
 
@@ -265,6 +302,42 @@ async fn start_pinsvc(
     })?;
     tracing::info!("Pinning Service API listening on http://{}", running.addr);
     Ok(Some(running))
+}
+
+/// Binds the IPFS proxy on `ipfs_proxy.listen_address` and serves it on a
+/// task, forwarding to `ipfs_proxy.node_multiaddress` (default: the
+/// connector's daemon).
+#[cfg(feature = "proxy")]
+async fn start_proxy(
+    config: &ServerConfig,
+    ctx: PeerContext,
+    drivers: Drivers,
+) -> Result<Served, DaemonError> {
+    use crate::api::proxy::{IpfsProxy, ProxyConfig};
+    let listen = crate::api::rest::parse_listen(&config.ipfs_proxy.listen_address)
+        .map_err(|e| DaemonError::Proxy(format!("ipfs_proxy.listen_address: {e}")))?;
+    let proxy_config = ProxyConfig {
+        listen,
+        node_url: config.ipfs_proxy_node_url()?,
+        default_replication_min: config.cluster.replication_factor_min,
+        default_replication_max: config.cluster.replication_factor_max,
+        allocator: config.allocator_config(),
+        extract_headers_extra: config.ipfs_proxy.extract_headers_extra.clone(),
+        extract_headers_ttl: config.ipfs_proxy.extract_headers_ttl,
+        ..ProxyConfig::default()
+    };
+    let proxy = IpfsProxy::new(ctx, drivers, proxy_config)
+        .map_err(|e| DaemonError::Proxy(e.to_string()))?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| DaemonError::Proxy(format!("ipfs_proxy.listen_address {listen}: {e}")))?;
+    let addr = listener.local_addr().unwrap_or(listen);
+    tracing::info!("IPFS Proxy listening on http://{addr}");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(proxy.serve(listener, async move {
+        let _ = stopped.await;
+    }));
+    Ok(Served { addr, stop, task })
 }
 
 /// Binds the REST API on `rest_api.listen_address` and serves it on a task
@@ -567,6 +640,8 @@ impl Daemon {
         if let Some(pinsvc) = self.pinsvc {
             pinsvc.stop(REST_DRAIN).await;
         }
+        #[cfg(feature = "proxy")]
+        self.proxy.stop("ipfs proxy", REST_DRAIN).await;
         let _ = self.rest_stop.send(());
         match tokio::time::timeout(REST_DRAIN, self.rest_task).await {
             Ok(Ok(Err(e))) => tracing::warn!("rest api stopped with an error: {e}"),

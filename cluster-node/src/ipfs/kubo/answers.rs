@@ -128,6 +128,32 @@ pub fn repo_stat(body: &[u8]) -> Result<crate::ipfs::RepoStat, AnswerError> {
     })
 }
 
+/// `repo/gc?stream-errors=true`: one `{"Key":{"/":…}}` per removed block,
+/// `{"Error":…}` per error.
+pub fn repo_gc(body: &[u8]) -> Result<Vec<crate::ipfs::GcEntry>, AnswerError> {
+    values(body)?
+        .into_iter()
+        .map(|v| {
+            let obj = v
+                .as_object()
+                .ok_or_else(|| malformed("gc entry is not a JSON object"))?;
+            let key = match obj.get("Key") {
+                Some(Value::Object(link)) => {
+                    link.get("/").and_then(Value::as_str).map(str::to_string)
+                }
+                Some(Value::String(s)) => Some(s.clone()),
+                _ => None,
+            };
+            let error = obj
+                .get("Error")
+                .and_then(Value::as_str)
+                .filter(|e| !e.is_empty())
+                .map(str::to_string);
+            Ok(crate::ipfs::GcEntry { key, error })
+        })
+        .collect()
+}
+
 #[derive(Deserialize)]
 struct IdBody {
     #[serde(rename = "ID")]

@@ -459,6 +459,15 @@ impl IpfsConnector for KuboConnector {
         })
     }
 
+    fn repo_gc(&self) -> BoxFuture<Result<Vec<super::GcEntry>, IpfsError>> {
+        let inner = Arc::clone(&self.inner);
+        Box::pin(async move {
+            let query = [("stream-errors", "true")];
+            let body = inner.call("repo/gc", &query, inner.total()).await?;
+            parsed("repo/gc", answers::repo_gc(&body))
+        })
+    }
+
     fn id(&self) -> BoxFuture<Result<IpfsId, IpfsError>> {
         let inner = Arc::clone(&self.inner);
         Box::pin(async move {
