@@ -62,6 +62,9 @@ pub struct Reallocation {
     pub version: PinVersion,
     /// Why.
     pub reason: RepairReason,
+    /// The peers it no longer names (departed ones, or the surplus of a
+    /// hand-over).
+    pub dropped: Vec<PeerId>,
 }
 
 /// What the leader knows in one round.
@@ -119,14 +122,14 @@ pub fn in_handover(pin: &Pin) -> bool {
 
 /// The trackers to ask, per live peer, about the pins in a hand-over (at
 /// most `limit` pins): what [`RepairFacts::pinned`] must tell.
-pub fn pinned_queries<'a>(
-    pins: impl IntoIterator<Item = &'a Pin>,
+pub fn pinned_queries(
+    pins: impl IntoIterator<Item = Pin>,
     members: &BTreeSet<PeerId>,
     expired: &BTreeSet<PeerId>,
     limit: usize,
 ) -> BTreeMap<PeerId, Vec<Cid>> {
     let mut queries: BTreeMap<PeerId, Vec<Cid>> = BTreeMap::new();
-    for pin in pins.into_iter().filter(|p| in_handover(p)).take(limit) {
+    for pin in pins.into_iter().filter(in_handover).take(limit) {
         for peer in &pin.allocations {
             if members.contains(peer) && !expired.contains(peer) {
                 queries
@@ -156,11 +159,18 @@ pub fn plan_reallocations(
             break;
         }
         if let Some((allocations, reason)) = round.plan_pin(&pin) {
+            let dropped = pin
+                .allocations
+                .iter()
+                .filter(|p| !allocations.contains(p))
+                .cloned()
+                .collect();
             plan.push(Reallocation {
                 cid: pin.cid.clone(),
                 allocations,
                 version,
                 reason,
+                dropped,
             });
         }
     }

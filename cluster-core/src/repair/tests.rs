@@ -117,6 +117,7 @@ fn a_departed_peer_is_replaced_by_the_freest_member_and_the_rest_kept() {
             allocations: peers(&[1, 3]),
             version: PinVersion(1),
             reason: RepairReason::Departed,
+            dropped: peers(&[9]),
         }]
     );
 }
@@ -242,7 +243,7 @@ fn pinned_queries_ask_the_live_peers_of_pins_in_a_handover() {
     let (p2, _) = pin(2, 2, 2, &[1, 2]);
     let members: BTreeSet<PeerId> = peers(&[1, 2, 3, 4]).into_iter().collect();
     let expired: BTreeSet<PeerId> = [peer(2)].into();
-    let queries = pinned_queries([&p1, &p2], &members, &expired, 10);
+    let queries = pinned_queries([p1, p2], &members, &expired, 10);
     let expected: BTreeMap<PeerId, Vec<Cid>> =
         [(peer(1), vec![cid(1)]), (peer(4), vec![cid(1)])].into();
     assert_eq!(queries, expected);
@@ -391,6 +392,9 @@ proptest! {
             let plan = model.round();
             for step in &plan {
                 let i = old.iter().position(|p| p.cid == step.cid).unwrap();
+                let gone: Vec<PeerId> = old[i].allocations.iter()
+                    .filter(|p| !step.allocations.contains(p)).cloned().collect();
+                prop_assert_eq!(&step.dropped, &gone);
                 let unique: BTreeSet<&PeerId> = step.allocations.iter().collect();
                 prop_assert_eq!(unique.len(), step.allocations.len());
                 prop_assert!(step.allocations.len()
