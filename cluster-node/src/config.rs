@@ -366,9 +366,12 @@ impl Default for MetricsSection {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RepinningSection {
-    /// Whether the leader re-allocates pins of departed peers (on by
+    /// Whether the leader re-allocates pins of departed peers and of peers
+    /// whose metrics expired while they hold fewer live allocations than
+    /// their minimum (IPFS Cluster's `disable_repinning: false`; on by
     /// default, unlike IPFS Cluster: a lost peer's pins should not stay
-    /// under-replicated until someone notices).
+    /// under-replicated until someone notices). The replaced peer stays
+    /// allocated until its replacements report pinned.
     pub enabled: bool,
     /// Pause between two re-allocation rounds.
     #[serde(with = "humantime_serde")]
