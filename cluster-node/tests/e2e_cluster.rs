@@ -410,6 +410,57 @@ fn a_removed_peers_pins_are_reallocated_and_pinned_elsewhere() {
     cluster.wait_daemon(kept, &cids, true);
 }
 
+/// Re-pinning (on by default): a peer that stops without being removed
+/// stays a member, its metrics expire, and each pin it held is given to
+/// the peer that had none; the stopped peer is dropped from the allocation
+/// only once two running peers report the pin pinned. When it comes back
+/// its daemon lets go of the pins it no longer holds.
+#[test]
+fn a_stopped_peers_pins_are_re_pinned_elsewhere_then_it_lets_them_go() {
+    let _serial = serial();
+    let mut cluster = Cluster::start(18100, 3, 3);
+    let cids = add_everywhere(&cluster, &contents("repin", 6));
+    for c in &cids {
+        cluster.pin(0, c, &replicated(2, 2));
+    }
+    let before = cluster.allocations(0);
+    let holds = |i: usize| before.values().any(|a| a.contains(&cluster.peers[i].id));
+    let (stopped, kept) = if holds(2) { (2, 1) } else { (1, 2) };
+    assert!(
+        holds(stopped),
+        "no pin allocated to peer 1 or 2: {before:?}"
+    );
+    let gone = cluster.peers[stopped].id.clone();
+    let held: Vec<String> = before
+        .iter()
+        .filter(|(_, a)| a.contains(&gone))
+        .map(|(c, _)| c.clone())
+        .collect();
+    cluster.sigterm(stopped);
+    let running: BTreeSet<String> =
+        [cluster.peers[0].id.clone(), cluster.peers[kept].id.clone()].into();
+    wait_for(
+        "every pin allocated to exactly the two running peers",
+        || {
+            let state = cluster.allocations(kept);
+            (state.len() == cids.len() && state.values().all(|a| *a == running)).then_some(())
+        },
+    );
+    cluster.wait_daemon(0, &cids, true);
+    cluster.wait_daemon(kept, &cids, true);
+    let members = cluster
+        .rt
+        .block_on(cluster.client(0).peers())
+        .expect("peers");
+    assert!(
+        members.iter().any(|p| p.id == gone),
+        "the stopped peer is still a member, only its pins moved"
+    );
+    cluster.peers[stopped].start(format!("peer-{stopped}-back"));
+    cluster.wait_daemon(stopped, &held, false);
+    assert_eq!(cluster.allocations(stopped).len(), cids.len());
+}
+
 #[test]
 fn a_fourth_peer_joins_and_receives_the_whole_pinset() {
     let _serial = serial();
