@@ -1149,3 +1149,148 @@ async fn bench_pins_through_the_api_vs_raft_write() {
          {direct:.0} pins/s straight to raft.write"
     );
 }
+
+// ---------------------------------------------------------------- POST /add
+
+fn multipart(boundary: &str, parts: &[(&str, bool, &[u8])]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (name, dir, data) in parts {
+        let kind = if *dir {
+            "application/x-directory"
+        } else {
+            "application/octet-stream"
+        };
+        out.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; \
+                 filename=\"{name}\"\r\nContent-Type: {kind}\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        out.extend_from_slice(data);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn add_uploads_a_directory_then_pins_its_root_with_the_options() {
+    use cluster_node::api::client::{add_query, AddParams};
+    use cluster_node::api::upload::AddFiles;
+    let peer = lone_peer(|_| {}).await;
+    let client = peer.client();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let site = dir.path().join("site");
+    std::fs::create_dir_all(site.join("img")).expect("mkdir");
+    std::fs::write(site.join("index.html"), "<p>hello</p>").expect("write");
+    std::fs::write(site.join("img/a.gif"), vec![7u8; 300_000]).expect("write");
+
+    let files = AddFiles::walk(std::slice::from_ref(&site), true, false).expect("walk");
+    let options = PinOptions {
+        metadata: [("owner".to_string(), "alice".to_string())].into(),
+        ..PinOptions::default()
+    };
+    let query = add_query(&options, &AddParams::default());
+    let sent = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let mut outputs = Vec::new();
+    let n = client
+        .add(files, &query, Arc::clone(&sent), |o| outputs.push(o))
+        .await
+        .expect("add");
+    assert_eq!(n, 4);
+    assert_eq!(sent.load(std::sync::atomic::Ordering::Relaxed), 300_012);
+    let names: Vec<&str> = outputs.iter().map(|o| o.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["site/img/a.gif", "site/index.html", "site/img", "site"]
+    );
+    assert!(outputs.iter().all(|o| o.cid.is_some() && o.size > 0));
+    let root = outputs[3].cid.clone().expect("root cid");
+    assert_eq!(outputs[3].size, 300_012);
+
+    let pin = client.allocation(&root).await.expect("root pinned");
+    assert_eq!(pin.name, "site", "the root's name when none is given");
+    assert_eq!(
+        pin.metadata
+            .as_ref()
+            .and_then(|m| m.get("owner"))
+            .map(String::as_str),
+        Some("alice")
+    );
+    wait_status(&client, &root, TrackerStatus::Pinned).await;
+    assert!(peer.ipfs.pins.lock().expect("lock").contains_key(&root));
+    // Only the root is pinned in the cluster, not every file.
+    let all = client.allocations(&[]).await.expect("allocations");
+    assert_eq!(all.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn add_answers_an_array_without_stream_channels_and_refuses_bad_uploads() {
+    let peer = lone_peer(|c| c.max_add_bytes = 1_000).await;
+    let ct = "multipart/form-data; boundary=XyZ";
+    let body = multipart("XyZ", &[("a.txt", false, b"aaa"), ("b.txt", false, b"bb")]);
+
+    // Buffered: one JSON array, the wrapping directory last; not pinned.
+    let url = peer.url("/add?stream-channels=false&wrap-with-directory=true&no-pin=true");
+    let r = raw("POST", &url, &[("content-type", ct)], body.clone()).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let items = r.json();
+    let items = items.as_array().expect("array");
+    assert_eq!(items.len(), 3);
+    assert_eq!(items[2]["name"], "");
+    assert!(items[0]["cid"].is_string() && items[0].get("allocations").is_none());
+    let client = peer.client();
+    assert!(client.allocations(&[]).await.expect("list").is_empty());
+
+    // Streamed: 200 at once, X-Chunked-Output, one line per file.
+    let r = raw(
+        "POST",
+        &peer.url("/add?name=two"),
+        &[("content-type", ct), ("te", "trailers")],
+        body.clone(),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.header("x-chunked-output"), Some("1"));
+    assert_eq!(r.text().lines().count(), 2);
+    let (last, _) = (r.text().lines().last().map(str::to_string), ());
+    let last: Value = serde_json::from_str(&last.expect("line")).expect("json");
+    let root = Cid::parse(last["cid"].as_str().expect("cid")).expect("cid");
+    assert_eq!(client.allocation(&root).await.expect("pinned").name, "two");
+
+    // Not multipart; bad parameters; unsupported features.
+    for (url, ctype, status, needle) in [
+        ("/add", "application/json", 400, "isn't multipart/form-data"),
+        ("/add?layout=zigzag", ct, 400, "layout parameter is invalid"),
+        ("/add?hidden=perhaps", ct, 400, "parameter hidden invalid"),
+        ("/add?replication-min=x", ct, 400, "replication-min"),
+        ("/add?format=car", ct, 501, "car"),
+    ] {
+        let r = raw(
+            "POST",
+            &peer.url(url),
+            &[("content-type", ctype)],
+            body.clone(),
+        )
+        .await;
+        assert_eq!(r.status.as_u16(), status, "{url}: {}", r.text());
+        assert!(r.text().contains(needle), "{url}: {}", r.text());
+    }
+
+    // Over the upload bound: announced → 413 before reading; streamed
+    // without a length → the add fails with the trailer naming the limit.
+    let big = multipart("XyZ", &[("big", false, &[1u8; 5_000])]);
+    let r = raw("POST", &peer.url("/add"), &[("content-type", ct)], big).await;
+    assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", r.text());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("big");
+    std::fs::write(&path, vec![1u8; 5_000]).expect("write");
+    let files = cluster_node::api::upload::AddFiles::walk(&[path], false, false).expect("walk");
+    let e = client
+        .add(files, "", Arc::new(Default::default()), |_| {})
+        .await
+        .expect_err("over the limit");
+    assert!(e.to_string().contains("limit of 1000 bytes"), "{e}");
+    assert_eq!(client.allocations(&[]).await.expect("list").len(), 1);
+}

@@ -12,3 +12,5 @@ pub mod client;
 pub mod rest;
 pub mod time;
 pub mod types;
+#[cfg(feature = "client")]
+pub mod upload;

@@ -16,7 +16,7 @@
 //! - Writes without a leader answer 503, not 500.
 //! - `/pins/{ipns|ipld}/…` and sub-paths of `/pins/ipfs/…` need IPFS
 //!   `resolve`, and `POST /ipfs/gc` needs `repo/gc`: the connector has
-//!   neither yet, so they answer 501. `POST /add`, `POST /peers`,
+//!   neither yet, so they answer 501. `POST /peers`,
 //!   `POST /token` and `GET /health/bandwidth` are not served yet (404/405).
 //! - `shard-size` is stored with the pin and otherwise ignored: the pinset
 //!   refuses sharded pins until sharding exists.
@@ -28,6 +28,7 @@
 //!   knows (it hears from the members whose metrics are fresh).
 //! - `X-Stream-Error` trailers go to clients that send `TE: trailers`.
 
+pub mod add;
 pub mod auth;
 pub mod cors;
 pub mod error;
@@ -60,6 +61,8 @@ use state::ApiState;
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9094";
 /// Default bound of a request body, in bytes.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1 << 20;
+/// Default bound of a `POST /add` upload, in bytes (upstream has none).
+pub const DEFAULT_MAX_ADD_BYTES: u64 = 1 << 40;
 
 /// The API's settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,6 +74,9 @@ pub struct RestConfig {
     pub basic_auth: Option<(String, String)>,
     /// Largest request body accepted, in bytes (413 beyond).
     pub max_body_bytes: usize,
+    /// Largest `POST /add` upload accepted, in bytes (streamed, never held
+    /// whole: this bounds what one request can store in IPFS).
+    pub max_add_bytes: u64,
     /// Origins allowed cross-origin (`*`: any; empty: none).
     pub cors_origins: Vec<String>,
     /// Replication factors used where a request says 0 (upstream: -1/-1).
@@ -91,6 +97,7 @@ impl Default for RestConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 9094)),
             basic_auth: None,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            max_add_bytes: DEFAULT_MAX_ADD_BYTES,
             cors_origins: vec!["*".into()],
             default_replication_min: -1,
             default_replication_max: -1,
@@ -164,6 +171,9 @@ impl RestConfig {
         if self.max_body_bytes == 0 {
             return Err(RestConfigError::Zero("max_body_bytes"));
         }
+        if self.max_add_bytes == 0 {
+            return Err(RestConfigError::Zero("max_add_bytes"));
+        }
         if self.peer_call_timeout.is_zero() {
             return Err(RestConfigError::Zero("peer_call_timeout"));
         }
@@ -195,6 +205,10 @@ impl RestApi {
     pub fn router(self) -> Router {
         let config = &self.state.config;
         let max_body = config.max_body_bytes;
+        let limits = limits::BodyLimits {
+            max_body: max_body as u64,
+            max_add: config.max_add_bytes,
+        };
         let cors = Arc::new(cors::CorsPolicy::new(config.cors_origins.clone()));
         let credentials = config
             .basic_auth
@@ -205,6 +219,7 @@ impl RestApi {
             .route("/version", get(peers::version))
             .route("/peers", get(peers::peers))
             .route("/peers/{peer}", delete(peers::remove_peer))
+            .route("/add", post(add::add))
             .route("/allocations", get(pins::allocations))
             .route("/allocations/{cid}", get(pins::allocation))
             .route("/pins", get(status::status_all))
@@ -244,7 +259,7 @@ impl RestApi {
             .layer(DefaultBodyLimit::max(max_body))
             .layer(axum::middleware::from_fn(limits::strip_slash))
             .layer(axum::middleware::from_fn_with_state(
-                max_body,
+                limits,
                 limits::body_size,
             ))
             .layer(axum::middleware::from_fn_with_state(cors, cors::apply));

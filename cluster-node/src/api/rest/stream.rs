@@ -95,6 +95,38 @@ where
     }
 }
 
+/// Like [`ndjson`] but answers `200` at once, before the first item (as
+/// upstream's `POST /add` does: its items come only as the upload is
+/// processed); a failure is only ever the trailer.
+pub fn ndjson_now<F, Fut>(produce: F) -> Response
+where
+    F: FnOnce(Sink) -> Fut,
+    Fut: Future<Output = Result<(), String>> + Send + 'static,
+{
+    let (tx, rx) = mpsc::channel(STREAM_BUFFER_ITEMS);
+    let end = tx.clone();
+    let work = produce(Sink { tx });
+    tokio::spawn(async move {
+        let result = work.await;
+        let _ = end.send(Msg::End(result)).await;
+    });
+    let body = NdjsonBody {
+        first: None,
+        rx,
+        done: false,
+    };
+    let mut response = Response::new(Body::new(body));
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    headers.insert(header::TRAILER, HeaderValue::from_static("X-Stream-Error"));
+    headers.insert("x-chunked-output", HeaderValue::from_static("1"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    response
+}
+
 struct NdjsonBody {
     first: Option<Bytes>,
     rx: mpsc::Receiver<Msg>,
