@@ -177,6 +177,14 @@ pub struct RestApiSection {
     /// credentials (upstream's key; one user). Absent: no authentication.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub basic_auth_credentials: Option<BTreeMap<String, String>>,
+    /// Largest `POST /add` upload, in bytes (streamed to IPFS, never held
+    /// in memory: this bounds what one request can store).
+    #[serde(default = "default_max_add_bytes")]
+    pub max_add_bytes: u64,
+}
+
+fn default_max_add_bytes() -> u64 {
+    crate::api::rest::DEFAULT_MAX_ADD_BYTES
 }
 
 impl RestApiSection {
@@ -334,6 +342,7 @@ impl Default for ServerConfig {
             rest_api: RestApiSection {
                 listen_address: "127.0.0.1:9094".to_string(),
                 basic_auth_credentials: None,
+                max_add_bytes: default_max_add_bytes(),
             },
             ipfs_proxy: ListenSection::on("127.0.0.1:9095"),
             pinning_service: ListenSection::on("127.0.0.1:9097"),

@@ -1294,3 +1294,72 @@ async fn add_answers_an_array_without_stream_channels_and_refuses_bad_uploads() 
     assert!(e.to_string().contains("limit of 1000 bytes"), "{e}");
     assert_eq!(client.allocations(&[]).await.expect("list").len(), 1);
 }
+
+// ---------------------------------------------------------------- POST /token
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_are_issued_to_the_user_and_accepted_as_bearer_until_tampered() {
+    use cluster_node::api::rest::jwt;
+    let peer = lone_peer(|c| c.basic_auth = Some(("alice".into(), "s3cret".into()))).await;
+    let client = Client::new(ClientConfig {
+        base_url: peer.url(""),
+        basic_auth: Some(("alice".into(), "s3cret".into())),
+        ..ClientConfig::default()
+    })
+    .expect("client");
+    let token = client.token().await.expect("token");
+    assert_eq!(token.split('.').count(), 3);
+
+    let id_url = peer.url("/id");
+    let with = |t: String| {
+        let url = id_url.clone();
+        async move {
+            let auth = format!("Bearer {t}");
+            raw("GET", &url, &[("authorization", &auth)], Vec::new()).await
+        }
+    };
+    let ok = with(token.clone()).await;
+    assert_eq!(ok.status, StatusCode::OK, "{}", ok.text());
+    // A bearer token may also ask for another token.
+    let auth = format!("bearer {token}");
+    let again = raw(
+        "POST",
+        &peer.url("/token"),
+        &[("authorization", &auth)],
+        Vec::new(),
+    )
+    .await;
+    assert_eq!(again.status, StatusCode::OK);
+    assert!(again.json()["token"].is_string());
+
+    let mut tampered = token.clone();
+    tampered.pop();
+    tampered.push(if token.ends_with('A') { 'B' } else { 'A' });
+    let expired = jwt::sign_claims(&serde_json::json!({"iss": "alice", "exp": 1_000}), "s3cret");
+    let refused = [
+        ("tampered", tampered),
+        ("wrong secret", jwt::issue("alice", "not-the-password")),
+        ("other user", jwt::issue("bob", "s3cret")),
+        ("expired", expired),
+        ("garbage", "abc".to_string()),
+    ];
+    for (what, t) in refused {
+        let r = with(t).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{what}");
+        assert_eq!(r.json()["message"], "unauthorized: invalid token", "{what}");
+        let challenge = r.header("www-authenticate").unwrap_or("");
+        assert!(challenge.contains("invalid_token"), "{what}: {challenge}");
+    }
+    // No token without credentials.
+    let r = raw("POST", &peer.url("/token"), &[], Vec::new()).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+
+    // A server without credentials issues none.
+    let open = lone_peer(|_| {}).await;
+    let r = raw("POST", &open.url("/token"), &[], Vec::new()).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        r.json(),
+        serde_json::json!({"code": 401, "message": "unauthorized"})
+    );
+}

@@ -713,6 +713,17 @@ impl Client {
         self.read_stream(response, "/add", each).await
     }
 
+    /// `POST /token`: a bearer token for the user of the basic-auth
+    /// credentials (send it as `Authorization: Bearer <token>`).
+    pub async fn token(&self) -> Result<String, ClientError> {
+        #[derive(serde::Deserialize)]
+        struct Token {
+            token: String,
+        }
+        let t: Token = self.call(Method::POST, "/token", "").await?;
+        Ok(t.token)
+    }
+
     /// `POST /ipfs/gc`.
     pub async fn ipfs_gc(&self, local: bool) -> Result<GlobalRepoGc, ClientError> {
         let query = query_string(&[("local", local.to_string())]);

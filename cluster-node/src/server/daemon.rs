@@ -221,6 +221,7 @@ async fn start_rest(
     let rest_config = crate::api::rest::RestConfig {
         listen,
         basic_auth: config.rest_api.basic_auth(),
+        max_add_bytes: config.rest_api.max_add_bytes,
         default_replication_min: config.cluster.replication_factor_min,
         default_replication_max: config.cluster.replication_factor_max,
         allocator: config.allocator_config(),

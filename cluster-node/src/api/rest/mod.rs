@@ -16,8 +16,8 @@
 //! - Writes without a leader answer 503, not 500.
 //! - `/pins/{ipns|ipld}/…` and sub-paths of `/pins/ipfs/…` need IPFS
 //!   `resolve`, and `POST /ipfs/gc` needs `repo/gc`: the connector has
-//!   neither yet, so they answer 501. `POST /peers`,
-//!   `POST /token` and `GET /health/bandwidth` are not served yet (404/405).
+//!   neither yet, so they answer 501. `POST /peers` and
+//!   `GET /health/bandwidth` are not served yet (404/405).
 //! - `shard-size` is stored with the pin and otherwise ignored: the pinset
 //!   refuses sharded pins until sharding exists.
 //! - Peer names: ours from the settings, other peers by id;
@@ -32,6 +32,7 @@ pub mod add;
 pub mod auth;
 pub mod cors;
 pub mod error;
+pub mod jwt;
 pub mod limits;
 pub mod monitor;
 pub mod options;
@@ -181,6 +182,21 @@ impl RestConfig {
     }
 }
 
+/// `POST /token`: a bearer token for the configured user (the request got
+/// past authentication to be here); 401 when no credentials are set.
+async fn token(
+    axum::extract::State(state): axum::extract::State<Arc<ApiState>>,
+) -> axum::response::Response {
+    use axum::http::StatusCode;
+    match &state.config.basic_auth {
+        Some((user, pass)) => error::json_response(
+            StatusCode::OK,
+            &serde_json::json!({ "token": jwt::issue(user, pass) }),
+        ),
+        None => error::error_response(StatusCode::UNAUTHORIZED, "unauthorized".into()),
+    }
+}
+
 /// The REST API of one running peer.
 #[derive(Clone)]
 pub struct RestApi {
@@ -220,6 +236,7 @@ impl RestApi {
             .route("/peers", get(peers::peers))
             .route("/peers/{peer}", delete(peers::remove_peer))
             .route("/add", post(add::add))
+            .route("/token", post(token))
             .route("/allocations", get(pins::allocations))
             .route("/allocations/{cid}", get(pins::allocation))
             .route("/pins", get(status::status_all))
