@@ -50,6 +50,29 @@ pub struct ServerConfig {
     pub repinning: RepinningSection,
     /// Removal of pins whose `expire_at` passed.
     pub expiry: ExpirySection,
+    /// Prometheus metrics (upstream's `observations.metrics`).
+    pub observations: ObservationsSection,
+}
+
+/// The `observations` section: the Prometheus endpoint `GET /metrics`.
+/// Off by default, as upstream (`enable_stats: false`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ObservationsSection {
+    /// Serve the metrics.
+    pub enable_stats: bool,
+    /// `host:port` (or `/ip4/…/tcp/…`) the metrics are served on
+    /// (upstream's default `127.0.0.1:8888`).
+    pub metrics_listen_address: String,
+}
+
+impl Default for ObservationsSection {
+    fn default() -> Self {
+        ObservationsSection {
+            enable_stats: false,
+            metrics_listen_address: crate::api::rest::observe::DEFAULT_METRICS_LISTEN.into(),
+        }
+    }
 }
 
 /// The `cluster` section.
@@ -351,6 +374,7 @@ impl Default for ServerConfig {
             metrics: MetricsSection::default(),
             repinning: RepinningSection::default(),
             expiry: ExpirySection::default(),
+            observations: ObservationsSection::default(),
         }
     }
 }

@@ -1363,3 +1363,104 @@ async fn tokens_are_issued_to_the_user_and_accepted_as_bearer_until_tampered() {
         serde_json::json!({"code": 401, "message": "unauthorized"})
     );
 }
+
+// ---------------------------------------------------------------- /metrics
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_metrics_show_pins_raft_peers_latencies_and_requests() {
+    let router = InProcRouter::new();
+    let raft = start_raft(1, &router).await;
+    raft.initialize(CLUSTER_ID).await.expect("initialize");
+    raft.wait_for_leader(WAIT).await.expect("leader");
+    let net = Arc::new(NodeNet::default());
+    let peer = start_peer(raft.clone(), &net, |_| {}).await;
+    eventually("own metrics", || {
+        !peer.drivers.board.current(peer.ctx.clock.now()).is_empty()
+    })
+    .await;
+    // The same API instance serves both listeners (what it measured).
+    let api = RestApi::new(
+        peer.ctx.clone(),
+        peer.drivers.clone(),
+        RestConfig::default(),
+    )
+    .expect("api");
+    let (api_addr, _stop_api) = serve_api(api.clone()).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let metrics_url = format!("http://{}/metrics", listener.local_addr().expect("addr"));
+    let (_stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(async move {
+        api.serve_metrics(listener, async move {
+            let _ = stopped.await;
+        })
+        .await
+    });
+    let client = Client::new(ClientConfig {
+        base_url: format!("http://{api_addr}"),
+        ..ClientConfig::default()
+    })
+    .expect("client");
+    for n in 1..=3 {
+        client
+            .pin(&cid(n), &PinOptions::default())
+            .await
+            .expect("pin");
+    }
+    client.unpin(&cid(3)).await.expect("unpin");
+    assert!(client.allocation(&cid(9)).await.is_err());
+    wait_status(&client, &cid(1), TrackerStatus::Pinned).await;
+    wait_status(&client, &cid(2), TrackerStatus::Pinned).await;
+
+    let scrape = get(&metrics_url).await;
+    assert_eq!(scrape.status, StatusCode::OK);
+    assert!(scrape
+        .header("content-type")
+        .is_some_and(|c| c.starts_with("text/plain; version=0.0.4")));
+    let text = scrape.text();
+    let value = |series: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series).and_then(|v| v.strip_prefix(' ')))
+            .unwrap_or_else(|| panic!("no {series} in\n{text}"))
+            .parse()
+            .expect("number")
+    };
+    for family in [
+        "ipfscluster_pins gauge",
+        "ipfscluster_tracker_queue_length gauge",
+        "ipfscluster_pin_duration_seconds histogram",
+        "ipfscluster_unpin_duration_seconds histogram",
+        "ipfscluster_raft_term gauge",
+        "ipfscluster_raft_leader gauge",
+        "ipfscluster_raft_applied_index gauge",
+        "ipfscluster_peers_seen gauge",
+        "ipfscluster_api_requests_total counter",
+    ] {
+        assert!(
+            text.contains(&format!("# TYPE {family}\n")),
+            "{family}\n{text}"
+        );
+    }
+    assert_eq!(value("ipfscluster_pins{state=\"pinned\"}"), 2.0);
+    assert_eq!(value("ipfscluster_pinset_size"), 2.0);
+    assert_eq!(value("ipfscluster_pin_duration_seconds_count"), 3.0);
+    assert_eq!(value("ipfscluster_unpin_duration_seconds_count"), 1.0);
+    assert!(value("ipfscluster_pin_duration_seconds_sum") > 0.0);
+    assert!(value("ipfscluster_raft_term") >= 1.0);
+    assert_eq!(value("ipfscluster_raft_is_leader"), 1.0);
+    let leader = format!("ipfscluster_raft_leader{{peer=\"{}\"}}", peer.ctx.id);
+    assert_eq!(value(&leader), 1.0);
+    assert!(value("ipfscluster_raft_applied_index") >= 4.0);
+    assert_eq!(value("ipfscluster_peers"), 1.0);
+    assert_eq!(value("ipfscluster_peers_seen"), 1.0);
+    let requests = |route: &str, method: &str, code: u16| {
+        value(&format!(
+            "ipfscluster_api_requests_total{{method=\"{method}\",route=\"{route}\",code=\"{code}\"}}"
+        ))
+    };
+    assert_eq!(requests("/pins/{cid}", "POST", 200), 3.0);
+    assert_eq!(requests("/pins/{cid}", "DELETE", 200), 1.0);
+    assert_eq!(requests("/allocations/{cid}", "GET", 404), 1.0);
+    assert!(requests("/pins/{cid}", "GET", 200) >= 2.0);
+}

@@ -128,3 +128,21 @@ fn switched_off_repinning_never_runs_a_round() {
     config.repinning.enabled = false;
     assert_eq!(config.driver_settings(1).repair, None);
 }
+
+#[test]
+fn metrics_are_off_by_default_and_add_uploads_are_bounded() {
+    let config = parse("{}").expect("defaults");
+    assert!(!config.observations.enable_stats);
+    assert_eq!(config.observations.metrics_listen_address, "127.0.0.1:8888");
+    assert_eq!(
+        config.rest_api.max_add_bytes,
+        crate::api::rest::DEFAULT_MAX_ADD_BYTES
+    );
+    let config = parse(
+        r#"{"observations": {"enable_stats": true},
+            "rest_api": {"listen_address": "127.0.0.1:9094", "max_add_bytes": 1000}}"#,
+    )
+    .expect("parse");
+    assert!(config.observations.enable_stats);
+    assert_eq!(config.rest_api.max_add_bytes, 1000);
+}

@@ -35,6 +35,7 @@ pub mod error;
 pub mod jwt;
 pub mod limits;
 pub mod monitor;
+pub mod observe;
 pub mod options;
 pub mod peers;
 pub mod pins;
@@ -271,6 +272,10 @@ impl RestApi {
             .route("/health/graph", get(monitor::graph))
             .route("/health/alerts", get(monitor::alerts))
             .route("/ipfs/gc", post(monitor::gc))
+            .route_layer(axum::middleware::from_fn_with_state(
+                Arc::clone(&self.state.observations),
+                observe::count_requests,
+            ))
             .fallback(|| async { ApiError::NoRoute })
             .with_state(Arc::clone(&self.state))
             .layer(DefaultBodyLimit::max(max_body))
@@ -285,6 +290,29 @@ impl RestApi {
             Some(c) => router.layer(axum::middleware::from_fn_with_state(c, auth::require)),
             None => router,
         }
+    }
+
+    /// The Prometheus endpoint (`GET /metrics`) over this API's peer and
+    /// what the API measured; serve it on its own listener
+    /// ([`RestApi::serve_metrics`]).
+    pub fn metrics_router(&self) -> Router {
+        Router::new()
+            .route("/metrics", get(observe::metrics))
+            .with_state(Arc::clone(&self.state))
+    }
+
+    /// Serves [`RestApi::metrics_router`] on `listener` until `shutdown`.
+    pub async fn serve_metrics(
+        &self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        if let Ok(addr) = listener.local_addr() {
+            tracing::info!(%addr, "prometheus metrics listening");
+        }
+        axum::serve(listener, self.metrics_router())
+            .with_graceful_shutdown(shutdown)
+            .await
     }
 
     /// Serves the API on `listener` until `shutdown` completes, then lets

@@ -30,9 +30,11 @@ pub async fn pin_cid(
     Path(cid): Path<String>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
+    let started = std::time::Instant::now();
     let cid = parse_cid(&cid)?;
     let options = Query::parse(query.as_deref())?.pin_options(state.now())?;
     let pin = pin(&state, cid, options).await?;
+    state.observations.pin.observe(started.elapsed());
     Ok(json_response(StatusCode::OK, &pin))
 }
 
@@ -44,9 +46,11 @@ pub async fn pin_path(
     Path(path): Path<String>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
+    let started = std::time::Instant::now();
     let cid = path_cid(&path)?;
     let options = Query::parse(query.as_deref())?.pin_options(state.now())?;
     let pin = pin(&state, cid, options).await?;
+    state.observations.pin.observe(started.elapsed());
     Ok(json_response(StatusCode::OK, &pin))
 }
 
@@ -63,7 +67,9 @@ pub async fn unpin_cid(
     State(state): State<Arc<ApiState>>,
     Path(cid): Path<String>,
 ) -> Result<Response, ApiError> {
+    let started = std::time::Instant::now();
     let pin = unpin(&state, parse_cid(&cid)?).await?;
+    state.observations.unpin.observe(started.elapsed());
     Ok(json_response(StatusCode::OK, &pin))
 }
 
@@ -72,7 +78,9 @@ pub async fn unpin_path(
     State(state): State<Arc<ApiState>>,
     Path(path): Path<String>,
 ) -> Result<Response, ApiError> {
+    let started = std::time::Instant::now();
     let pin = unpin(&state, path_cid(&path)?).await?;
+    state.observations.unpin.observe(started.elapsed());
     Ok(json_response(StatusCode::OK, &pin))
 }
 
