@@ -27,6 +27,13 @@
 //!   alert history is kept yet); `GET /health/graph` holds what this peer
 //!   knows (it hears from the members whose metrics are fresh).
 //! - `X-Stream-Error` trailers go to clients that send `TE: trailers`.
+//! - `POST /add` stores the blocks on this peer's IPFS only (the allocated
+//!   peers fetch them when they pin), emits no `progress` updates and
+//!   answers 501 to `shard`, `nocopy` and `format=car` (see [`add`]).
+//! - `POST /token` signs HS256 only; a token with `exp`/`nbf` claims is
+//!   held to them, issued tokens carry none (as upstream).
+//! - API requests refused before routing (401, 413, the slash redirect,
+//!   unknown paths) are not counted in the Prometheus metrics.
 
 pub mod add;
 pub mod auth;
