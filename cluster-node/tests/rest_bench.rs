@@ -137,6 +137,11 @@ impl Daemon {
             .expect("field")
     }
 
+    /// CPU seconds used so far (user + system).
+    fn cpu_secs(&self) -> f64 {
+        cpu_secs_of(&self.child.id().to_string())
+    }
+
     /// Resets the peak RSS (Linux ≥ 4.0).
     fn reset_peak(&self) {
         let mut f = std::fs::OpenOptions::new()
@@ -152,6 +157,17 @@ impl Drop for Daemon {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// CPU seconds (user + system) of process `pid` (`self` for this one).
+fn cpu_secs_of(pid: &str) -> f64 {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
+    // Fields after the command name (which may hold spaces) start at ")".
+    let rest = text.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 =
+        fields[11].parse::<f64>().unwrap_or(0.0) + fields[12].parse::<f64>().unwrap_or(0.0);
+    ticks / 100.0
 }
 
 /// A distinct CIDv0 for `n`.
@@ -214,11 +230,21 @@ fn bench_ingest() {
         replication_factor_max: -1,
         ..PinOptions::default()
     };
+    // All clients on the leader's API, or spread over the three peers'.
+    let via_leader = std::env::var("BENCH_VIA_LEADER").is_ok();
+    // Peer 0 started the cluster: it leads unless an election moved it.
+    let leader_api = apis[0].clone();
+    let cpu_before: Vec<f64> = daemons.iter().map(Daemon::cpu_secs).collect();
+    let bench_before = cpu_secs_of("self");
     let started = Instant::now();
     rt.block_on(async {
         let mut tasks = Vec::new();
         for t in 0..CLIENTS {
-            let c = client(&apis[t % apis.len()]);
+            let c = if via_leader {
+                client(&leader_api)
+            } else {
+                client(&apis[t % apis.len()])
+            };
             let options = options.clone();
             tasks.push(tokio::spawn(async move {
                 for n in (t..pins).step_by(CLIENTS) {
@@ -231,6 +257,15 @@ fn bench_ingest() {
         }
     });
     let took = started.elapsed();
+    let cpu: Vec<String> = daemons
+        .iter()
+        .zip(&cpu_before)
+        .map(|(d, b)| format!("{:.1}", d.cpu_secs() - b))
+        .collect();
+    println!(
+        "ingest CPU seconds: peers {cpu:?}, clients (this process) {:.1}",
+        cpu_secs_of("self") - bench_before
+    );
     let listed = rt
         .block_on(client(&apis[0]).allocations(&[]))
         .expect("allocations")
@@ -314,4 +349,100 @@ fn bench_stream() {
         );
         assert_eq!(lines, pins, "{path}");
     }
+}
+
+/// The same load straight into consensus: 3 `ClusterRaft`s in this
+/// process over libp2p on 127.0.0.1 with redb stores (the daemon's
+/// transport and store, its default Raft settings), 64 tasks writing
+/// `Command::Pin` entries on the leader — the API's write path without
+/// HTTP, JSON or allocation.
+#[test]
+#[ignore = "benchmark: run with --ignored --nocapture"]
+fn bench_ingest_raft_direct() {
+    use cluster_core::pinset::{Command as PinCommand, Entry, RequestId};
+    use cluster_core::{Millis, Pin};
+    use cluster_net::p2p::{ClusterSecret, Libp2pConfig, Libp2pTransport};
+    use cluster_net::store::RedbStore;
+    use cluster_net::{Boot, ClusterRaft, RaftConfig};
+    const CLIENTS: usize = 64;
+    let pins = env_usize("BENCH_PINS", 19_200);
+    let root = tempfile::tempdir().expect("tempdir");
+    let rt = runtime();
+    rt.block_on(async {
+        let mut peers = Vec::new();
+        let mut hosts = Vec::new();
+        for n in 0..3 {
+            let mut config = Libp2pConfig::new(
+                root.path().join(format!("p2p-{n}")),
+                vec!["/ip4/127.0.0.1/tcp/0".to_string()],
+            );
+            config.secret = Some(ClusterSecret::parse(SECRET).expect("secret"));
+            let net = Libp2pTransport::start(config).await.expect("libp2p");
+            let store = RedbStore::create(&root.path().join(format!("raft-{n}"))).expect("redb");
+            let raft = ClusterRaft::start(
+                &net.peer_id(),
+                net.addr(),
+                RaftConfig::default(),
+                Boot::CreateIfEmpty {
+                    incarnation: n as u128 + 1,
+                },
+                store,
+                Arc::new(net.clone()),
+            )
+            .await
+            .expect("start");
+            net.register(raft.rpc_handler());
+            peers.push(raft);
+            hosts.push(net);
+        }
+        peers[0].initialize(7).await.expect("initialize");
+        peers[0].wait_for_leader(WAIT).await.expect("leader");
+        for p in &peers[1..] {
+            p.join(peers[0].node_info()).await.expect("join");
+        }
+        let leader = peers.iter().find(|p| p.is_leader()).expect("leader").clone();
+        let options = PinOptions {
+            replication_factor_min: -1,
+            replication_factor_max: -1,
+            ..PinOptions::default()
+        };
+        let started = Instant::now();
+        let mut tasks = Vec::new();
+        for t in 0..CLIENTS {
+            let raft: ClusterRaft = leader.clone();
+            let options = options.clone();
+            tasks.push(tokio::spawn(async move {
+                for n in (t..pins).step_by(CLIENTS) {
+                    let entry = Entry {
+                        request: Some(RequestId {
+                            client: t as u64 + 1,
+                            serial: n as u64,
+                        }),
+                        command: PinCommand::Pin(Pin::new(
+                            cid(n as u64),
+                            options.clone(),
+                            Millis(n as u64),
+                        )),
+                    };
+                    raft.write(entry).await.expect("write").expect("applied");
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.expect("task");
+        }
+        let took = started.elapsed();
+        assert_eq!(leader.with_pinset(|p| p.len()), pins);
+        println!(
+            "raft direct: {pins} pins, {CLIENTS} writers on the leader (libp2p, redb): {:.2} s, {:.0} pins/s",
+            took.as_secs_f64(),
+            pins as f64 / took.as_secs_f64()
+        );
+        for p in &peers {
+            p.shutdown().await;
+        }
+        for h in &hosts {
+            h.shutdown().await;
+        }
+    });
 }
