@@ -310,6 +310,14 @@ fn bench_stream() {
     let root = tempfile::tempdir().expect("tempdir");
     let dir = root.path().join("p0");
     let (_, api, _) = init_peer(&dir, &[]);
+    // IPFS is a closed port: every pin fails once, then waits an hour
+    // before its retry, so the tracker is idle by the time streams start.
+    let path = dir.join("server.json");
+    let mut config: Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("config")).expect("json");
+    config["pin_tracker"]["retry_backoff_min"] = "1h".into();
+    config["pin_tracker"]["retry_backoff_max"] = "2h".into();
+    std::fs::write(&path, serde_json::to_string_pretty(&config).expect("json")).expect("write");
     let file = root.path().join("pins.ndjson");
     {
         let mut out = std::io::BufWriter::new(std::fs::File::create(&file).expect("create"));
@@ -331,8 +339,10 @@ fn bench_stream() {
     let daemon = Daemon::start(&dir);
     let rt = runtime();
     // Let the tracker take in the pinset before measuring.
-    std::thread::sleep(Duration::from_secs(env_usize("BENCH_SETTLE_S", 20) as u64));
-    for path in ["/allocations", "/pins?local=true", "/pins"] {
+    std::thread::sleep(Duration::from_secs(env_usize("BENCH_SETTLE_S", 60) as u64));
+    let paths = std::env::var("BENCH_STREAM_PATHS")
+        .unwrap_or_else(|_| "/allocations,/pins?local=true,/pins".into());
+    for path in paths.split(',') {
         let before = daemon.status_kib("VmRSS");
         daemon.reset_peak();
         let (lines, secs) = rt.block_on(stream_lines(&api, path));
