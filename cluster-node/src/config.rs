@@ -50,6 +50,29 @@ pub struct ServerConfig {
     pub repinning: RepinningSection,
     /// Removal of pins whose `expire_at` passed.
     pub expiry: ExpirySection,
+    /// Prometheus metrics (upstream's `observations.metrics`).
+    pub observations: ObservationsSection,
+}
+
+/// The `observations` section: the Prometheus endpoint `GET /metrics`.
+/// Off by default, as upstream (`enable_stats: false`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ObservationsSection {
+    /// Serve the metrics.
+    pub enable_stats: bool,
+    /// `host:port` (or `/ip4/…/tcp/…`) the metrics are served on
+    /// (upstream's default `127.0.0.1:8888`).
+    pub metrics_listen_address: String,
+}
+
+impl Default for ObservationsSection {
+    fn default() -> Self {
+        ObservationsSection {
+            enable_stats: false,
+            metrics_listen_address: crate::api::rest::observe::DEFAULT_METRICS_LISTEN.into(),
+        }
+    }
 }
 
 /// The `cluster` section.
@@ -197,6 +220,14 @@ pub struct RestApiSection {
     /// credentials (upstream's key; one user). Absent: no authentication.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub basic_auth_credentials: Option<BTreeMap<String, String>>,
+    /// Largest `POST /add` upload, in bytes (streamed to IPFS, never held
+    /// in memory: this bounds what one request can store).
+    #[serde(default = "default_max_add_bytes")]
+    pub max_add_bytes: u64,
+}
+
+fn default_max_add_bytes() -> u64 {
+    crate::api::rest::DEFAULT_MAX_ADD_BYTES
 }
 
 impl RestApiSection {
@@ -413,6 +444,7 @@ impl Default for ServerConfig {
             rest_api: RestApiSection {
                 listen_address: "127.0.0.1:9094".to_string(),
                 basic_auth_credentials: None,
+                max_add_bytes: default_max_add_bytes(),
             },
             ipfs_proxy: IpfsProxySection::default(),
             pinning_service: PinningServiceSection {
@@ -426,6 +458,7 @@ impl Default for ServerConfig {
             metrics: MetricsSection::default(),
             repinning: RepinningSection::default(),
             expiry: ExpirySection::default(),
+            observations: ObservationsSection::default(),
         }
     }
 }

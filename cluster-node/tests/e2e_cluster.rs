@@ -14,6 +14,7 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -658,4 +659,97 @@ fn the_pinning_service_api_pins_into_every_daemon_and_removes_it() {
     }
     let (code, _) = http_json(&api, "GET", &format!("/pins/{c}"), None);
     assert_eq!(code, 404);
+}
+
+#[test]
+fn add_through_the_api_stores_what_the_daemon_computes_and_pins_it_on_the_allocations() {
+    use cluster_node::api::client::{add_query, AddParams};
+    use cluster_node::api::upload::AddFiles;
+    let _serial = serial();
+    let cluster = Cluster::start(18700, 3, 3);
+    wait_for("the peers to connect their IPFS daemons", || {
+        (0..3)
+            .all(|i| cluster.ipfs[i].swarm_peers() >= 1)
+            .then_some(())
+    });
+    // Several blocks (the default chunker cuts at 256 KiB).
+    let mut big = Vec::new();
+    for i in 0..60_000u32 {
+        big.extend_from_slice(format!("added through the cluster {i}\n").as_bytes());
+    }
+    let dir = cluster.root.path().join("upload");
+    std::fs::create_dir_all(dir.join("site/sub")).expect("mkdir");
+    let file = dir.join("big.txt");
+    std::fs::write(&file, &big).expect("write");
+    std::fs::write(dir.join("site/index.html"), "<p>cluster</p>").expect("write");
+    std::fs::write(dir.join("site/sub/data.bin"), &big[..5000]).expect("write");
+
+    let add = |paths: &[PathBuf], options: &PinOptions| {
+        let files = AddFiles::walk(paths, true, false).expect("walk");
+        let query = add_query(options, &AddParams::default());
+        let mut out = Vec::new();
+        cluster
+            .rt
+            .block_on(
+                cluster
+                    .client(1)
+                    .add(files, &query, Arc::new(Default::default()), |o| out.push(o)),
+            )
+            .unwrap_or_else(|e| panic!("add via peer 1: {e}\n{}", cluster.peers[1].log()));
+        out
+    };
+    let out = add(std::slice::from_ref(&file), &replicated(2, 2));
+    assert_eq!(out.len(), 1, "{out:?}");
+    let root = out[0].cid.as_ref().expect("cid").to_string();
+    // Daemon 2 computes the same CID for the same bytes (only-hash: it does
+    // not store them, so a copy there must come over bitswap).
+    let computed = cluster.ipfs[2].call(
+        "add?only-hash=true&pin=false&cid-version=0",
+        &["-F", &format!("file=@{}", file.display())],
+    );
+    let computed: Value =
+        serde_json::from_str(computed.lines().last().expect("line")).expect("json");
+    assert_eq!(computed["Hash"].as_str(), Some(root.as_str()));
+    assert_eq!(out[0].allocations.len(), 2);
+
+    let allocations = cluster.allocations(0);
+    let allocs = allocations.get(&root).expect("root in the pinset");
+    assert_eq!(allocs.len(), 2);
+    let holders = cluster.holders(allocs);
+    for &i in &holders {
+        cluster.wait_daemon(i, std::slice::from_ref(&root), true);
+    }
+    for i in (0..3).filter(|i| !holders.contains(i)) {
+        assert!(
+            !cluster.ipfs[i].has_pin(&root),
+            "daemon {i} is not allocated"
+        );
+    }
+    let other = holders
+        .iter()
+        .copied()
+        .find(|&i| i != 1)
+        .expect("a holder besides peer 1");
+    let got = cluster.ipfs[other].call(&format!("cat?arg={root}"), &[]);
+    assert_eq!(
+        got.as_bytes(),
+        &big[..],
+        "daemon {other} serves the content"
+    );
+
+    // A directory: its files then the root, pinned everywhere.
+    let out = add(&[dir.join("site")], &replicated(-1, -1));
+    let names: Vec<&str> = out.iter().map(|o| o.name.as_str()).collect();
+    assert_eq!(names.last(), Some(&"site"), "{names:?}");
+    assert!(names.contains(&"site/sub/data.bin"), "{names:?}");
+    let site = out
+        .last()
+        .and_then(|o| o.cid.as_ref())
+        .expect("cid")
+        .to_string();
+    for i in 0..3 {
+        cluster.wait_daemon(i, std::slice::from_ref(&site), true);
+    }
+    let index = cluster.ipfs[0].call(&format!("cat?arg={site}/index.html"), &[]);
+    assert_eq!(index, "<p>cluster</p>");
 }

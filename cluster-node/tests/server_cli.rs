@@ -560,3 +560,39 @@ fn the_config_directory_comes_from_the_environment_then_home() {
     assert!(root.path().join(".ipfs-cluster/server.json").exists());
     assert!(root.path().join(".ipfs-cluster/identity.key").exists());
 }
+
+#[test]
+fn a_daemon_with_stats_enabled_serves_prometheus_metrics_on_their_address() {
+    let root = tempfile::tempdir().expect("temp dir");
+    let dir = root.path().join("peer");
+    init_peer(&dir, &[]);
+    let mut config = read_config(&dir);
+    // Written by init, off as upstream.
+    assert_eq!(config["observations"]["enable_stats"], false);
+    let metrics = format!("127.0.0.1:{}", free_port());
+    config["observations"] = serde_json::json!({
+        "enable_stats": true,
+        "metrics_listen_address": format!("/ip4/127.0.0.1/tcp/{}", &metrics[10..]),
+    });
+    write_config(&dir, &config);
+    let mut daemon = Daemon::start(&dir);
+    daemon.wait_log("IPFS Cluster is READY");
+    let rest = config["rest_api"]["listen_address"]
+        .as_str()
+        .expect("rest address")
+        .to_string();
+    assert!(http_get(&rest, "/id").starts_with("HTTP/1.1 200"));
+    let answer = http_get(&metrics, "/metrics");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    for family in [
+        "ipfscluster_pins",
+        "ipfscluster_raft_term",
+        "ipfscluster_raft_is_leader 1",
+        "ipfscluster_peers 1",
+        "ipfscluster_api_requests_total{method=\"GET\",route=\"/id\",code=\"200\"} 1",
+    ] {
+        assert!(answer.contains(family), "{family} missing:\n{answer}");
+    }
+    let (code, log) = daemon.terminate();
+    assert_eq!(code, Some(0), "{log}");
+}

@@ -16,3 +16,5 @@ pub mod proxy;
 pub mod rest;
 pub mod time;
 pub mod types;
+#[cfg(feature = "client")]
+pub mod upload;

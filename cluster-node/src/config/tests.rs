@@ -217,3 +217,21 @@ fn the_ipfs_proxy_forwards_to_its_own_node_or_the_connectors() {
     );
     assert!(m.contains("ipfs_proxy.extract_headers_extra[0]"), "{m}");
 }
+
+#[test]
+fn metrics_are_off_by_default_and_add_uploads_are_bounded() {
+    let config = parse("{}").expect("defaults");
+    assert!(!config.observations.enable_stats);
+    assert_eq!(config.observations.metrics_listen_address, "127.0.0.1:8888");
+    assert_eq!(
+        config.rest_api.max_add_bytes,
+        crate::api::rest::DEFAULT_MAX_ADD_BYTES
+    );
+    let config = parse(
+        r#"{"observations": {"enable_stats": true},
+            "rest_api": {"listen_address": "127.0.0.1:9094", "max_add_bytes": 1000}}"#,
+    )
+    .expect("parse");
+    assert!(config.observations.enable_stats);
+    assert_eq!(config.rest_api.max_add_bytes, 1000);
+}

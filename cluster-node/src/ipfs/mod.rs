@@ -16,6 +16,7 @@ pub use cluster_net::transport::BoxFuture;
 
 #[cfg(feature = "kubo")]
 pub mod kubo;
+pub mod mem_add;
 
 /// Why an IPFS call failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -102,6 +103,35 @@ pub struct IpfsId {
     pub addresses: Vec<String>,
 }
 
+/// One file or directory an [`IpfsConnector::add`] stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AddedFile {
+    /// Its path within the upload.
+    pub name: String,
+    /// Its CID.
+    pub cid: Cid,
+    /// Its cumulative DAG size, in bytes.
+    pub size: u64,
+}
+
+/// An upload for [`IpfsConnector::add`]: a body in Kubo's `add` encoding
+/// (`multipart/form-data`, directories as `application/x-directory`
+/// parts), read chunk by chunk so it never sits whole in memory.
+#[derive(Debug)]
+pub struct AddRequest {
+    /// The body's `Content-Type`, with its boundary.
+    pub content_type: String,
+    /// The daemon's `add` parameters (`cid-version`, `raw-leaves`,
+    /// `chunker`, `hash`, `trickle`, `wrap-with-directory`, `hidden`);
+    /// the connector adds its own (`pin=false`, no progress).
+    pub options: Vec<(String, String)>,
+    /// The body's chunks; an `Err` aborts the upload with that reason.
+    pub body: tokio::sync::mpsc::Receiver<Result<Vec<u8>, String>>,
+    /// Where each file and directory stored is reported as the daemon
+    /// finishes it, the root last.
+    pub added: tokio::sync::mpsc::Sender<AddedFile>,
+}
+
 /// What the node's drivers need from an IPFS daemon. Every call has its own
 /// timeout inside the implementation; a call that cannot be answered ends
 /// with an [`IpfsError`], never hangs.
@@ -136,6 +166,19 @@ pub trait IpfsConnector: Send + Sync + 'static {
         Box::pin(async {
             Err(IpfsError::Config {
                 reason: "this IPFS connector cannot garbage-collect (repo/gc)".into(),
+            })
+        })
+    }
+
+    /// Stores the files of `request` in the daemon without pinning them
+    /// (the cluster pins the root through its own operation) — the REST
+    /// API's `POST /add`. A connector that cannot import content keeps this
+    /// default, which refuses.
+    fn add(&self, request: AddRequest) -> BoxFuture<Result<(), IpfsError>> {
+        drop(request);
+        Box::pin(async {
+            Err(IpfsError::Config {
+                reason: "this IPFS connector cannot add content".into(),
             })
         })
     }

@@ -359,6 +359,7 @@ async fn start_rest(
     let rest_config = crate::api::rest::RestConfig {
         listen,
         basic_auth: config.rest_api.basic_auth(),
+        max_add_bytes: config.rest_api.max_add_bytes,
         default_replication_min: config.cluster.replication_factor_min,
         default_replication_max: config.cluster.replication_factor_max,
         allocator: config.allocator_config(),
@@ -372,10 +373,45 @@ async fn start_rest(
     let addr = listener.local_addr().unwrap_or(listen);
     tracing::info!("REST API listening on http://{addr}");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let metrics_stop = start_metrics(config, &api).await?;
     let task = tokio::spawn(api.serve(listener, async move {
         let _ = stopped.await;
+        drop(metrics_stop);
     }));
     Ok((addr, stop, task))
+}
+
+/// Serves the Prometheus metrics when `observations.enable_stats`, until
+/// the returned sender fires or is dropped.
+async fn start_metrics(
+    config: &ServerConfig,
+    api: &crate::api::rest::RestApi,
+) -> Result<Option<tokio::sync::oneshot::Sender<()>>, DaemonError> {
+    let section = &config.observations;
+    if !section.enable_stats {
+        return Ok(None);
+    }
+    let key = "observations.metrics_listen_address";
+    let listen = crate::api::rest::parse_listen(&section.metrics_listen_address)
+        .map_err(|e| DaemonError::Rest(format!("{key}: {e}")))?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| DaemonError::Rest(format!("{key} {listen}: {e}")))?;
+    let addr = listener.local_addr().unwrap_or(listen);
+    tracing::info!("Prometheus metrics on http://{addr}/metrics");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let api = api.clone();
+    tokio::spawn(async move {
+        let served = api
+            .serve_metrics(listener, async move {
+                let _ = stopped.await;
+            })
+            .await;
+        if let Err(e) = served {
+            tracing::warn!("metrics endpoint stopped: {e}");
+        }
+    });
+    Ok(Some(stop))
 }
 
 /// Opens the store and starts the consensus on it.

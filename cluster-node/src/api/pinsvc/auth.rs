@@ -14,8 +14,8 @@ use axum::response::Response;
 use base64::Engine;
 
 use super::error::error_response;
-use super::jwt;
 use super::PinSvcState;
+use crate::api::rest::jwt;
 
 const REALM: &str = "Restricted IPFS Cluster API";
 
@@ -108,9 +108,10 @@ impl Gate {
             .iter()
             .fold(false, |hit, t| hit | same(t.as_bytes(), token.as_bytes()));
         listed
-            || self.basic.as_ref().is_some_and(|(user, pass)| {
-                jwt::verify(token, user, pass.as_bytes(), now_secs).is_ok()
-            })
+            || self
+                .basic
+                .as_ref()
+                .is_some_and(|(user, pass)| jwt::verify(token, user, pass, now_secs).is_ok())
     }
 
     fn admits_basic(&self, encoded: &str) -> bool {
@@ -207,12 +208,12 @@ mod tests {
         assert_eq!(gate.judge(Some("bearer tok-123"), 0), Verdict::Admitted);
         assert_eq!(gate.judge(Some("Bearer tok-12"), 0), Verdict::BadToken);
         assert_eq!(gate.judge(Some("Bearer "), 0), Verdict::BadToken);
-        let jwt = jwt::issue("alice", b"s3cret");
+        let jwt = jwt::issue("alice", "s3cret");
         assert_eq!(
             gate.judge(Some(&format!("Bearer {jwt}")), 0),
             Verdict::Admitted
         );
-        let foreign = jwt::issue("alice", b"other");
+        let foreign = jwt::issue("alice", "other");
         assert_eq!(
             gate.judge(Some(&format!("Bearer {foreign}")), 0),
             Verdict::BadToken
@@ -233,7 +234,7 @@ mod tests {
     fn tokens_alone_refuse_basic_and_jwts() {
         let gate = Gate::new(None, vec!["tok".into()]);
         assert_eq!(gate.judge(Some(&basic("alice:x")), 0), Verdict::Denied);
-        let jwt = jwt::issue("alice", b"x");
+        let jwt = jwt::issue("alice", "x");
         assert_eq!(
             gate.judge(Some(&format!("Bearer {jwt}")), 0),
             Verdict::BadToken

@@ -31,7 +31,6 @@
 pub mod auth;
 pub mod body;
 pub mod error;
-pub mod jwt;
 pub mod query;
 pub mod routes;
 pub mod status;

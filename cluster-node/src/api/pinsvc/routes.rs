@@ -14,11 +14,11 @@ use cluster_core::{Cid, Pin, PinType};
 
 use super::body::{self, NewPin};
 use super::error::{json_response, PinSvcError};
-use super::jwt;
 use super::query::ListQuery;
 use super::status::{delegates, pin_status, service_status};
 use super::types::{PinResults, PinStatus, ServiceStatus, TokenBody};
 use super::PinSvcState;
+use crate::api::rest::jwt;
 use crate::api::rest::pins::{self, LIST_PAGE_PINS};
 use crate::api::rest::state::ApiState;
 use crate::api::rest::status::{status_of, statuses};
@@ -133,7 +133,7 @@ pub async fn token(State(state): State<Arc<PinSvcState>>) -> Response {
         Some((user, pass)) => json_response(
             StatusCode::OK,
             &TokenBody {
-                token: jwt::issue(user, pass.as_bytes()),
+                token: jwt::issue(user, pass),
             },
         ),
         None => super::error::error_response(
