@@ -4,7 +4,6 @@
 //! directly.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Response, StatusCode};
@@ -16,11 +15,9 @@ use tokio::task::JoinSet;
 use super::body::{self, error_trailers, line};
 use super::error::ProxyError;
 use super::ProxyState;
+use crate::api::rest::monitor::gc_member;
 use crate::ipfs::GcEntry;
-use crate::rpc::{self, RepoStatAnswer, IPFS_REPO_GC, IPFS_REPO_STAT};
-
-/// Deadline of one peer's garbage collection.
-pub const GC_PEER_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+use crate::rpc::{self, RepoStatAnswer, IPFS_REPO_STAT};
 
 /// A number Kubo writes as a number and js-ipfs as a string.
 #[derive(Deserialize)]
@@ -154,25 +151,7 @@ pub async fn repo_gc(
         let me = state.api.ctx.raft.node_info().clone();
         let others = members.into_values().filter(|i| i.peer_id != me.peer_id);
         for info in std::iter::once(me.clone()).chain(others) {
-            let entries: Result<Vec<GcEntry>, String> = if info.peer_id == me.peer_id {
-                state
-                    .api
-                    .ctx
-                    .ipfs
-                    .repo_gc()
-                    .await
-                    .map_err(|e| e.to_string())
-            } else {
-                rpc::call(
-                    state.api.ctx.rpc.as_ref(),
-                    &info,
-                    IPFS_REPO_GC,
-                    &(),
-                    GC_PEER_TIMEOUT,
-                )
-                .await
-                .map_err(|e| e.to_string())
-            };
+            let entries = gc_member(&state.api, &info).await;
             let entries = entries.unwrap_or_else(|e| {
                 vec![GcEntry {
                     key: None,

@@ -15,8 +15,7 @@
 //!   peer for each page's statuses.
 //! - Writes without a leader answer 503, not 500.
 //! - `/pins/{ipns|ipld}/…` and sub-paths of `/pins/ipfs/…` need IPFS
-//!   `resolve`, and `POST /ipfs/gc` needs `repo/gc`: the connector has
-//!   neither yet, so they answer 501. `POST /peers` and
+//!   `resolve`, which the connector lacks, so they answer 501. `POST /peers` and
 //!   `GET /health/bandwidth` are not served yet (404/405).
 //! - `shard-size` is stored with the pin and otherwise ignored: the pinset
 //!   refuses sharded pins until sharding exists.

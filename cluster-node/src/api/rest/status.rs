@@ -180,7 +180,7 @@ fn with_pins(state: &ApiState, cids: Vec<Cid>) -> Vec<(Cid, Option<Pin>)> {
 }
 
 /// The peers to ask: every voting member, or this peer alone.
-fn targets(state: &ApiState, local: bool) -> BTreeMap<PeerId, NodeInfo> {
+pub(crate) fn targets(state: &ApiState, local: bool) -> BTreeMap<PeerId, NodeInfo> {
     if local {
         let me = state.ctx.raft.node_info().clone();
         return BTreeMap::from([(state.ctx.id.clone(), me)]);
