@@ -200,6 +200,7 @@ fn settings() -> DriverSettings {
     DriverSettings {
         tracker: TrackerDriverConfig {
             idle_wake_ms: 50,
+            full_pass_ms: 0,
             ..TrackerDriverConfig::new(tracker, 1)
         },
         metrics: MetricsConfig {

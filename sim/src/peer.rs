@@ -370,7 +370,11 @@ pub async fn run_peer(ctx: Arc<PeerCtx>) {
         rpc: ctx.net.node_rpc_for(ctx.id.as_str()),
     };
     let settings = DriverSettings {
-        tracker: TrackerDriverConfig::new(ctx.tracker_config.clone(), epoch),
+        tracker: TrackerDriverConfig {
+            // Every step: a broken invariant is caught where it broke.
+            full_pass_ms: 0,
+            ..TrackerDriverConfig::new(ctx.tracker_config.clone(), epoch)
+        },
         metrics: MetricsConfig {
             interval_ms: METRICS_EVERY_MS,
             ttl_ms: METRIC_TTL_MS,

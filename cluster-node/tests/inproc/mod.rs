@@ -189,6 +189,7 @@ pub fn settings() -> DriverSettings {
     DriverSettings {
         tracker: TrackerDriverConfig {
             idle_wake_ms: 50,
+            full_pass_ms: 0,
             ..TrackerDriverConfig::new(tracker, 1)
         },
         metrics: MetricsConfig {
