@@ -275,18 +275,23 @@ async fn health_metrics_alerts_graph_and_gc() {
     assert!(graph.ok().starts_with("digraph cluster {"), "{graph:?}");
     assert!(graph.ok().contains("C0 -> I0"), "{graph:?}");
 
-    // The server cannot collect garbage yet (501): its message, exit 2.
+    // `ipfs gc` runs repo/gc on every peer's daemon; this in-memory daemon
+    // cannot collect, which shows as its peer's error, not a failed command.
     let gc = peer.cli(&["ipfs", "gc"]).await;
-    assert_eq!(gc.code, 2, "{gc:?}");
+    assert_eq!(gc.code, 0, "{gc:?}");
     assert!(
-        gc.stderr.starts_with("error: the API answered 501: "),
+        gc.stdout.contains("ERROR: ") && gc.stdout.contains("repo/gc"),
         "{gc:?}"
     );
-    assert_eq!(gc.stderr.lines().count(), 1, "{gc:?}");
-    let gc_json = peer.cli(&["--enc", "json", "ipfs", "gc"]).await;
-    assert_eq!(gc_json.code, 2);
-    let body: Value = serde_json::from_str(&gc_json.stdout).expect("error object");
-    assert_eq!(body["code"], 501);
+    let gc_json = peer.cli(&["--enc", "json", "ipfs", "gc"]).await.json();
+    let entry = &gc_json[0]["peer_map"][me.as_str()];
+    assert_eq!(entry["peer"], me.as_str(), "{gc_json:?}");
+    assert!(
+        entry["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("repo/gc")),
+        "{gc_json:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
