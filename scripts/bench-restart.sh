@@ -25,6 +25,8 @@ path = sys.argv[1]
 c = json.load(open(path))
 c["cluster"]["listen_multiaddress"] = ["/ip4/127.0.0.1/tcp/19696"]
 c["rest_api"]["listen_address"] = "127.0.0.1:19694"
+c["pinning_service"]["listen_address"] = "127.0.0.1:19697"
+c["ipfs_proxy"]["listen_address"] = "127.0.0.1:19695"
 c["ipfs_http"]["node_multiaddress"] = "/ip4/127.0.0.1/tcp/19601"
 json.dump(c, open(path, "w"), indent=2)
 PY

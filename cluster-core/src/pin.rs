@@ -259,7 +259,8 @@ impl Pin {
     }
 
     /// Checks a pin as the pinset may hold it: like [`Pin::validate`], but
-    /// with `Allocated::MayBeShort` fewer allocations than the minimum pass.
+    /// with `Allocated::Stored` fewer allocations than the minimum, and more
+    /// than the maximum during a hand-over, pass.
     pub(crate) fn validate_with(&self, allocated: Allocated) -> Result<(), PinValidationError> {
         let o = &self.options;
         validate_replication(o.replication_factor_min, o.replication_factor_max)?;
@@ -384,7 +385,11 @@ pub(crate) fn check_allocations(
     }
     let got = allocations.len();
     let too_few = got < min as usize && allocated == Allocated::Fully;
-    if too_few || got > max as usize {
+    let most = match allocated {
+        Allocated::Fully => max as usize,
+        Allocated::Stored => handover_allocations_max(max),
+    };
+    if too_few || got > most {
         return Err(PinValidationError::AllocationCount { got, min, max });
     }
     Ok(())
@@ -395,8 +400,17 @@ pub(crate) fn check_allocations(
 pub(crate) enum Allocated {
     /// A request: at least `replication_factor_min` allocations.
     Fully,
-    /// Stored after a peer loss or a short re-allocation: fewer may pass.
-    MayBeShort,
+    /// As the pinset may hold it: short of the minimum after a peer loss or
+    /// a short re-allocation, over the maximum while a hand-over waits for
+    /// the new peers to report pinned (see [`handover_allocations_max`]).
+    Stored,
+}
+
+/// Most allocations a stored pin with maximum `max` may name: a hand-over
+/// keeps the peers being replaced next to up to `max` replacements until the
+/// replacements report pinned (`crate::repair`).
+pub fn handover_allocations_max(max: i32) -> usize {
+    (max.max(0) as usize).saturating_mul(2).min(ALLOCATIONS_MAX)
 }
 
 /// The under-replication rule, shared by [`Pin`] and the pinset's stored form.
@@ -476,7 +490,7 @@ mod tests {
         assert!(pin(-1, -1, 1).validate().is_err());
         let under = pin(2, 3, 1);
         assert!(under.is_under_replicated());
-        assert!(under.validate_with(Allocated::MayBeShort).is_ok());
+        assert!(under.validate_with(Allocated::Stored).is_ok());
         assert!(!pin(2, 3, 2).is_under_replicated());
         assert!(!pin(-1, -1, 0).is_under_replicated());
         let mut dup = pin(2, 3, 2);

@@ -1,18 +1,55 @@
 //! Which pins the leader re-allocates, and where.
 //!
-//! A pin needs repair when an allocation names a peer that is no longer a
-//! member, or when it holds fewer allocations than its minimum (a peer
-//! removal left it short). The leader's repair driver feeds the pinset, the
-//! membership and its metrics here and proposes each answer as a
+//! Three reasons move a pin, all decided here from facts the leader's
+//! repair driver feeds in (the pinset, the membership, the metrics it
+//! received, what trackers report pinned, `now`):
+//!
+//! - **departure**: an allocation names a peer that is no longer a member.
+//!   It is dropped at once (its copy left with it) and the pin topped up.
+//! - **expiry** (re-pinning, IPFS Cluster's `disable_repinning: false`): a
+//!   member whose metrics expired is presumed down. When a pin has fewer
+//!   live allocations than its minimum, replacements are *added* (up to the
+//!   maximum of live ones) while the expired peer stays allocated: if it
+//!   is only cut off it keeps its copy, and nothing is unpinned yet.
+//! - **hand-over**: a pin holding more allocations than its maximum (a
+//!   replacement was added) sheds the surplus, expired peers first, then
+//!   peers that do not report the pin pinned, then the newest; but only
+//!   while at least `replication_factor_min` live peers that report it
+//!   pinned remain. So a dropped peer unpins only once its replacements
+//!   hold the content, and a peer that comes back before its replacement
+//!   finished keeps the pin (the unfinished replacement is dropped):
+//!   a recovering peer does not make pins move twice.
+//!
+//! A missing report counts as expiry only once the leader has been
+//! watching for a whole TTL (a new leader's empty board is not a mass
+//! outage). Each answer is proposed as a
 //! [`Command::Reallocate`](crate::pinset::Command::Reallocate) carrying the
 //! version it was computed from, so a pin changed in between is left alone
 //! by the state machine.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::allocator::{allocate, AllocationRequest, AllocatorConfig, PeerMetrics};
+use crate::pin::handover_allocations_max;
 use crate::pinset::PinVersion;
-use crate::{Cid, Millis, PeerId, Pin};
+use crate::{Cid, Millis, PeerId, Pin, PinType};
+
+/// Which live peers reported which CIDs pinned (their trackers' statuses,
+/// as the repair driver asked for them this round).
+pub type PinnedReports = BTreeMap<Cid, BTreeSet<PeerId>>;
+
+/// Why a pin moves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum RepairReason {
+    /// An allocated peer left the membership.
+    Departed,
+    /// Short of its minimum with every allocated peer live: topped up.
+    Short,
+    /// Too few live allocations: replacements added, expired peers kept.
+    Expired,
+    /// Over its maximum: surplus dropped, the replacements reporting pinned.
+    Handover,
+}
 
 /// One re-allocation to propose.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,6 +60,50 @@ pub struct Reallocation {
     pub allocations: Vec<PeerId>,
     /// The version they were computed from.
     pub version: PinVersion,
+    /// Why.
+    pub reason: RepairReason,
+    /// The peers it no longer names (departed ones, or the surplus of a
+    /// hand-over).
+    pub dropped: Vec<PeerId>,
+}
+
+/// What the leader knows in one round.
+#[derive(Debug, Clone, Copy)]
+pub struct RepairFacts<'a> {
+    /// The cluster's members.
+    pub members: &'a BTreeSet<PeerId>,
+    /// The metrics the leader holds (any peer, any age).
+    pub metrics: &'a [PeerMetrics],
+    /// The leader's clock.
+    pub now: Millis,
+    /// Since when the leader's board has been receiving metrics: before a
+    /// whole TTL has passed, a missing report proves nothing.
+    pub watching_since: Millis,
+    /// What live peers report pinned, for pins in a hand-over.
+    pub pinned: &'a PinnedReports,
+}
+
+/// Members whose newest metrics are older than the TTL (or who never
+/// reported), once the leader has watched for a whole TTL; empty before.
+pub fn expired_peers(facts: &RepairFacts<'_>, config: &AllocatorConfig) -> BTreeSet<PeerId> {
+    if facts.now.since(facts.watching_since) < config.metric_ttl_ms {
+        return BTreeSet::new();
+    }
+    let mut newest: BTreeMap<&PeerId, Millis> = BTreeMap::new();
+    for m in facts.metrics {
+        let seen = newest.entry(&m.peer).or_insert(m.last_seen);
+        *seen = (*seen).max(m.last_seen);
+    }
+    facts
+        .members
+        .iter()
+        .filter(|p| {
+            newest
+                .get(p)
+                .is_none_or(|seen| facts.now.since(*seen) > config.metric_ttl_ms)
+        })
+        .cloned()
+        .collect()
 }
 
 /// True when `pin` names a departed peer or is short of its minimum.
@@ -31,177 +112,213 @@ pub fn needs_repair(pin: &Pin, members: &BTreeSet<PeerId>) -> bool {
         && (pin.is_under_replicated() || pin.allocations.iter().any(|a| !members.contains(a)))
 }
 
-/// Up to `limit` re-allocations for the pins that need repair, in the order
+/// True when `pin` holds more allocations than its maximum: a hand-over
+/// waiting for its replacements to report pinned.
+pub fn in_handover(pin: &Pin) -> bool {
+    !pin.is_everywhere()
+        && pin.pin_type != PinType::Meta
+        && pin.allocations.len() > pin.options.replication_factor_max as usize
+}
+
+/// The trackers to ask, per live peer, about the pins in a hand-over (at
+/// most `limit` pins): what [`RepairFacts::pinned`] must tell.
+pub fn pinned_queries(
+    pins: impl IntoIterator<Item = Pin>,
+    members: &BTreeSet<PeerId>,
+    expired: &BTreeSet<PeerId>,
+    limit: usize,
+) -> BTreeMap<PeerId, Vec<Cid>> {
+    let mut queries: BTreeMap<PeerId, Vec<Cid>> = BTreeMap::new();
+    for pin in pins.into_iter().filter(in_handover).take(limit) {
+        for peer in &pin.allocations {
+            if members.contains(peer) && !expired.contains(peer) {
+                queries
+                    .entry(peer.clone())
+                    .or_default()
+                    .push(pin.cid.clone());
+            }
+        }
+    }
+    queries
+}
+
+/// Up to `limit` re-allocations for the pins that need one, in the order
 /// given. A pin the allocator cannot place yet (too few usable peers) is
 /// skipped, not counted: the next round tries it again, and pins after it
 /// are not starved by it.
 pub fn plan_reallocations(
     pins: impl IntoIterator<Item = (Pin, PinVersion)>,
-    members: &BTreeSet<PeerId>,
-    metrics: &[PeerMetrics],
-    now: Millis,
+    facts: &RepairFacts<'_>,
     config: &AllocatorConfig,
     limit: usize,
 ) -> Vec<Reallocation> {
-    let member_list: Vec<PeerId> = members.iter().cloned().collect();
-    let member_metrics: Vec<PeerMetrics> = metrics
-        .iter()
-        .filter(|m| members.contains(&m.peer))
-        .cloned()
-        .collect();
+    let round = Round::new(facts, config);
     let mut plan = Vec::new();
     for (pin, version) in pins {
         if plan.len() >= limit {
             break;
         }
-        if !needs_repair(&pin, members) {
-            continue;
+        if let Some((allocations, reason)) = round.plan_pin(&pin) {
+            let dropped = pin
+                .allocations
+                .iter()
+                .filter(|p| !allocations.contains(p))
+                .cloned()
+                .collect();
+            plan.push(Reallocation {
+                cid: pin.cid.clone(),
+                allocations,
+                version,
+                reason,
+                dropped,
+            });
         }
-        let (current, gone): (Vec<PeerId>, Vec<PeerId>) = pin
-            .allocations
-            .iter()
-            .cloned()
-            .partition(|a| members.contains(a));
-        let request = AllocationRequest {
-            replication_factor_min: pin.options.replication_factor_min,
-            replication_factor_max: pin.options.replication_factor_max,
-            current: &current,
-            user_allocations: &[],
-            blacklist: &gone,
-            members: &member_list,
-        };
-        let Ok(allocations) = allocate(&request, &member_metrics, now, config) else {
-            continue;
-        };
-        if allocations == pin.allocations && !pin.is_under_replicated() {
-            continue;
-        }
-        plan.push(Reallocation {
-            cid: pin.cid.clone(),
-            allocations,
-            version,
-        });
     }
     plan
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::PinOptions;
+/// One round's facts, prepared once for every pin.
+struct Round<'a> {
+    facts: &'a RepairFacts<'a>,
+    config: &'a AllocatorConfig,
+    expired: BTreeSet<PeerId>,
+    member_list: Vec<PeerId>,
+    member_metrics: Vec<PeerMetrics>,
+}
 
-    fn cid(n: u8) -> Cid {
-        let mut bytes = vec![0x12, 0x20];
-        bytes.extend_from_slice(&[n; 32]);
-        Cid::from_bytes(&bytes).expect("valid cid")
-    }
-
-    fn peer(n: u64) -> PeerId {
-        PeerId::synthetic(n)
-    }
-
-    fn metrics(n: u64, free: u64, now: Millis) -> PeerMetrics {
-        PeerMetrics {
-            peer: peer(n),
-            free_space_bytes: free,
-            pinned: 0,
-            queue_len: 0,
-            tags: Default::default(),
-            last_seen: now,
+impl<'a> Round<'a> {
+    fn new(facts: &'a RepairFacts<'a>, config: &'a AllocatorConfig) -> Round<'a> {
+        Round {
+            expired: expired_peers(facts, config),
+            member_list: facts.members.iter().cloned().collect(),
+            member_metrics: facts
+                .metrics
+                .iter()
+                .filter(|m| facts.members.contains(&m.peer))
+                .cloned()
+                .collect(),
+            facts,
+            config,
         }
     }
 
-    fn pin(n: u8, min: i32, max: i32, allocations: &[u64]) -> (Pin, PinVersion) {
-        let options = PinOptions {
-            replication_factor_min: min,
-            replication_factor_max: max,
-            ..PinOptions::default()
+    fn is_live(&self, peer: &PeerId) -> bool {
+        self.facts.members.contains(peer) && !self.expired.contains(peer)
+    }
+
+    fn reports_pinned(&self, cid: &Cid, peer: &PeerId) -> bool {
+        self.is_live(peer)
+            && self
+                .facts
+                .pinned
+                .get(cid)
+                .is_some_and(|peers| peers.contains(peer))
+    }
+
+    /// The new allocations of `pin` and why, or `None` to leave it.
+    fn plan_pin(&self, pin: &Pin) -> Option<(Vec<PeerId>, RepairReason)> {
+        // Everywhere pins follow the membership; meta pins name no peers.
+        if pin.is_everywhere() || pin.pin_type == PinType::Meta {
+            return None;
+        }
+        let min = pin.options.replication_factor_min as usize;
+        let max = pin.options.replication_factor_max as usize;
+        // A departed peer's copy left with it: drop it at once.
+        let kept: Vec<PeerId> = pin
+            .allocations
+            .iter()
+            .filter(|p| self.facts.members.contains(p))
+            .cloned()
+            .collect();
+        let departed = kept.len() != pin.allocations.len();
+        let live: Vec<PeerId> = kept.iter().filter(|p| self.is_live(p)).cloned().collect();
+        let (allocations, reason) = if live.len() < min {
+            let reason = if live.len() < kept.len() {
+                RepairReason::Expired
+            } else if departed {
+                RepairReason::Departed
+            } else {
+                RepairReason::Short
+            };
+            match self.grow(pin, &kept, &live) {
+                Some(grown) => (grown, reason),
+                None if departed => (kept, RepairReason::Departed),
+                None => return None,
+            }
+        } else if kept.len() > max {
+            (self.shrink(pin, kept, min, max), RepairReason::Handover)
+        } else {
+            (kept, RepairReason::Departed)
         };
-        let mut pin = Pin::new(cid(n), options, Millis(0));
-        pin.allocations = allocations.iter().map(|p| peer(*p)).collect();
-        (pin, PinVersion(u64::from(n)))
+        (allocations != pin.allocations).then_some((allocations, reason))
     }
 
-    fn config() -> AllocatorConfig {
-        AllocatorConfig {
-            allocate_by: vec![crate::allocator::AllocateBy::FreeSpace],
-            metric_ttl_ms: 1_000,
+    /// `kept` plus replacements for the expired peers among them, chosen by
+    /// the allocator among live members; `None` when it has none to give.
+    fn grow(&self, pin: &Pin, kept: &[PeerId], live: &[PeerId]) -> Option<Vec<PeerId>> {
+        let blacklist: Vec<PeerId> = pin
+            .allocations
+            .iter()
+            .filter(|p| !live.contains(p))
+            .cloned()
+            .collect();
+        let request = AllocationRequest {
+            replication_factor_min: pin.options.replication_factor_min,
+            replication_factor_max: pin.options.replication_factor_max,
+            current: live,
+            user_allocations: &[],
+            blacklist: &blacklist,
+            members: &self.member_list,
+        };
+        let chosen = allocate(&request, &self.member_metrics, self.facts.now, self.config).ok()?;
+        let room =
+            handover_allocations_max(pin.options.replication_factor_max).saturating_sub(kept.len());
+        let added: Vec<PeerId> = chosen
+            .into_iter()
+            .filter(|p| !kept.contains(p))
+            .take(room)
+            .collect();
+        if added.is_empty() {
+            return None;
         }
+        Some(kept.iter().cloned().chain(added).collect())
     }
 
-    #[test]
-    fn a_departed_peer_is_replaced_by_the_freest_member_and_the_rest_kept() {
-        let now = Millis(10_000);
-        let members: BTreeSet<PeerId> = [1, 2, 3].map(peer).into();
-        let board = [
-            metrics(1, 10, now),
-            metrics(2, 50, now),
-            metrics(3, 90, now),
-        ];
-        let plan = plan_reallocations(
-            [pin(1, 2, 2, &[1, 9])],
-            &members,
-            &board,
-            now,
-            &config(),
-            10,
-        );
-        assert_eq!(
-            plan,
-            vec![Reallocation {
-                cid: cid(1),
-                allocations: vec![peer(1), peer(3)],
-                version: PinVersion(1),
-            }]
-        );
-    }
-
-    #[test]
-    fn healthy_and_everywhere_pins_are_left_alone() {
-        let now = Millis(10_000);
-        let members: BTreeSet<PeerId> = [1, 2].map(peer).into();
-        let board = [metrics(1, 10, now), metrics(2, 50, now)];
-        let pins = [pin(1, 1, 2, &[1, 2]), pin(2, -1, -1, &[])];
-        assert!(plan_reallocations(pins, &members, &board, now, &config(), 10).is_empty());
-    }
-
-    #[test]
-    fn an_under_replicated_pin_is_topped_up_once_a_member_has_fresh_metrics() {
-        let now = Millis(10_000);
-        let members: BTreeSet<PeerId> = [1, 2].map(peer).into();
-        // Peer 2's metrics are stale: nothing to add yet.
-        let stale = [metrics(1, 10, now), metrics(2, 50, Millis(1_000))];
-        let short = pin(1, 2, 2, &[1]);
-        assert!(
-            plan_reallocations([short.clone()], &members, &stale, now, &config(), 10).is_empty()
-        );
-        let fresh = [metrics(1, 10, now), metrics(2, 50, now)];
-        let plan = plan_reallocations([short], &members, &fresh, now, &config(), 10);
-        assert_eq!(plan[0].allocations, vec![peer(1), peer(2)]);
-    }
-
-    #[test]
-    fn an_unplaceable_pin_does_not_starve_the_ones_after_it_and_the_limit_holds() {
-        let now = Millis(10_000);
-        let members: BTreeSet<PeerId> = [1, 2].map(peer).into();
-        let board = [metrics(1, 10, now), metrics(2, 50, now)];
-        let pins = [
-            pin(1, 3, 3, &[1, 9]), // needs three members: never placeable here
-            pin(2, 1, 1, &[9]),
-            pin(3, 1, 1, &[8]),
-            pin(4, 1, 1, &[7]),
-        ];
-        let plan = plan_reallocations(pins, &members, &board, now, &config(), 2);
-        let cids: Vec<Cid> = plan.into_iter().map(|r| r.cid).collect();
-        assert_eq!(cids, vec![cid(2), cid(3)]);
-    }
-
-    #[test]
-    fn needs_repair_names_departed_peers_and_short_pins_only() {
-        let members: BTreeSet<PeerId> = [1, 2].map(peer).into();
-        assert!(needs_repair(&pin(1, 1, 1, &[3]).0, &members));
-        assert!(needs_repair(&pin(1, 2, 2, &[1]).0, &members));
-        assert!(!needs_repair(&pin(1, 1, 2, &[1]).0, &members));
-        assert!(!needs_repair(&pin(1, -1, -1, &[]).0, &members));
+    /// Drops the surplus of an over-allocated pin, as long as `min` live
+    /// peers reporting it pinned remain: expired peers first, then peers not
+    /// reporting it pinned, then the newest; each class from the end.
+    fn shrink(&self, pin: &Pin, mut kept: Vec<PeerId>, min: usize, max: usize) -> Vec<PeerId> {
+        let pinned = |p: &PeerId| self.reports_pinned(&pin.cid, p);
+        let mut holders = kept.iter().filter(|p| pinned(p)).count();
+        let class = |p: &PeerId| {
+            if !self.is_live(p) {
+                0u8
+            } else if !pinned(p) {
+                1
+            } else {
+                2
+            }
+        };
+        let mut order: Vec<(u8, usize, PeerId)> = kept
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (class(p), usize::MAX - i, p.clone()))
+            .collect();
+        order.sort();
+        for (_, _, peer) in order {
+            if kept.len() <= max {
+                break;
+            }
+            let left = holders - usize::from(pinned(&peer));
+            if left < min {
+                continue;
+            }
+            holders = left;
+            kept.retain(|p| *p != peer);
+        }
+        kept
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -36,10 +36,10 @@ pub struct ServerConfig {
     pub consensus: ConsensusSection,
     /// The REST API.
     pub rest_api: RestApiSection,
-    /// The IPFS proxy (served by a later issue).
-    pub ipfs_proxy: ListenSection,
-    /// The Pinning Service API (served by a later issue).
-    pub pinning_service: ListenSection,
+    /// The IPFS proxy.
+    pub ipfs_proxy: IpfsProxySection,
+    /// The Pinning Service API.
+    pub pinning_service: PinningServiceSection,
     /// The IPFS daemon this peer drives.
     pub ipfs_http: IpfsHttpSection,
     /// Whether that is an embedded node or an external daemon.
@@ -52,6 +52,29 @@ pub struct ServerConfig {
     pub repinning: RepinningSection,
     /// Removal of pins whose `expire_at` passed.
     pub expiry: ExpirySection,
+    /// Prometheus metrics (upstream's `observations.metrics`).
+    pub observations: ObservationsSection,
+}
+
+/// The `observations` section: the Prometheus endpoint `GET /metrics`.
+/// Off by default, as upstream (`enable_stats: false`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ObservationsSection {
+    /// Serve the metrics.
+    pub enable_stats: bool,
+    /// `host:port` (or `/ip4/…/tcp/…`) the metrics are served on
+    /// (upstream's default `127.0.0.1:8888`).
+    pub metrics_listen_address: String,
+}
+
+impl Default for ObservationsSection {
+    fn default() -> Self {
+        ObservationsSection {
+            enable_stats: false,
+            metrics_listen_address: crate::api::rest::observe::DEFAULT_METRICS_LISTEN.into(),
+        }
+    }
 }
 
 /// The `cluster` section.
@@ -153,18 +176,38 @@ impl Default for RaftSection {
     }
 }
 
-/// A section naming one HTTP listen address.
+/// The `ipfs_proxy` section: the Kubo-compatible API in front of the
+/// IPFS daemon (upstream's `api.ipfsproxy`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ListenSection {
+pub struct IpfsProxySection {
     /// `host:port` to listen on.
     pub listen_address: String,
+    /// The IPFS daemon's RPC API the proxy forwards to; absent: the one
+    /// of `ipfs_http.node_multiaddress`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_multiaddress: Option<String>,
+    /// Extra header names copied from the daemon's answers onto the
+    /// proxy's own answers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extract_headers_extra: Vec<String>,
+    /// How long headers learned from the daemon are kept (`0s`: learned
+    /// once).
+    #[serde(default = "default_extract_headers_ttl", with = "humantime_serde")]
+    pub extract_headers_ttl: Duration,
 }
 
-impl ListenSection {
-    fn on(address: &str) -> ListenSection {
-        ListenSection {
-            listen_address: address.to_string(),
+fn default_extract_headers_ttl() -> Duration {
+    Duration::from_secs(5 * 60)
+}
+
+impl Default for IpfsProxySection {
+    fn default() -> Self {
+        IpfsProxySection {
+            listen_address: "127.0.0.1:9095".to_string(),
+            node_multiaddress: None,
+            extract_headers_extra: Vec::new(),
+            extract_headers_ttl: default_extract_headers_ttl(),
         }
     }
 }
@@ -179,12 +222,76 @@ pub struct RestApiSection {
     /// credentials (upstream's key; one user). Absent: no authentication.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub basic_auth_credentials: Option<BTreeMap<String, String>>,
+    /// Largest `POST /add` upload, in bytes (streamed to IPFS, never held
+    /// in memory: this bounds what one request can store).
+    #[serde(default = "default_max_add_bytes")]
+    pub max_add_bytes: u64,
+}
+
+fn default_max_add_bytes() -> u64 {
+    crate::api::rest::DEFAULT_MAX_ADD_BYTES
 }
 
 impl RestApiSection {
     /// The one user and password of `basic_auth_credentials`, if set.
     pub fn basic_auth(&self) -> Option<(String, String)> {
         let (user, pass) = self.basic_auth_credentials.as_ref()?.iter().next()?;
+        Some((user.clone(), pass.clone()))
+    }
+}
+
+/// The `pinning_service` section: the IPFS Pinning Service API.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PinningServiceSection {
+    /// `host:port` to listen on.
+    pub listen_address: String,
+    /// Whether the daemon serves it (upstream serves it when its section
+    /// is present, as `init` writes it).
+    #[serde(default = "serve_by_default")]
+    pub enabled: bool,
+    /// `{"user": "password"}`: basic-auth credentials, whose password also
+    /// signs the tokens of `POST /token` (upstream's key; one user).
+    /// Absent: the REST API's credentials, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub basic_auth_credentials: Option<BTreeMap<String, String>>,
+    /// Bearer tokens accepted as they are (what `ipfs pin remote service
+    /// add` is given).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub access_tokens: Vec<String>,
+}
+
+fn serve_by_default() -> bool {
+    true
+}
+
+impl std::fmt::Debug for PinningServiceSection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print a password or a token.
+        f.debug_struct("PinningServiceSection")
+            .field("listen_address", &self.listen_address)
+            .field("enabled", &self.enabled)
+            .field(
+                "users",
+                &self
+                    .basic_auth_credentials
+                    .as_ref()
+                    .map(|c| c.keys().collect::<Vec<_>>()),
+            )
+            .field("access_tokens", &self.access_tokens.len())
+            .finish()
+    }
+}
+
+impl PinningServiceSection {
+    /// The user and password that guard the API: its own, else the REST
+    /// API's (`rest`).
+    pub fn basic_auth(&self, rest: &RestApiSection) -> Option<(String, String)> {
+        let own = self.basic_auth_credentials.as_ref();
+        let (user, pass) = own
+            .or(rest.basic_auth_credentials.as_ref())?
+            .iter()
+            .next()?;
         Some((user.clone(), pass.clone()))
     }
 }
@@ -333,9 +440,12 @@ impl Default for MetricsSection {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RepinningSection {
-    /// Whether the leader re-allocates pins of departed peers (on by
+    /// Whether the leader re-allocates pins of departed peers and of peers
+    /// whose metrics expired while they hold fewer live allocations than
+    /// their minimum (IPFS Cluster's `disable_repinning: false`; on by
     /// default, unlike IPFS Cluster: a lost peer's pins should not stay
-    /// under-replicated until someone notices).
+    /// under-replicated until someone notices). The replaced peer stays
+    /// allocated until its replacements report pinned.
     pub enabled: bool,
     /// Pause between two re-allocation rounds.
     #[serde(with = "humantime_serde")]
@@ -377,15 +487,22 @@ impl Default for ServerConfig {
             rest_api: RestApiSection {
                 listen_address: "127.0.0.1:9094".to_string(),
                 basic_auth_credentials: None,
+                max_add_bytes: default_max_add_bytes(),
             },
-            ipfs_proxy: ListenSection::on("127.0.0.1:9095"),
-            pinning_service: ListenSection::on("127.0.0.1:9097"),
+            ipfs_proxy: IpfsProxySection::default(),
+            pinning_service: PinningServiceSection {
+                listen_address: "127.0.0.1:9097".to_string(),
+                enabled: true,
+                basic_auth_credentials: None,
+                access_tokens: Vec::new(),
+            },
             ipfs_http: IpfsHttpSection::default(),
             ipfs: IpfsSection::default(),
             pin_tracker: PinTrackerSection::default(),
             metrics: MetricsSection::default(),
             repinning: RepinningSection::default(),
             expiry: ExpirySection::default(),
+            observations: ObservationsSection::default(),
         }
     }
 }
@@ -513,6 +630,7 @@ impl ServerConfig {
                 ));
             }
         }
+        self.validate_pinning_service()?;
         for (key, listen) in [
             ("rest_api", &self.rest_api.listen_address),
             ("ipfs_proxy", &self.ipfs_proxy.listen_address),
@@ -529,6 +647,17 @@ impl ServerConfig {
         crate::ipfs::kubo::api_url_from_multiaddr(&self.ipfs_http.node_multiaddress)
             .map_err(|e| invalid("ipfs_http.node_multiaddress", e))?;
         self.validate_ipfs()?;
+        self.ipfs_proxy_node_url()?;
+        for (i, name) in self.ipfs_proxy.extract_headers_extra.iter().enumerate() {
+            let ok =
+                !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+            if !ok {
+                return Err(invalid(
+                    format!("ipfs_proxy.extract_headers_extra[{i}]"),
+                    format!("{name:?} is not a header name"),
+                ));
+            }
+        }
         let positive = [
             ("ipfs_http.request_timeout", self.ipfs_http.request_timeout),
             ("ipfs_http.pin_timeout", self.ipfs_http.pin_timeout),
@@ -579,6 +708,31 @@ impl ServerConfig {
         Ok(())
     }
 
+    fn validate_pinning_service(&self) -> Result<(), ConfigError> {
+        let section = &self.pinning_service;
+        if let Some(credentials) = &section.basic_auth_credentials {
+            let one = credentials.len() == 1
+                && credentials
+                    .iter()
+                    .all(|(u, p)| !u.is_empty() && !p.is_empty());
+            if !one {
+                return Err(invalid(
+                    "pinning_service.basic_auth_credentials",
+                    "expected one user with a non-empty name and password",
+                ));
+            }
+        }
+        for (i, token) in section.access_tokens.iter().enumerate() {
+            if token.is_empty() || token.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                return Err(invalid(
+                    format!("pinning_service.access_tokens[{i}]"),
+                    "a token must be non-empty, without whitespace",
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// The parsed cluster secret, `None` when empty.
     pub fn secret(&self) -> Result<Option<ClusterSecret>, ConfigError> {
         let text = self.cluster.secret.trim();
@@ -617,6 +771,19 @@ impl ServerConfig {
             out.push(peer);
         }
         Ok(out)
+    }
+
+    /// The URL of the daemon the IPFS proxy forwards to:
+    /// `ipfs_proxy.node_multiaddress`, else `ipfs_http.node_multiaddress`.
+    pub fn ipfs_proxy_node_url(&self) -> Result<String, ConfigError> {
+        let (key, addr) = match &self.ipfs_proxy.node_multiaddress {
+            Some(addr) => ("ipfs_proxy.node_multiaddress", addr),
+            None => (
+                "ipfs_http.node_multiaddress",
+                &self.ipfs_http.node_multiaddress,
+            ),
+        };
+        crate::ipfs::kubo::api_url_from_multiaddr(addr).map_err(|e| invalid(key, e))
     }
 
     /// The consensus settings.

@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::clock::Clock;
 use crate::drivers::metrics::MetricsBoard;
 use crate::drivers::tracker::TrackerHandle;
+use crate::ipfs::IpfsConnector;
 
 /// A peer pushes its metrics (body: [`MetricsPush`], answer: empty).
 pub const METRICS_PUSH: &str = "metrics/push/v1";
@@ -30,6 +31,21 @@ pub const TRACKER_STATUS: &str = "tracker/status/v1";
 pub const TRACKER_RECOVER: &str = "tracker/recover/v1";
 /// Asks a peer (the leader) for its applied index (body: empty, answer: `u64`).
 pub const CONSENSUS_APPLIED: &str = "consensus/applied/v1";
+/// Asks a peer for its IPFS daemon's repo figures (body: empty, answer:
+/// [`RepoStatAnswer`]); the IPFS proxy's `repo/stat` sums them.
+pub const IPFS_REPO_STAT: &str = "ipfs/repo_stat/v1";
+/// Asks a peer to garbage-collect its IPFS daemon's repo (body: empty,
+/// answer: `Vec<GcEntry>`); the IPFS proxy's `repo/gc` runs it everywhere.
+pub const IPFS_REPO_GC: &str = "ipfs/repo_gc/v1";
+
+/// A peer's IPFS repo figures, in bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RepoStatAnswer {
+    /// Bytes stored.
+    pub repo_size: u64,
+    /// The repo's limit.
+    pub storage_max: u64,
+}
 
 /// One peer's metrics as it sends them. The receiver stamps them with its
 /// own clock when they arrive, so clocks of different peers are never compared.
@@ -132,21 +148,25 @@ pub struct NodeRouter {
     board: Arc<MetricsBoard>,
     tracker: TrackerHandle,
     clock: Arc<dyn Clock>,
+    ipfs: Arc<dyn IpfsConnector>,
 }
 
 impl NodeRouter {
-    /// A router over this peer's consensus, metrics board and tracker.
+    /// A router over this peer's consensus, metrics board, tracker and
+    /// IPFS daemon.
     pub fn new(
         raft: ClusterRaft,
         board: Arc<MetricsBoard>,
         tracker: TrackerHandle,
         clock: Arc<dyn Clock>,
+        ipfs: Arc<dyn IpfsConnector>,
     ) -> NodeRouter {
         NodeRouter {
             raft,
             board,
             tracker,
             clock,
+            ipfs,
         }
     }
 }
@@ -204,6 +224,24 @@ impl NodeRpcHandler for NodeRouter {
                 let answer = decode::<RecoverQuery>(method, &body)
                     .and_then(|query| encode(method, &self.tracker.recover(query.cid)));
                 Box::pin(async move { answer })
+            }
+            IPFS_REPO_STAT => {
+                let ipfs = Arc::clone(&self.ipfs);
+                Box::pin(async move {
+                    let stat = ipfs.repo_stat().await.map_err(|e| e.to_string())?;
+                    let answer = RepoStatAnswer {
+                        repo_size: stat.repo_size,
+                        storage_max: stat.storage_max,
+                    };
+                    encode(IPFS_REPO_STAT, &answer)
+                })
+            }
+            IPFS_REPO_GC => {
+                let ipfs = Arc::clone(&self.ipfs);
+                Box::pin(async move {
+                    let entries = ipfs.repo_gc().await.map_err(|e| e.to_string())?;
+                    encode(IPFS_REPO_GC, &entries)
+                })
             }
             other => {
                 let reason = format!("unknown node method {other:?}");

@@ -108,6 +108,17 @@ impl IpfsConnector for Conn {
     fn swarm_connect(&self, _multiaddr: &str) -> BoxFuture<Result<(), IpfsError>> {
         Box::pin(async move { Ok(()) })
     }
+
+    fn add(
+        &self,
+        request: cluster_node::ipfs::AddRequest,
+    ) -> BoxFuture<Result<(), cluster_node::ipfs::IpfsError>> {
+        Box::pin(async move {
+            cluster_node::ipfs::mem_add::add_in_memory(request, 64 << 20)
+                .await
+                .map(|_| ())
+        })
+    }
 }
 
 /// A lone peer has nobody to call.
@@ -189,6 +200,7 @@ fn settings() -> DriverSettings {
     DriverSettings {
         tracker: TrackerDriverConfig {
             idle_wake_ms: 50,
+            full_pass_ms: 0,
             ..TrackerDriverConfig::new(tracker, 1)
         },
         metrics: MetricsConfig {

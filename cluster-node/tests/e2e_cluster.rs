@@ -14,582 +14,16 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use cluster_core::{Cid, PeerId, PinOptions, TrackerStatus};
-use cluster_node::api::client::{Client, ClientConfig, ClientError};
+use cluster_core::{PinOptions, TrackerStatus};
+use cluster_node::api::client::{Client, ClientError};
 use cluster_node::api::types::ApiPin;
+use common::cluster::*;
 use serde_json::Value;
-
-const BIN: &str = env!("CARGO_BIN_EXE_ipfscluster-server");
-const SECRET: &str = "7d1e0c6a5b4f3e2d1c0b9a8f7e6d5c4b3a291807f6e5d4c3b2a1908f7e6d5c4b";
-/// Longest wait for anything the cluster should converge to.
-const WAIT: Duration = Duration::from_secs(90);
-
-/// One test at a time (see the module docs); a failed test must not
-/// poison the others, hence the `into_inner` on a poisoned lock.
-fn serial() -> MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
-/// Polls `check` until it returns `Some`, panicking with `what` (and the
-/// last value `describe` gives) after `WAIT`.
-fn wait_for<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if let Some(v) = check() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(250));
-    }
-}
-
-fn cid(text: &str) -> Cid {
-    Cid::parse(text).expect("a CID")
-}
-
-// ---------------------------------------------------------------- IPFS
-
-/// One real IPFS daemon in its own directory, so that it can be stopped
-/// and restarted alone (`ipfs-down.sh` stops every daemon of a directory,
-/// `ipfs-up.sh` restarts the missing ones). Daemons of one cluster are
-/// deliberately not connected to each other by the script: the cluster
-/// connects them (through the IPFS addresses its metrics carry).
-struct Ipfs {
-    dir: PathBuf,
-    port: u16,
-}
-
-impl Ipfs {
-    fn start(dir: &Path, port: u16) -> Ipfs {
-        let jsipfs = common::recipe_dir().join("node_modules/.bin/jsipfs");
-        assert!(
-            jsipfs.exists(),
-            "the IPFS daemon is not installed ({} is missing): run scripts/ipfs-install.sh",
-            jsipfs.display()
-        );
-        let ipfs = Ipfs {
-            dir: dir.to_path_buf(),
-            port,
-        };
-        ipfs.up();
-        ipfs
-    }
-
-    /// (Re)starts the daemon if it is not running; its repo is kept.
-    fn up(&self) {
-        let out = Command::new(common::recipe_dir().join("ipfs-up.sh"))
-            .arg("1")
-            .arg(&self.dir)
-            .arg(self.port.to_string())
-            .output()
-            .expect("ipfs-up.sh");
-        assert!(
-            out.status.success(),
-            "ipfs-up.sh on {} failed: {}{}\n{}",
-            self.port,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr),
-            std::fs::read_to_string(self.dir.join("ipfs-0.log")).unwrap_or_default()
-        );
-    }
-
-    /// Stops the daemon (by its recorded pid).
-    fn down(&self) {
-        let _ = Command::new(common::recipe_dir().join("ipfs-down.sh"))
-            .arg(&self.dir)
-            .output();
-    }
-
-    fn multiaddr(&self) -> String {
-        format!("/ip4/127.0.0.1/tcp/{}", self.port)
-    }
-
-    /// `POST /api/v0/<path>` with extra curl arguments: the raw body.
-    fn call(&self, path: &str, extra: &[&str]) -> String {
-        let out = Command::new("curl")
-            .args(["-sS", "-f", "-X", "POST", "--max-time", "120"])
-            .args(extra)
-            .arg(format!("http://127.0.0.1:{}/api/v0/{path}", self.port))
-            .output()
-            .expect("curl");
-        assert!(
-            out.status.success(),
-            "ipfs {path} on {} failed: {}",
-            self.port,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    /// Adds each content as a file (not pinned), in one request: the CIDs
-    /// (v0), in order.
-    fn add_all(&self, contents: &[Vec<u8>]) -> Vec<String> {
-        // One multipart body written to a file: a thousand `-F` arguments
-        // would be slower and could overflow the command line.
-        let boundary = "e2e-cluster-boundary-7f3a";
-        let mut body = Vec::new();
-        for (n, content) in contents.iter().enumerate() {
-            body.extend_from_slice(
-                format!(
-                    "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; \
-                     filename=\"f{n}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
-                )
-                .as_bytes(),
-            );
-            body.extend_from_slice(content);
-            body.extend_from_slice(b"\r\n");
-        }
-        body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
-        let file = self.dir.join("add-body.bin");
-        std::fs::write(&file, body).expect("write multipart body");
-        let text = self.call(
-            "add?pin=false&cid-version=0&progress=false",
-            &[
-                "-H",
-                &format!("Content-Type: multipart/form-data; boundary={boundary}"),
-                "--data-binary",
-                &format!("@{}", file.display()),
-            ],
-        );
-        let by_name: BTreeMap<String, String> = text
-            .lines()
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .filter_map(|v| Some((v["Name"].as_str()?.into(), v["Hash"].as_str()?.into())))
-            .collect();
-        (0..contents.len())
-            .map(|n| {
-                by_name
-                    .get(&format!("f{n}"))
-                    .unwrap_or_else(|| panic!("no CID for f{n} in {text}"))
-                    .clone()
-            })
-            .collect()
-    }
-
-    fn add(&self, content: &[u8]) -> String {
-        self.add_all(&[content.to_vec()]).remove(0)
-    }
-
-    /// The CIDs this daemon has pinned recursively.
-    fn pins(&self) -> BTreeSet<String> {
-        let text = self.call("pin/ls?type=recursive", &[]);
-        let mut pins = BTreeSet::new();
-        for line in text.lines() {
-            let Ok(v) = serde_json::from_str::<Value>(line) else {
-                continue;
-            };
-            // Kubo answers one `Keys` object; a streamed answer is one `Cid` per line.
-            if let Some(keys) = v["Keys"].as_object() {
-                pins.extend(keys.keys().cloned());
-            }
-            if let Some(c) = v["Cid"].as_str() {
-                pins.insert(c.to_string());
-            }
-        }
-        pins
-    }
-
-    fn has_pin(&self, cid: &str) -> bool {
-        self.pins().contains(cid)
-    }
-
-    /// A pin of the user's own, made on the daemon directly.
-    fn pin_directly(&self, cid: &str) {
-        self.call(&format!("pin/add?arg={cid}"), &[]);
-    }
-
-    /// The peers this daemon's swarm is connected to.
-    fn swarm_peers(&self) -> usize {
-        let v: Value = serde_json::from_str(&self.call("swarm/peers", &[])).unwrap_or(Value::Null);
-        v["Peers"].as_array().map_or(0, Vec::len)
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("ipfs-0.log")).unwrap_or_default()
-    }
-}
-
-impl Drop for Ipfs {
-    fn drop(&mut self) {
-        self.down();
-    }
-}
-
-// ---------------------------------------------------------------- peers
-
-fn cli(dir: &Path, args: &[&str]) -> Command {
-    let mut cmd = Command::new(BIN);
-    cmd.arg("--config")
-        .arg(dir)
-        .args(args)
-        .env_remove("RUST_LOG")
-        .env("NO_COLOR", "1")
-        .env_remove("IPFS_CLUSTER_PATH");
-    cmd
-}
-
-fn ok(dir: &Path, args: &[&str]) -> Output {
-    let out = cli(dir, args).output().expect("run ipfscluster-server");
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-/// A running `ipfscluster-server daemon`; its stderr is collected (and
-/// echoed, which the test harness shows only for a failed test). Killed
-/// on drop, so a failed test leaves nothing behind.
-struct Process {
-    child: Child,
-    log: Arc<Mutex<String>>,
-}
-
-impl Process {
-    fn spawn(dir: &Path, tag: String) -> Process {
-        let mut child = cli(dir, &["daemon"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn ipfscluster-server daemon");
-        let log = Arc::new(Mutex::new(String::new()));
-        let sink = Arc::clone(&log);
-        let err = child.stderr.take().expect("stderr");
-        std::thread::spawn(move || {
-            for line in BufReader::new(err).lines().map_while(Result::ok) {
-                eprintln!("[{tag}] {line}");
-                let mut log = sink.lock().unwrap_or_else(|e| e.into_inner());
-                log.push_str(&line);
-                log.push('\n');
-            }
-        });
-        Process { child, log }
-    }
-
-    fn log(&self) -> String {
-        self.log.lock().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-
-    fn wait_log(&mut self, wanted: &str) {
-        let deadline = Instant::now() + WAIT;
-        while !self.log().contains(wanted) {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("peer exited ({status}) before {wanted:?}:\n{}", self.log());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no {wanted:?} in:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// SIGTERM and wait: the exit code.
-    fn terminate(mut self) -> Option<i32> {
-        let pid = self.child.id().to_string();
-        let sent = Command::new("kill").args(["-TERM", &pid]).status();
-        assert!(sent.is_ok_and(|s| s.success()), "kill -TERM {pid}");
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                return status.code();
-            }
-            assert!(Instant::now() < deadline, "no stop:\n{}", self.log());
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// `kill -9`: no chance to flush or say goodbye.
-    fn crash(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// One cluster peer: its config directory and, while running, its process.
-struct Peer {
-    dir: PathBuf,
-    id: String,
-    /// `/ip4/127.0.0.1/tcp/<port>/p2p/<id>`.
-    contact: String,
-    rest: String,
-    process: Option<Process>,
-}
-
-/// Test-sized settings: metrics every second that expire after three,
-/// quick reconciliation, re-allocation and retries.
-fn tune(config: &mut Value) {
-    config["metrics"]["interval"] = "1s".into();
-    config["metrics"]["ttl"] = "3s".into();
-    config["repinning"]["interval"] = "2s".into();
-    config["pin_tracker"]["reconcile_interval"] = "3s".into();
-    config["pin_tracker"]["retry_backoff_min"] = "200ms".into();
-    config["pin_tracker"]["retry_backoff_max"] = "2s".into();
-    config["ipfs_http"]["pin_timeout"] = "30s".into();
-}
-
-impl Peer {
-    /// `init` in `dir` with its own ports, pointed at `ipfs`, joining
-    /// through `contacts` (none: it starts the cluster).
-    fn init(dir: &Path, ipfs: &Ipfs, contacts: &[String]) -> Peer {
-        ok(
-            dir,
-            &["init", "--secret", SECRET, "--ipfs-api", &ipfs.multiaddr()],
-        );
-        let path = dir.join("server.json");
-        let mut config: Value =
-            serde_json::from_str(&std::fs::read_to_string(&path).expect("server.json"))
-                .expect("json");
-        let cluster_addr = format!("/ip4/127.0.0.1/tcp/{}", free_port());
-        let rest = format!("127.0.0.1:{}", free_port());
-        config["cluster"]["listen_multiaddress"] = serde_json::json!([cluster_addr]);
-        config["cluster"]["cluster_peers"] = serde_json::json!(contacts);
-        config["ipfs_http"]["node_multiaddress"] = ipfs.multiaddr().into();
-        config["rest_api"]["listen_address"] = rest.clone().into();
-        config["ipfs_proxy"]["listen_address"] = format!("127.0.0.1:{}", free_port()).into();
-        config["pinning_service"]["listen_address"] = format!("127.0.0.1:{}", free_port()).into();
-        tune(&mut config);
-        std::fs::write(&path, serde_json::to_string_pretty(&config).expect("json"))
-            .expect("write server.json");
-        let id = config["cluster"]["id"].as_str().expect("id").to_string();
-        Peer {
-            dir: dir.to_path_buf(),
-            contact: format!("{cluster_addr}/p2p/{id}"),
-            id,
-            rest,
-            process: None,
-        }
-    }
-
-    /// Starts the daemon and waits until it knows a leader.
-    fn start(&mut self, tag: String) {
-        assert!(self.process.is_none(), "{tag} runs already");
-        let mut process = Process::spawn(&self.dir, tag);
-        process.wait_log("IPFS Cluster is READY");
-        self.process = Some(process);
-    }
-
-    fn client(&self) -> Client {
-        Client::new(ClientConfig {
-            base_url: format!("http://{}", self.rest),
-            timeout: Duration::from_secs(60),
-            ..ClientConfig::default()
-        })
-        .expect("client")
-    }
-
-    fn peer_id(&self) -> PeerId {
-        PeerId::parse(&self.id).expect("peer id")
-    }
-
-    fn log(&self) -> String {
-        self.process.as_ref().map(Process::log).unwrap_or_default()
-    }
-}
-
-// ---------------------------------------------------------------- cluster
-
-/// Peers and their daemons (peer `i` drives daemon `i`). Fields drop in
-/// order: peers first, then daemons, then the directory.
-struct Cluster {
-    peers: Vec<Peer>,
-    ipfs: Vec<Ipfs>,
-    rt: tokio::runtime::Runtime,
-    root: tempfile::TempDir,
-}
-
-impl Cluster {
-    /// `daemons` IPFS daemons on `base`, `base + 10`, …, and a peer for
-    /// each of the first `running` of them, started (peer 0 first; the
-    /// others join through it). The remaining daemons wait for peers
-    /// added later by [`Cluster::add_peer`].
-    fn start(base: u16, daemons: usize, running: usize) -> Cluster {
-        let root = tempfile::Builder::new()
-            .prefix("e2e-cluster-")
-            .tempdir()
-            .expect("temp dir");
-        let ipfs = (0..daemons)
-            .map(|i| Ipfs::start(&root.path().join(format!("ipfs-{i}")), base + 10 * i as u16))
-            .collect();
-        let mut cluster = Cluster {
-            peers: Vec::new(),
-            ipfs,
-            rt: common::runtime(),
-            root,
-        };
-        for _ in 0..running {
-            cluster.add_peer();
-        }
-        cluster
-    }
-
-    /// Inits and starts the next peer (on the next daemon); waits until
-    /// every running peer lists every member and has their metrics.
-    fn add_peer(&mut self) -> usize {
-        let i = self.peers.len();
-        let contacts: Vec<String> = self
-            .peers
-            .first()
-            .map(|p| p.contact.clone())
-            .into_iter()
-            .collect();
-        let dir = self.root.path().join(format!("peer-{i}"));
-        let mut peer = Peer::init(&dir, &self.ipfs[i], &contacts);
-        peer.start(format!("peer-{i}"));
-        self.peers.push(peer);
-        self.wait_formed();
-        i
-    }
-
-    /// Waits until every running peer sees every running peer as a
-    /// member and holds a fresh `freespace` metric of each (allocation
-    /// needs them).
-    fn wait_formed(&self) {
-        let running: BTreeSet<String> = self
-            .peers
-            .iter()
-            .filter(|p| p.process.is_some())
-            .map(|p| p.id.clone())
-            .collect();
-        for peer in self.peers.iter().filter(|p| p.process.is_some()) {
-            let client = peer.client();
-            wait_for(&format!("{} to see peers {running:?}", peer.id), || {
-                let peers = self.rt.block_on(client.peers()).ok()?;
-                let seen: BTreeSet<String> = peers.into_iter().map(|p| p.id).collect();
-                running.is_subset(&seen).then_some(())
-            });
-            wait_for(&format!("{} to hold everyone's metrics", peer.id), || {
-                let metrics = self.rt.block_on(client.metrics("freespace")).ok()?;
-                let fresh: BTreeSet<String> = metrics
-                    .into_iter()
-                    .filter(|m| m.valid)
-                    .map(|m| m.peer)
-                    .collect();
-                running.is_subset(&fresh).then_some(())
-            });
-        }
-    }
-
-    fn client(&self, i: usize) -> Client {
-        self.peers[i].client()
-    }
-
-    /// Pins through peer `via`.
-    fn pin(&self, via: usize, cid_text: &str, options: &PinOptions) -> ApiPin {
-        self.rt
-            .block_on(self.client(via).pin(&cid(cid_text), options))
-            .unwrap_or_else(|e| panic!("pin {cid_text} via peer {via}: {e}"))
-    }
-
-    fn unpin(&self, via: usize, cid_text: &str) -> ApiPin {
-        self.rt
-            .block_on(self.client(via).unpin(&cid(cid_text)))
-            .unwrap_or_else(|e| panic!("unpin {cid_text} via peer {via}: {e}"))
-    }
-
-    /// Peer `via`'s state: CID → allocations (empty: everywhere).
-    fn allocations(&self, via: usize) -> BTreeMap<String, BTreeSet<String>> {
-        self.rt
-            .block_on(self.client(via).allocations(&[]))
-            .unwrap_or_else(|e| panic!("allocations via peer {via}: {e}"))
-            .into_iter()
-            .map(|p| {
-                let allocs = p.allocations.iter().map(|a| a.to_string()).collect();
-                (p.cid.to_string(), allocs)
-            })
-            .collect()
-    }
-
-    /// The daemons that should pin a pin with these allocations.
-    fn holders(&self, allocations: &BTreeSet<String>) -> Vec<usize> {
-        (0..self.peers.len())
-            .filter(|&i| allocations.is_empty() || allocations.contains(&self.peers[i].id))
-            .collect()
-    }
-
-    /// Waits until daemon `i` has (or has not) pinned every one of `cids`.
-    fn wait_daemon(&self, i: usize, cids: &[String], pinned: bool) {
-        let mut missing = Vec::new();
-        let done = (|| {
-            let deadline = Instant::now() + WAIT;
-            loop {
-                let pins = self.ipfs[i].pins();
-                missing = cids
-                    .iter()
-                    .filter(|c| pins.contains(*c) != pinned)
-                    .cloned()
-                    .collect();
-                if missing.is_empty() {
-                    return true;
-                }
-                if Instant::now() > deadline {
-                    return false;
-                }
-                std::thread::sleep(Duration::from_millis(300));
-            }
-        })();
-        assert!(
-            done,
-            "daemon {i}: {} of {} CIDs not {} (e.g. {:?})\npeer log:\n{}\nIPFS log (tail):\n{}",
-            missing.len(),
-            cids.len(),
-            if pinned { "pinned" } else { "unpinned" },
-            missing.first(),
-            self.peers.get(i).map(Peer::log).unwrap_or_default(),
-            tail(&self.ipfs[i].log(), 40)
-        );
-    }
-
-    /// Peer `via`'s status of `cid_text` per peer id.
-    fn status(&self, via: usize, cid_text: &str) -> BTreeMap<String, TrackerStatus> {
-        self.rt
-            .block_on(self.client(via).status(&cid(cid_text), false))
-            .unwrap_or_else(|e| panic!("status {cid_text} via peer {via}: {e}"))
-            .peer_map
-            .into_iter()
-            .map(|(peer, info)| (peer, info.status))
-            .collect()
-    }
-
-    fn sigterm(&mut self, i: usize) {
-        let process = self.peers[i].process.take().expect("running");
-        assert_eq!(
-            process.terminate(),
-            Some(0),
-            "peer {i} did not stop cleanly"
-        );
-    }
-}
-
-/// The last `n` lines of `text`.
-fn tail(text: &str, n: usize) -> String {
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
-}
 
 /// Distinct small contents for one test (the tag keeps CIDs apart across
 /// tests, whose daemons never share blocks anyway).
@@ -977,6 +411,57 @@ fn a_removed_peers_pins_are_reallocated_and_pinned_elsewhere() {
     cluster.wait_daemon(kept, &cids, true);
 }
 
+/// Re-pinning (on by default): a peer that stops without being removed
+/// stays a member, its metrics expire, and each pin it held is given to
+/// the peer that had none; the stopped peer is dropped from the allocation
+/// only once two running peers report the pin pinned. When it comes back
+/// its daemon lets go of the pins it no longer holds.
+#[test]
+fn a_stopped_peers_pins_are_re_pinned_elsewhere_then_it_lets_them_go() {
+    let _serial = serial();
+    let mut cluster = Cluster::start(18100, 3, 3);
+    let cids = add_everywhere(&cluster, &contents("repin", 6));
+    for c in &cids {
+        cluster.pin(0, c, &replicated(2, 2));
+    }
+    let before = cluster.allocations(0);
+    let holds = |i: usize| before.values().any(|a| a.contains(&cluster.peers[i].id));
+    let (stopped, kept) = if holds(2) { (2, 1) } else { (1, 2) };
+    assert!(
+        holds(stopped),
+        "no pin allocated to peer 1 or 2: {before:?}"
+    );
+    let gone = cluster.peers[stopped].id.clone();
+    let held: Vec<String> = before
+        .iter()
+        .filter(|(_, a)| a.contains(&gone))
+        .map(|(c, _)| c.clone())
+        .collect();
+    cluster.sigterm(stopped);
+    let running: BTreeSet<String> =
+        [cluster.peers[0].id.clone(), cluster.peers[kept].id.clone()].into();
+    wait_for(
+        "every pin allocated to exactly the two running peers",
+        || {
+            let state = cluster.allocations(kept);
+            (state.len() == cids.len() && state.values().all(|a| *a == running)).then_some(())
+        },
+    );
+    cluster.wait_daemon(0, &cids, true);
+    cluster.wait_daemon(kept, &cids, true);
+    let members = cluster
+        .rt
+        .block_on(cluster.client(0).peers())
+        .expect("peers");
+    assert!(
+        members.iter().any(|p| p.id == gone),
+        "the stopped peer is still a member, only its pins moved"
+    );
+    cluster.peers[stopped].start(format!("peer-{stopped}-back"));
+    cluster.wait_daemon(stopped, &held, false);
+    assert_eq!(cluster.allocations(stopped).len(), cids.len());
+}
+
 #[test]
 fn a_fourth_peer_joins_and_receives_the_whole_pinset() {
     let _serial = serial();
@@ -1088,4 +573,183 @@ fn an_exported_state_imported_into_a_fresh_peer_gives_the_same_pinset() {
     assert_eq!(pinset(after), before);
     // And it acts on them: its daemon pins the pins meant for everyone.
     cluster.wait_daemon(3, &cids[..3], true);
+}
+
+/// `METHOD http://<addr><path>` with a JSON body, through curl: the HTTP
+/// status and the body.
+fn http_json(addr: &str, method: &str, path: &str, body: Option<&Value>) -> (u16, String) {
+    let mut command = Command::new("curl");
+    command
+        .args([
+            "-sS",
+            "-X",
+            method,
+            "--max-time",
+            "60",
+            "-w",
+            "\n%{http_code}",
+        ])
+        .args(["-H", "content-type: application/json"]);
+    if let Some(body) = body {
+        command.args(["--data-binary", &body.to_string()]);
+    }
+    let out = command
+        .arg(format!("http://{addr}{path}"))
+        .output()
+        .expect("curl");
+    assert!(out.status.success(), "curl {method} {path}: {out:?}");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').expect("status line");
+    (code.trim().parse().expect("status"), body.to_string())
+}
+
+#[test]
+fn the_pinning_service_api_pins_into_every_daemon_and_removes_it() {
+    let _serial = serial();
+    let cluster = Cluster::start(18000, 2, 2);
+    let cids = add_everywhere(&cluster, &contents("pinsvc", 1));
+    let c = &cids[0];
+    let config: Value = serde_json::from_str(
+        &std::fs::read_to_string(cluster.peers[1].dir.join("server.json")).expect("server.json"),
+    )
+    .expect("json");
+    let api = config["pinning_service"]["listen_address"]
+        .as_str()
+        .expect("pinning service address")
+        .to_string();
+
+    let pin = serde_json::json!({"cid": c, "name": "e2e", "meta": {"owner": "alice"}});
+    let (code, body) = http_json(&api, "POST", "/pins", Some(&pin));
+    assert_eq!(code, 202, "{body}");
+    let added: Value = serde_json::from_str(&body).expect("PinStatus");
+    assert_eq!(added["requestid"], c.as_str());
+    // Delegates: each daemon's own addresses, dialable.
+    let delegates: Vec<String> = added["delegates"]
+        .as_array()
+        .expect("delegates")
+        .iter()
+        .map(|d| d.as_str().expect("multiaddr").to_string())
+        .collect();
+    for ipfs in &cluster.ipfs {
+        let id: Value = serde_json::from_str(&ipfs.call("id", &[])).expect("id");
+        let id = id["ID"].as_str().expect("ipfs id");
+        assert!(
+            delegates.iter().any(|d| d.ends_with(&format!("/p2p/{id}"))),
+            "{id} not among {delegates:?}"
+        );
+    }
+    for i in 0..2 {
+        cluster.wait_daemon(i, std::slice::from_ref(c), true);
+    }
+    let status = wait_for("the request to show pinned", || {
+        let (code, body) = http_json(&api, "GET", &format!("/pins/{c}"), None);
+        let got: Value = serde_json::from_str(&body).ok()?;
+        (code == 200 && got["status"] == "pinned").then_some(got)
+    });
+    assert_eq!(status["pin"]["meta"]["owner"], "alice");
+    let (code, body) = http_json(&api, "GET", "/pins?name=E2E&match=iexact", None);
+    assert_eq!(code, 200, "{body}");
+    let listed: Value = serde_json::from_str(&body).expect("PinResults");
+    assert_eq!(listed["count"], 1, "{listed}");
+
+    let (code, body) = http_json(&api, "DELETE", &format!("/pins/{c}"), None);
+    assert_eq!(code, 202, "{body}");
+    for i in 0..2 {
+        cluster.wait_daemon(i, std::slice::from_ref(c), false);
+    }
+    let (code, _) = http_json(&api, "GET", &format!("/pins/{c}"), None);
+    assert_eq!(code, 404);
+}
+
+#[test]
+fn add_through_the_api_stores_what_the_daemon_computes_and_pins_it_on_the_allocations() {
+    use cluster_node::api::client::{add_query, AddParams};
+    use cluster_node::api::upload::AddFiles;
+    let _serial = serial();
+    let cluster = Cluster::start(18700, 3, 3);
+    wait_for("the peers to connect their IPFS daemons", || {
+        (0..3)
+            .all(|i| cluster.ipfs[i].swarm_peers() >= 1)
+            .then_some(())
+    });
+    // Several blocks (the default chunker cuts at 256 KiB).
+    let mut big = Vec::new();
+    for i in 0..60_000u32 {
+        big.extend_from_slice(format!("added through the cluster {i}\n").as_bytes());
+    }
+    let dir = cluster.root.path().join("upload");
+    std::fs::create_dir_all(dir.join("site/sub")).expect("mkdir");
+    let file = dir.join("big.txt");
+    std::fs::write(&file, &big).expect("write");
+    std::fs::write(dir.join("site/index.html"), "<p>cluster</p>").expect("write");
+    std::fs::write(dir.join("site/sub/data.bin"), &big[..5000]).expect("write");
+
+    let add = |paths: &[PathBuf], options: &PinOptions| {
+        let files = AddFiles::walk(paths, true, false).expect("walk");
+        let query = add_query(options, &AddParams::default());
+        let mut out = Vec::new();
+        cluster
+            .rt
+            .block_on(
+                cluster
+                    .client(1)
+                    .add(files, &query, Arc::new(Default::default()), |o| out.push(o)),
+            )
+            .unwrap_or_else(|e| panic!("add via peer 1: {e}\n{}", cluster.peers[1].log()));
+        out
+    };
+    let out = add(std::slice::from_ref(&file), &replicated(2, 2));
+    assert_eq!(out.len(), 1, "{out:?}");
+    let root = out[0].cid.as_ref().expect("cid").to_string();
+    // Daemon 2 computes the same CID for the same bytes (only-hash: it does
+    // not store them, so a copy there must come over bitswap).
+    let computed = cluster.ipfs[2].call(
+        "add?only-hash=true&pin=false&cid-version=0",
+        &["-F", &format!("file=@{}", file.display())],
+    );
+    let computed: Value =
+        serde_json::from_str(computed.lines().last().expect("line")).expect("json");
+    assert_eq!(computed["Hash"].as_str(), Some(root.as_str()));
+    assert_eq!(out[0].allocations.len(), 2);
+
+    let allocations = cluster.allocations(0);
+    let allocs = allocations.get(&root).expect("root in the pinset");
+    assert_eq!(allocs.len(), 2);
+    let holders = cluster.holders(allocs);
+    for &i in &holders {
+        cluster.wait_daemon(i, std::slice::from_ref(&root), true);
+    }
+    for i in (0..3).filter(|i| !holders.contains(i)) {
+        assert!(
+            !cluster.ipfs[i].has_pin(&root),
+            "daemon {i} is not allocated"
+        );
+    }
+    let other = holders
+        .iter()
+        .copied()
+        .find(|&i| i != 1)
+        .expect("a holder besides peer 1");
+    let got = cluster.ipfs[other].call(&format!("cat?arg={root}"), &[]);
+    assert_eq!(
+        got.as_bytes(),
+        &big[..],
+        "daemon {other} serves the content"
+    );
+
+    // A directory: its files then the root, pinned everywhere.
+    let out = add(&[dir.join("site")], &replicated(-1, -1));
+    let names: Vec<&str> = out.iter().map(|o| o.name.as_str()).collect();
+    assert_eq!(names.last(), Some(&"site"), "{names:?}");
+    assert!(names.contains(&"site/sub/data.bin"), "{names:?}");
+    let site = out
+        .last()
+        .and_then(|o| o.cid.as_ref())
+        .expect("cid")
+        .to_string();
+    for i in 0..3 {
+        cluster.wait_daemon(i, std::slice::from_ref(&site), true);
+    }
+    let index = cluster.ipfs[0].call(&format!("cat?arg={site}/index.html"), &[]);
+    assert_eq!(index, "<p>cluster</p>");
 }

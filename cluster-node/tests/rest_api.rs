@@ -520,10 +520,20 @@ async fn bad_input_is_refused_naming_the_problem_and_changes_nothing() {
     let slash = get(&peer.url("/id/?x=1")).await;
     assert_eq!(slash.status, StatusCode::TEMPORARY_REDIRECT);
     assert_eq!(slash.header("location"), Some("/id?x=1"));
-    expect(
-        &post(peer.url("/ipfs/gc")).await,
-        StatusCode::NOT_IMPLEMENTED,
-        "repo/gc",
+    // The in-memory daemon cannot collect: the request succeeds and the
+    // peer's entry says why (as a peer whose daemon fails would).
+    let gc = post(peer.url("/ipfs/gc?local=true")).await;
+    assert_eq!(gc.status, StatusCode::OK, "{}", gc.text());
+    let gc: cluster_node::api::types::GlobalRepoGc =
+        serde_json::from_value(gc.json()).expect("GlobalRepoGC");
+    let mine = gc
+        .peer_map
+        .get(peer.ctx.id.as_str())
+        .expect("this peer's entry");
+    assert!(mine.keys.is_empty());
+    assert!(
+        mine.error.as_deref().is_some_and(|e| e.contains("repo/gc")),
+        "{mine:?}"
     );
     expect(
         &post(peer.url(&format!("/pins/ipns/{c}"))).await,
@@ -1148,4 +1158,319 @@ async fn bench_pins_through_the_api_vs_raft_write() {
         "rest api: {CLIENTS} clients x {PINS_PER_CLIENT} pins: {api:.0} pins/s through the API, \
          {direct:.0} pins/s straight to raft.write"
     );
+}
+
+// ---------------------------------------------------------------- POST /add
+
+fn multipart(boundary: &str, parts: &[(&str, bool, &[u8])]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (name, dir, data) in parts {
+        let kind = if *dir {
+            "application/x-directory"
+        } else {
+            "application/octet-stream"
+        };
+        out.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; \
+                 filename=\"{name}\"\r\nContent-Type: {kind}\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        out.extend_from_slice(data);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn add_uploads_a_directory_then_pins_its_root_with_the_options() {
+    use cluster_node::api::client::{add_query, AddParams};
+    use cluster_node::api::upload::AddFiles;
+    let peer = lone_peer(|_| {}).await;
+    let client = peer.client();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let site = dir.path().join("site");
+    std::fs::create_dir_all(site.join("img")).expect("mkdir");
+    std::fs::write(site.join("index.html"), "<p>hello</p>").expect("write");
+    std::fs::write(site.join("img/a.gif"), vec![7u8; 300_000]).expect("write");
+
+    let files = AddFiles::walk(std::slice::from_ref(&site), true, false).expect("walk");
+    let options = PinOptions {
+        metadata: [("owner".to_string(), "alice".to_string())].into(),
+        ..PinOptions::default()
+    };
+    let query = add_query(&options, &AddParams::default());
+    let sent = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let mut outputs = Vec::new();
+    let n = client
+        .add(files, &query, Arc::clone(&sent), |o| outputs.push(o))
+        .await
+        .expect("add");
+    assert_eq!(n, 4);
+    assert_eq!(sent.load(std::sync::atomic::Ordering::Relaxed), 300_012);
+    let names: Vec<&str> = outputs.iter().map(|o| o.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["site/img/a.gif", "site/index.html", "site/img", "site"]
+    );
+    assert!(outputs.iter().all(|o| o.cid.is_some() && o.size > 0));
+    let root = outputs[3].cid.clone().expect("root cid");
+    assert_eq!(outputs[3].size, 300_012);
+
+    let pin = client.allocation(&root).await.expect("root pinned");
+    assert_eq!(pin.name, "site", "the root's name when none is given");
+    assert_eq!(
+        pin.metadata
+            .as_ref()
+            .and_then(|m| m.get("owner"))
+            .map(String::as_str),
+        Some("alice")
+    );
+    wait_status(&client, &root, TrackerStatus::Pinned).await;
+    assert!(peer.ipfs.pins.lock().expect("lock").contains_key(&root));
+    // Only the root is pinned in the cluster, not every file.
+    let all = client.allocations(&[]).await.expect("allocations");
+    assert_eq!(all.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn add_answers_an_array_without_stream_channels_and_refuses_bad_uploads() {
+    let peer = lone_peer(|c| c.max_add_bytes = 1_000).await;
+    let ct = "multipart/form-data; boundary=XyZ";
+    let body = multipart("XyZ", &[("a.txt", false, b"aaa"), ("b.txt", false, b"bb")]);
+
+    // Buffered: one JSON array, the wrapping directory last; not pinned.
+    let url = peer.url("/add?stream-channels=false&wrap-with-directory=true&no-pin=true");
+    let r = raw("POST", &url, &[("content-type", ct)], body.clone()).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let items = r.json();
+    let items = items.as_array().expect("array");
+    assert_eq!(items.len(), 3);
+    assert_eq!(items[2]["name"], "");
+    assert!(items[0]["cid"].is_string() && items[0].get("allocations").is_none());
+    let client = peer.client();
+    assert!(client.allocations(&[]).await.expect("list").is_empty());
+
+    // Streamed: 200 at once, X-Chunked-Output, one line per file.
+    let r = raw(
+        "POST",
+        &peer.url("/add?name=two"),
+        &[("content-type", ct), ("te", "trailers")],
+        body.clone(),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.header("x-chunked-output"), Some("1"));
+    assert_eq!(r.text().lines().count(), 2);
+    let (last, _) = (r.text().lines().last().map(str::to_string), ());
+    let last: Value = serde_json::from_str(&last.expect("line")).expect("json");
+    let root = Cid::parse(last["cid"].as_str().expect("cid")).expect("cid");
+    assert_eq!(client.allocation(&root).await.expect("pinned").name, "two");
+
+    // Not multipart; bad parameters; unsupported features.
+    for (url, ctype, status, needle) in [
+        ("/add", "application/json", 400, "isn't multipart/form-data"),
+        ("/add?layout=zigzag", ct, 400, "layout parameter is invalid"),
+        ("/add?hidden=perhaps", ct, 400, "parameter hidden invalid"),
+        ("/add?replication-min=x", ct, 400, "replication-min"),
+        ("/add?format=car", ct, 501, "car"),
+    ] {
+        let r = raw(
+            "POST",
+            &peer.url(url),
+            &[("content-type", ctype)],
+            body.clone(),
+        )
+        .await;
+        assert_eq!(r.status.as_u16(), status, "{url}: {}", r.text());
+        assert!(r.text().contains(needle), "{url}: {}", r.text());
+    }
+
+    // Over the upload bound: announced → 413 before reading; streamed
+    // without a length → the add fails with the trailer naming the limit.
+    let big = multipart("XyZ", &[("big", false, &[1u8; 5_000])]);
+    let r = raw("POST", &peer.url("/add"), &[("content-type", ct)], big).await;
+    assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", r.text());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("big");
+    std::fs::write(&path, vec![1u8; 5_000]).expect("write");
+    let files = cluster_node::api::upload::AddFiles::walk(&[path], false, false).expect("walk");
+    let e = client
+        .add(files, "", Arc::new(Default::default()), |_| {})
+        .await
+        .expect_err("over the limit");
+    assert!(e.to_string().contains("limit of 1000 bytes"), "{e}");
+    assert_eq!(client.allocations(&[]).await.expect("list").len(), 1);
+}
+
+// ---------------------------------------------------------------- POST /token
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_are_issued_to_the_user_and_accepted_as_bearer_until_tampered() {
+    use cluster_node::api::rest::jwt;
+    let peer = lone_peer(|c| c.basic_auth = Some(("alice".into(), "s3cret".into()))).await;
+    let client = Client::new(ClientConfig {
+        base_url: peer.url(""),
+        basic_auth: Some(("alice".into(), "s3cret".into())),
+        ..ClientConfig::default()
+    })
+    .expect("client");
+    let token = client.token().await.expect("token");
+    assert_eq!(token.split('.').count(), 3);
+
+    let id_url = peer.url("/id");
+    let with = |t: String| {
+        let url = id_url.clone();
+        async move {
+            let auth = format!("Bearer {t}");
+            raw("GET", &url, &[("authorization", &auth)], Vec::new()).await
+        }
+    };
+    let ok = with(token.clone()).await;
+    assert_eq!(ok.status, StatusCode::OK, "{}", ok.text());
+    // A bearer token may also ask for another token.
+    let auth = format!("bearer {token}");
+    let again = raw(
+        "POST",
+        &peer.url("/token"),
+        &[("authorization", &auth)],
+        Vec::new(),
+    )
+    .await;
+    assert_eq!(again.status, StatusCode::OK);
+    assert!(again.json()["token"].is_string());
+
+    let mut tampered = token.clone();
+    tampered.pop();
+    tampered.push(if token.ends_with('A') { 'B' } else { 'A' });
+    let expired = jwt::sign_claims(&serde_json::json!({"iss": "alice", "exp": 1_000}), "s3cret");
+    let refused = [
+        ("tampered", tampered),
+        ("wrong secret", jwt::issue("alice", "not-the-password")),
+        ("other user", jwt::issue("bob", "s3cret")),
+        ("expired", expired),
+        ("garbage", "abc".to_string()),
+    ];
+    for (what, t) in refused {
+        let r = with(t).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{what}");
+        assert_eq!(r.json()["message"], "unauthorized: invalid token", "{what}");
+        let challenge = r.header("www-authenticate").unwrap_or("");
+        assert!(challenge.contains("invalid_token"), "{what}: {challenge}");
+    }
+    // No token without credentials.
+    let r = raw("POST", &peer.url("/token"), &[], Vec::new()).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+
+    // A server without credentials issues none.
+    let open = lone_peer(|_| {}).await;
+    let r = raw("POST", &open.url("/token"), &[], Vec::new()).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        r.json(),
+        serde_json::json!({"code": 401, "message": "unauthorized"})
+    );
+}
+
+// ---------------------------------------------------------------- /metrics
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_metrics_show_pins_raft_peers_latencies_and_requests() {
+    let router = InProcRouter::new();
+    let raft = start_raft(1, &router).await;
+    raft.initialize(CLUSTER_ID).await.expect("initialize");
+    raft.wait_for_leader(WAIT).await.expect("leader");
+    let net = Arc::new(NodeNet::default());
+    let peer = start_peer(raft.clone(), &net, |_| {}).await;
+    eventually("own metrics", || {
+        !peer.drivers.board.current(peer.ctx.clock.now()).is_empty()
+    })
+    .await;
+    // The same API instance serves both listeners (what it measured).
+    let api = RestApi::new(
+        peer.ctx.clone(),
+        peer.drivers.clone(),
+        RestConfig::default(),
+    )
+    .expect("api");
+    let (api_addr, _stop_api) = serve_api(api.clone()).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let metrics_url = format!("http://{}/metrics", listener.local_addr().expect("addr"));
+    let (_stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(async move {
+        api.serve_metrics(listener, async move {
+            let _ = stopped.await;
+        })
+        .await
+    });
+    let client = Client::new(ClientConfig {
+        base_url: format!("http://{api_addr}"),
+        ..ClientConfig::default()
+    })
+    .expect("client");
+    for n in 1..=3 {
+        client
+            .pin(&cid(n), &PinOptions::default())
+            .await
+            .expect("pin");
+    }
+    client.unpin(&cid(3)).await.expect("unpin");
+    assert!(client.allocation(&cid(9)).await.is_err());
+    wait_status(&client, &cid(1), TrackerStatus::Pinned).await;
+    wait_status(&client, &cid(2), TrackerStatus::Pinned).await;
+
+    let scrape = get(&metrics_url).await;
+    assert_eq!(scrape.status, StatusCode::OK);
+    assert!(scrape
+        .header("content-type")
+        .is_some_and(|c| c.starts_with("text/plain; version=0.0.4")));
+    let text = scrape.text();
+    let value = |series: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series).and_then(|v| v.strip_prefix(' ')))
+            .unwrap_or_else(|| panic!("no {series} in\n{text}"))
+            .parse()
+            .expect("number")
+    };
+    for family in [
+        "ipfscluster_pins gauge",
+        "ipfscluster_tracker_queue_length gauge",
+        "ipfscluster_pin_duration_seconds histogram",
+        "ipfscluster_unpin_duration_seconds histogram",
+        "ipfscluster_raft_term gauge",
+        "ipfscluster_raft_leader gauge",
+        "ipfscluster_raft_applied_index gauge",
+        "ipfscluster_peers_seen gauge",
+        "ipfscluster_api_requests_total counter",
+    ] {
+        assert!(
+            text.contains(&format!("# TYPE {family}\n")),
+            "{family}\n{text}"
+        );
+    }
+    assert_eq!(value("ipfscluster_pins{state=\"pinned\"}"), 2.0);
+    assert_eq!(value("ipfscluster_pinset_size"), 2.0);
+    assert_eq!(value("ipfscluster_pin_duration_seconds_count"), 3.0);
+    assert_eq!(value("ipfscluster_unpin_duration_seconds_count"), 1.0);
+    assert!(value("ipfscluster_pin_duration_seconds_sum") > 0.0);
+    assert!(value("ipfscluster_raft_term") >= 1.0);
+    assert_eq!(value("ipfscluster_raft_is_leader"), 1.0);
+    let leader = format!("ipfscluster_raft_leader{{peer=\"{}\"}}", peer.ctx.id);
+    assert_eq!(value(&leader), 1.0);
+    assert!(value("ipfscluster_raft_applied_index") >= 4.0);
+    assert_eq!(value("ipfscluster_peers"), 1.0);
+    assert_eq!(value("ipfscluster_peers_seen"), 1.0);
+    let requests = |route: &str, method: &str, code: u16| {
+        value(&format!(
+            "ipfscluster_api_requests_total{{method=\"{method}\",route=\"{route}\",code=\"{code}\"}}"
+        ))
+    };
+    assert_eq!(requests("/pins/{cid}", "POST", 200), 3.0);
+    assert_eq!(requests("/pins/{cid}", "DELETE", 200), 1.0);
+    assert_eq!(requests("/allocations/{cid}", "GET", 404), 1.0);
+    assert!(requests("/pins/{cid}", "GET", 200) >= 2.0);
 }

@@ -97,6 +97,9 @@ fn init_peer(dir: &Path, peers: &[String]) -> (String, String) {
     config["ipfs_http"]["node_multiaddress"] =
         Value::String(format!("/ip4/127.0.0.1/tcp/{}", free_port()));
     config["rest_api"]["listen_address"] = Value::String(format!("127.0.0.1:{}", free_port()));
+    config["pinning_service"]["listen_address"] =
+        Value::String(format!("127.0.0.1:{}", free_port()));
+    config["ipfs_proxy"]["listen_address"] = Value::String(format!("127.0.0.1:{}", free_port()));
     write_config(dir, &config);
     let id = config["cluster"]["id"].as_str().expect("id").to_string();
     (id, addr)
@@ -381,6 +384,14 @@ fn a_single_peer_daemon_starts_refuses_a_second_and_stops_on_sigterm() {
     let answer = http_get(&rest, "/id");
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     assert!(answer.contains(&format!("\"id\":\"{id}\"")), "{answer}");
+    // And its Pinning Service API on its own.
+    let pinsvc = read_config(&dir)["pinning_service"]["listen_address"]
+        .as_str()
+        .expect("pinning service address")
+        .to_string();
+    let answer = http_get(&pinsvc, "/pins");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains(r#"{"count":0,"results":[]}"#), "{answer}");
 
     // The same directory is locked: a second daemon and the state
     // commands are refused.
@@ -464,6 +475,49 @@ fn three_daemons_form_a_cluster_through_cluster_peers() {
     assert!(exports.iter().all(|e| *e == exports[0]));
 }
 
+/// Peers listing each other in `cluster_peers` and started at the same
+/// time form one cluster by themselves (the lowest peer id starts it).
+/// Failed before: each waited for a cluster to join until its membership
+/// timeout, then exited.
+#[test]
+fn three_daemons_listing_each_other_and_started_together_form_one_cluster() {
+    let root = tempfile::tempdir().expect("temp dir");
+    let dirs: Vec<PathBuf> = (0..3)
+        .map(|n| root.path().join(format!("peer-{n}")))
+        .collect();
+    let peers: Vec<(String, String)> = dirs.iter().map(|dir| init_peer(dir, &[])).collect();
+    let everyone: Vec<String> = peers
+        .iter()
+        .map(|(id, addr)| format!("{addr}/p2p/{id}"))
+        .collect();
+    for dir in &dirs {
+        let mut config = read_config(dir);
+        config["cluster"]["cluster_peers"] = serde_json::json!(everyone);
+        // Short enough that the old behaviour fails within the test.
+        config["consensus"]["raft"]["membership_timeout"] = Value::String("30s".to_string());
+        write_config(dir, &config);
+    }
+    let mut daemons: Vec<Daemon> = dirs.iter().map(|dir| Daemon::start(dir)).collect();
+    let mut sorted: Vec<String> = peers.iter().map(|(id, _)| id.clone()).collect();
+    sorted.sort();
+    let members = format!("cluster members (3): {}", sorted.join(", "));
+    for d in &mut daemons {
+        d.wait_log(&members);
+    }
+    let starters: Vec<usize> = (0..3)
+        .filter(|&n| daemons[n].log().contains("starting a new cluster"))
+        .collect();
+    let lowest = peers
+        .iter()
+        .position(|(id, _)| *id == sorted[0])
+        .expect("lowest id");
+    assert_eq!(starters, vec![lowest], "exactly the lowest peer starts it");
+    for d in daemons {
+        let (code, log) = d.terminate();
+        assert_eq!(code, Some(0), "{log}");
+    }
+}
+
 #[test]
 fn pins_imported_into_a_stopped_peer_survive_a_daemon_run() {
     let root = tempfile::tempdir().expect("temp dir");
@@ -506,4 +560,40 @@ fn the_config_directory_comes_from_the_environment_then_home() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(root.path().join(".ipfs-cluster/server.json").exists());
     assert!(root.path().join(".ipfs-cluster/identity.key").exists());
+}
+
+#[test]
+fn a_daemon_with_stats_enabled_serves_prometheus_metrics_on_their_address() {
+    let root = tempfile::tempdir().expect("temp dir");
+    let dir = root.path().join("peer");
+    init_peer(&dir, &[]);
+    let mut config = read_config(&dir);
+    // Written by init, off as upstream.
+    assert_eq!(config["observations"]["enable_stats"], false);
+    let metrics = format!("127.0.0.1:{}", free_port());
+    config["observations"] = serde_json::json!({
+        "enable_stats": true,
+        "metrics_listen_address": format!("/ip4/127.0.0.1/tcp/{}", &metrics[10..]),
+    });
+    write_config(&dir, &config);
+    let mut daemon = Daemon::start(&dir);
+    daemon.wait_log("IPFS Cluster is READY");
+    let rest = config["rest_api"]["listen_address"]
+        .as_str()
+        .expect("rest address")
+        .to_string();
+    assert!(http_get(&rest, "/id").starts_with("HTTP/1.1 200"));
+    let answer = http_get(&metrics, "/metrics");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    for family in [
+        "ipfscluster_pins",
+        "ipfscluster_raft_term",
+        "ipfscluster_raft_is_leader 1",
+        "ipfscluster_peers 1",
+        "ipfscluster_api_requests_total{method=\"GET\",route=\"/id\",code=\"200\"} 1",
+    ] {
+        assert!(answer.contains(family), "{family} missing:\n{answer}");
+    }
+    let (code, log) = daemon.terminate();
+    assert_eq!(code, Some(0), "{log}");
 }

@@ -211,6 +211,8 @@ fn a_pin_of_the_peers_state_is_pinned_in_the_real_ipfs_daemon() {
     config["ipfs_http"]["node_multiaddress"] = Value::String(ipfs.multiaddr());
     config["pin_tracker"]["reconcile_interval"] = Value::from("2s");
     config["rest_api"]["listen_address"] = Value::String("127.0.0.1:0".into());
+    config["pinning_service"]["listen_address"] = Value::String("127.0.0.1:0".into());
+    config["ipfs_proxy"]["listen_address"] = Value::String("127.0.0.1:0".into());
     std::fs::write(&path, serde_json::to_string_pretty(&config).expect("json")).expect("write");
 
     let line = format!(

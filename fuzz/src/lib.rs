@@ -13,6 +13,8 @@ pub mod node_rpc;
 pub mod p2p_wire;
 pub mod pin_import;
 pub mod pinset_entries;
+pub mod pinsvc_request;
+pub mod proxy_request;
 pub mod raft_store;
 pub mod rest_query;
 pub mod runner;
@@ -34,8 +36,7 @@ pub struct Target {
 
 /// Every target, in the order CI runs them.
 ///
-/// Parsers still being written (the IPFS proxy's requests and multipart
-/// bodies) get a target each when they land: a module here with a `run(&[u8])`, a line below, a binary in
+/// Parsers still being written get a target each when they land: a module here with a `run(&[u8])`, a line below, a binary in
 /// `fuzz_targets/` (and a `[[bin]]` in `Cargo.toml`), seeds in
 /// `corpus/<name>/`. The stable runner and CI pick it up from this list.
 pub const TARGETS: &[Target] = &[
@@ -98,6 +99,16 @@ pub const TARGETS: &[Target] = &[
         name: "pin_import",
         run: pin_import::run,
         dictionary: pin_import::DICTIONARY,
+    },
+    Target {
+        name: "pinsvc_request",
+        run: pinsvc_request::run,
+        dictionary: pinsvc_request::DICTIONARY,
+    },
+    Target {
+        name: "proxy_request",
+        run: proxy_request::run,
+        dictionary: proxy_request::DICTIONARY,
     },
 ];
 

@@ -3,7 +3,9 @@
 //! or refuses with an error naming what was wrong; none panics.
 
 use cluster_core::Millis;
+use cluster_node::api::rest::add::AddJob;
 use cluster_node::api::rest::options::{parse_cid, Query};
+use cluster_node::ipfs::mem_add::boundary;
 
 /// Parses `data` as a query string and reads it every way a route does.
 pub fn run(data: &[u8]) {
@@ -11,6 +13,10 @@ pub fn run(data: &[u8]) {
         return;
     };
     let _ = parse_cid(text);
+    // `POST /add` reads its body's boundary from the Content-Type header.
+    if let Some(b) = boundary(text) {
+        assert!(text.contains(b), "the boundary {b:?} comes from the header");
+    }
     let Ok(query) = Query::parse(Some(text)) else {
         return;
     };
@@ -29,6 +35,12 @@ pub fn run(data: &[u8]) {
             or_default(options.replication_factor_max),
         );
         let _ = format!("{options:?}");
+        // `POST /add` reads the same query for its add parameters.
+        if let Ok(job) = AddJob::parse(&query, options) {
+            for (name, value) in &job.ipfs_options {
+                assert!(!name.is_empty(), "an add option without a name: {value:?}");
+            }
+        }
     }
 }
 
@@ -51,4 +63,10 @@ pub const DICTIONARY: &[&[u8]] = &[
     b"after=",
     b"&",
     b"%",
+    b"cid-version=1",
+    b"raw-leaves=true",
+    b"stream-channels=false",
+    b"no-pin=true",
+    b"wrap-with-directory=true",
+    b"multipart/form-data; boundary=",
 ];

@@ -352,4 +352,15 @@ impl IpfsConnector for SimIpfs {
             Ok(())
         })
     }
+
+    fn add(
+        &self,
+        request: cluster_node::ipfs::AddRequest,
+    ) -> BoxFuture<Result<(), cluster_node::ipfs::IpfsError>> {
+        Box::pin(async move {
+            cluster_node::ipfs::mem_add::add_in_memory(request, 64 << 20)
+                .await
+                .map(|_| ())
+        })
+    }
 }

@@ -6,19 +6,21 @@
 //! init task of a madsim node, so a crash kills all of it and a restart runs
 //! it again from the peer's disk.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicI64, AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use cluster_core::allocator::{AllocateBy, AllocatorConfig};
+use cluster_core::repair::RepairReason;
 use cluster_core::tracker::TrackerConfig;
 use cluster_core::{Cid, Millis, PeerId, TrackerStatus};
 use cluster_net::{Boot, ClusterRaft, RaftConfig};
 use cluster_node::drivers::expiry::ExpiryConfig;
 use cluster_node::drivers::metrics::{MetricsBoard, MetricsConfig};
-use cluster_node::drivers::repair::RepairConfig;
+use cluster_node::drivers::repair::{RepairConfig, RepairEvent};
+use cluster_node::drivers::start_drivers_observed;
 use cluster_node::drivers::tracker::{TrackerDriverConfig, TrackerHandle};
-use cluster_node::{start_drivers, Clock, DriverSettings, PeerContext};
+use cluster_node::{Clock, DriverSettings, PeerContext};
 use madsim::rand::Rng;
 use tokio::sync::mpsc;
 
@@ -143,6 +145,24 @@ pub struct Registry {
     invariant_errors: Mutex<Vec<String>>,
     leaders: Mutex<crate::checkers::Leaders>,
     election_errors: Mutex<Vec<crate::checkers::Violation>>,
+    repairs: Mutex<RepairLedger>,
+}
+
+/// What the leaders' re-allocation drivers did, and what the hand-over
+/// checker needs to judge it the moment it happens.
+#[derive(Default)]
+struct RepairLedger {
+    /// Every peer's IPFS daemon (they outlive the peers).
+    daemons: BTreeMap<PeerId, Arc<FakeIpfs>>,
+    /// Peers being removed from the cluster, or ever removed.
+    leaving: BTreeSet<PeerId>,
+    /// CIDs a user unpinned by hand from some daemon.
+    unpinned_by_hand: BTreeSet<Cid>,
+    /// CIDs some re-allocation was proposed for.
+    moved: BTreeSet<Cid>,
+    /// Applied re-allocations that dropped a member, checked.
+    handovers: u64,
+    violations: Vec<crate::checkers::Violation>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -192,6 +212,66 @@ impl Registry {
         let result = lock(&self.leaders).record(term, node, peer, incarnation, label);
         if let Err(v) = result {
             lock(&self.election_errors).push(v);
+        }
+    }
+
+    /// Registers a peer's IPFS daemon for the hand-over checker.
+    pub fn register_daemon(&self, peer: PeerId, ipfs: Arc<FakeIpfs>) {
+        lock(&self.repairs).daemons.insert(peer, ipfs);
+    }
+
+    /// `peer` is being removed: re-allocations may drop it without a holder.
+    pub fn note_leaving(&self, peer: PeerId) {
+        lock(&self.repairs).leaving.insert(peer);
+    }
+
+    /// A user unpinned `cid` by hand from some daemon.
+    pub fn note_unpinned_by_hand(&self, cid: Cid) {
+        lock(&self.repairs).unpinned_by_hand.insert(cid);
+    }
+
+    /// CIDs some leader proposed to re-allocate.
+    pub fn moved(&self) -> BTreeSet<Cid> {
+        lock(&self.repairs).moved.clone()
+    }
+
+    /// Applied re-allocations that dropped a member, and the broken
+    /// hand-overs among them.
+    pub fn handovers(&self) -> (u64, Vec<crate::checkers::Violation>) {
+        let r = lock(&self.repairs);
+        (r.handovers, r.violations.clone())
+    }
+
+    fn on_repair(&self, event: RepairEvent<'_>) {
+        let mut r = lock(&self.repairs);
+        match event {
+            RepairEvent::Proposing(step) => {
+                r.moved.insert(step.cid.clone());
+            }
+            RepairEvent::Applied(step) => {
+                match step.reason {
+                    RepairReason::Expired => {
+                        crate::probes::hit("repair: replacement added for an expired peer")
+                    }
+                    RepairReason::Handover => crate::probes::hit("repair: hand-over finished"),
+                    RepairReason::Departed | RepairReason::Short => {}
+                }
+                let holders: BTreeSet<PeerId> = r
+                    .daemons
+                    .iter()
+                    .filter(|(_, d)| d.pins().contains_key(&step.cid))
+                    .map(|(p, _)| p.clone())
+                    .collect();
+                match crate::checkers::check_handover(
+                    step,
+                    &holders,
+                    &r.leaving,
+                    &r.unpinned_by_hand,
+                ) {
+                    Ok(checked) => r.handovers += u64::from(checked),
+                    Err(v) => r.violations.push(v),
+                }
+            }
         }
     }
 
@@ -290,7 +370,11 @@ pub async fn run_peer(ctx: Arc<PeerCtx>) {
         rpc: ctx.net.node_rpc_for(ctx.id.as_str()),
     };
     let settings = DriverSettings {
-        tracker: TrackerDriverConfig::new(ctx.tracker_config.clone(), epoch),
+        tracker: TrackerDriverConfig {
+            // Every step: a broken invariant is caught where it broke.
+            full_pass_ms: 0,
+            ..TrackerDriverConfig::new(ctx.tracker_config.clone(), epoch)
+        },
         metrics: MetricsConfig {
             interval_ms: METRICS_EVERY_MS,
             ttl_ms: METRIC_TTL_MS,
@@ -301,6 +385,8 @@ pub async fn run_peer(ctx: Arc<PeerCtx>) {
             interval_ms: REPAIR_EVERY_MS,
             per_round_max: REPAIRS_PER_ROUND_MAX,
             allocator: allocator_config(),
+            call_ms: METRICS_CALL_MS,
+            ..RepairConfig::default()
         }),
         expiry: ExpiryConfig {
             interval_ms: EXPIRY_EVERY_MS,
@@ -311,7 +397,11 @@ pub async fn run_peer(ctx: Arc<PeerCtx>) {
         let (registry, index) = (Arc::clone(&ctx.registry), ctx.index);
         Arc::new(move |what: String| registry.report_invariant(format!("peer {index}: {what}")))
     };
-    let drivers = match start_drivers(&peer, settings, on_violation) {
+    let on_repair = {
+        let registry = Arc::clone(&ctx.registry);
+        Arc::new(move |event: RepairEvent<'_>| registry.on_repair(event))
+    };
+    let drivers = match start_drivers_observed(&peer, settings, on_violation, on_repair) {
         Ok(drivers) => drivers,
         Err(e) => {
             lock(&ctx.registry.start_errors).push(format!("peer {} tracker: {e}", ctx.index));

@@ -80,6 +80,10 @@ pub enum FaultKind {
     Crash,
     /// A peer crashes and comes back faster than an election timeout.
     QuickReboot,
+    /// A member is down (crashed, or cut off from everyone) long enough
+    /// for its metrics to expire, without being removed: the leader
+    /// re-pins what falls below its minimum and hands it back.
+    LongOutage,
     /// A majority loses power at once.
     PowerLoss,
     /// A peer's disk refuses writes; the supervisor restarts it after.
@@ -100,7 +104,7 @@ pub enum FaultKind {
 }
 
 impl FaultKind {
-    const ALL: [FaultKind; 16] = [
+    const ALL: [FaultKind; 17] = [
         FaultKind::Partition,
         FaultKind::Bridge,
         FaultKind::Deaf,
@@ -109,6 +113,7 @@ impl FaultKind {
         FaultKind::Misdelivery,
         FaultKind::Crash,
         FaultKind::QuickReboot,
+        FaultKind::LongOutage,
         FaultKind::PowerLoss,
         FaultKind::DiskErrors,
         FaultKind::ClockSkew,
@@ -338,6 +343,8 @@ impl Sim {
             tracker_starts: Default::default(),
             supervisor: self.supervisor_tx.clone(),
         });
+        self.registry
+            .register_daemon(ctx.id.clone(), Arc::clone(&ctx.ipfs));
         peers.push(Arc::clone(&ctx));
         drop(peers);
         let node = Handle::current()
@@ -446,6 +453,9 @@ impl Sim {
     /// allocations (so the leader re-allocates its pins).
     async fn remove(self: &Arc<Self>, index: usize) -> Result<(), String> {
         let id = self.peer(index).id.clone();
+        // Before the membership changes: the leader may drop its
+        // allocations as soon as it is no member.
+        self.registry.note_leaving(id.clone());
         for attempt in 0..JOIN_ATTEMPTS_MAX {
             // Asked of another peer: the one removed may not know it is a member.
             let live: Vec<usize> = self.live().into_iter().filter(|i| *i != index).collect();
@@ -913,6 +923,42 @@ impl Sim {
                 });
                 None
             }
+            FaultKind::LongOutage => {
+                // Not a majority's worth: the rest must elect a leader to
+                // re-pin. Several TTLs, so a few repair rounds see it gone.
+                if live.len() < 3 {
+                    return None;
+                }
+                let victim = self.pick(&live)?;
+                let for_ms = thread_rng().gen_range(3..=6) * peer::METRIC_TTL_MS;
+                let crashed = thread_rng().gen_bool(0.5);
+                self.event(format!(
+                    "fault long outage {victim} for {for_ms} ms (crashed {crashed})"
+                ));
+                probes::hit("fault: long outage of a member");
+                let sim = Arc::clone(self);
+                if crashed {
+                    self.crash(victim);
+                    madsim::task::spawn(async move {
+                        sleep_ms(for_ms).await;
+                        sim.event(format!("restart {victim} after its long outage"));
+                        sim.restart(victim);
+                    });
+                } else {
+                    let rest: Vec<usize> =
+                        members.iter().copied().filter(|i| *i != victim).collect();
+                    self.choose_hang();
+                    self.cut(&[victim], &rest);
+                    madsim::task::spawn(async move {
+                        sleep_ms(for_ms).await;
+                        sim.event(format!(
+                            "peer {victim} reachable again after its long outage"
+                        ));
+                        sim.net.heal();
+                    });
+                }
+                None
+            }
             FaultKind::PowerLoss => {
                 let mut victims = live.clone();
                 while victims.len() > members.len() / 2 + 1 {
@@ -1018,6 +1064,7 @@ impl Sim {
                     }
                 } else if let Some(cid) = ipfs.unpin_cluster_pin_by_hand(thread_rng().gen()) {
                     probes::hit("ipfs: cluster pin removed by hand");
+                    self.registry.note_unpinned_by_hand(cid.clone());
                     self.event(format!(
                         "fault ipfs {victim} user removes cluster pin {cid}"
                     ));
@@ -1427,6 +1474,7 @@ impl Sim {
             .collect();
         checkers::check_user_pins(&user, &every_ipfs)?;
         let statuses = self.tracker_statuses().await;
+        checkers::check_replicas_pinned(pins, &statuses, live.len())?;
         let counts = checkers::check_tracker_status(pins, &statuses, &ipfs)?;
         probes::add("tracker: status pinned checked", counts.pinned);
         probes::add("tracker: status remote checked", counts.remote);
@@ -1436,8 +1484,17 @@ impl Sim {
             .difference(&lock(&self.ever_removed))
             .cloned()
             .collect();
-        let stats =
-            checkers::check_linearizable(&lock(&self.history), pins, &never_removed, now_ms())?;
+        // Nor where a leader re-allocated the pin (a peer departed, its
+        // metrics expired, a hand-over): the cluster chose anew.
+        let moved = self.registry.moved();
+        probes::add("repair: cids re-allocated", moved.len() as u64);
+        let stats = checkers::check_linearizable(
+            &lock(&self.history),
+            pins,
+            &never_removed,
+            &moved,
+            now_ms(),
+        )?;
         probes::add("oracle: cids checked", stats.cids as u64);
         probes::add("oracle: undecided cids", stats.undecided as u64);
         Ok(())
@@ -1558,6 +1615,11 @@ pub async fn run(params: Params) -> Report {
         );
     }
     for v in sim.registry.election_errors() {
+        sim.violation(v.checker, v.detail);
+    }
+    let (handovers, broken) = sim.registry.handovers();
+    probes::add("repair: member dropped, a kept peer holding it", handovers);
+    for v in broken {
         sim.violation(v.checker, v.detail);
     }
     sim.event(format!("leader ids seen {}", sim.registry.leaders_seen()));

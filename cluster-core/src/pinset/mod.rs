@@ -232,7 +232,7 @@ impl Pinset {
         }
         // A copy of an under-replicated pin is under-replicated too: the
         // leader tops both up.
-        self.put(&pin, index, Allocated::MayBeShort)
+        self.put(&pin, index, Allocated::Stored)
     }
 
     fn apply_reallocate(
@@ -251,7 +251,7 @@ impl Pinset {
         }
         let mut pin = stored.to_pin(cid);
         pin.allocations = allocations.to_vec();
-        pin.validate_with(Allocated::MayBeShort)?;
+        pin.validate_with(Allocated::Stored)?;
         self.pins.insert(
             cid.clone(),
             StoredPin::from_pin(&pin, &mut self.pool, index),

@@ -170,13 +170,13 @@ impl StoredPin {
         }
     }
 
-    /// What [`Pin::validate_with`] with `Allocated::MayBeShort` says of
+    /// What [`Pin::validate_with`] with `Allocated::Stored` says of
     /// `to_pin(cid)`, without building the pin for the common case of a pin
     /// without extras (snapshot restore checks a million of them). Pins with
     /// extras take the exact path.
     pub fn validate(&self, cid: &Cid) -> Result<(), PinValidationError> {
         if self.extra.is_some() {
-            return self.to_pin(cid).validate_with(Allocated::MayBeShort);
+            return self.to_pin(cid).validate_with(Allocated::Stored);
         }
         // Same checks, same order as `Pin::validate_with`; the fields an
         // extra-less pin leaves empty pass trivially.
@@ -189,7 +189,7 @@ impl StoredPin {
             self.rmin,
             self.rmax,
             &self.allocations,
-            Allocated::MayBeShort,
+            Allocated::Stored,
         )
     }
 

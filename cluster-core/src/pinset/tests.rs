@@ -245,19 +245,43 @@ fn removing_a_peer_flags_under_replicated_pins() {
     );
     assert_eq!(s.under_replicated().count(), 0);
     assert_eq!(s.get(&cid(1)).unwrap().allocations, vec![peer(2), peer(3)]);
-    // Invalid allocations are refused like a pin's.
+    // Invalid allocations are refused like a pin's: beyond the hand-over
+    // bound (twice the maximum), or naming a peer twice.
     assert!(matches!(
-        ap(&mut s, 9, &realloc(1, &[2, 3, 4], 8)),
+        ap(&mut s, 9, &realloc(1, &[2, 3, 4, 5, 6], 8)),
+        Err(ApplyError::Invalid(_))
+    ));
+    assert!(matches!(
+        ap(&mut s, 10, &realloc(1, &[2, 3, 3], 8)),
         Err(ApplyError::Invalid(_))
     ));
     // It never resurrects a removed pin.
-    ap(&mut s, 10, &Entry::new(Command::Unpin { cid: cid(1) })).unwrap();
+    ap(&mut s, 11, &Entry::new(Command::Unpin { cid: cid(1) })).unwrap();
     assert_eq!(
-        ap(&mut s, 11, &realloc(1, &[2, 3], 8)),
+        ap(&mut s, 12, &realloc(1, &[2, 3], 8)),
         Err(ApplyError::NotFound(cid(1)))
     );
     assert!(!s.contains(&cid(1)));
     s.check_invariants().unwrap();
+}
+
+/// Issue 12: a hand-over keeps the peers being replaced next to their
+/// replacements, so a stored pin may exceed its maximum, up to twice it.
+#[test]
+fn a_handover_may_hold_up_to_twice_the_maximum() {
+    let mut s = Pinset::new();
+    ap(&mut s, 1, &pin_cmd(pin(1, 2, 2, &[1, 2], 10))).unwrap();
+    assert_eq!(
+        ap(&mut s, 2, &realloc(1, &[1, 2, 3, 4], 1)),
+        pinned(PinChange::Updated, 1)
+    );
+    s.check_invariants().unwrap();
+    assert_eq!(s.under_replicated().count(), 0);
+    // A client's own pin is still held to its maximum.
+    assert!(ap(&mut s, 3, &pin_cmd(pin(1, 2, 2, &[1, 2, 3], 11))).is_err());
+    // A snapshot of the hand-over restores.
+    let restored = Pinset::restore(&s.snapshot()).unwrap();
+    assert_eq!(restored.get(&cid(1)).unwrap().allocations.len(), 4);
 }
 
 /// Issue 10 item 7: the proposer cannot declare a pin under-replicated.
@@ -649,7 +673,7 @@ impl Model {
                 if !name.is_empty() {
                     p.options.name = name.clone();
                 }
-                p.validate_with(Allocated::MayBeShort).is_ok() && self.pin(index, p)
+                p.validate_with(Allocated::Stored).is_ok() && self.pin(index, p)
             }
             Command::Reallocate {
                 cid,
@@ -666,7 +690,7 @@ impl Model {
                     return true;
                 }
                 p.allocations = allocations.clone();
-                if p.validate_with(Allocated::MayBeShort).is_err() {
+                if p.validate_with(Allocated::Stored).is_err() {
                     return false;
                 }
                 self.pins.insert(cid.clone(), p);
@@ -1085,9 +1109,12 @@ fn assert_caught(what: &str, break_it: impl FnOnce(&mut Pinset)) {
 fn invariants_and_restore_catch_every_broken_rule() {
     let first = cid(0);
     assert_caught("too many allocations", |s| {
+        // Beyond twice the maximum: more than a hand-over holds.
+        let extra = s.pins[&cid(1)].allocations[0].clone();
         let p = s.pins.get_mut(&first).unwrap();
         p.rmax = 1;
         p.rmin = 1;
+        p.allocations.push(extra);
     });
     assert_caught("short without the flag", |s| {
         let p = s.pins.get_mut(&first).unwrap();
@@ -1322,7 +1349,7 @@ fn arb_stored() -> impl Strategy<Value = stored::StoredPin> {
 proptest! {
     #[test]
     fn stored_validation_matches_the_full_one(stored in arb_stored()) {
-        let full = stored.to_pin(&cid(1)).validate_with(Allocated::MayBeShort);
+        let full = stored.to_pin(&cid(1)).validate_with(Allocated::Stored);
         prop_assert_eq!(stored.validate(&cid(1)), full);
     }
 }

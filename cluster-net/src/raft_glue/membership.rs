@@ -160,6 +160,21 @@ impl ClusterRaft {
     /// A peer that is a member under an earlier incarnation of its store is
     /// refused ([`MembershipError::StaleMember`]): remove it first.
     pub async fn join(&self, via: &NodeInfo) -> Result<(), MembershipError> {
+        let limit = Duration::from_millis(self.inner.config.membership_timeout_ms);
+        self.join_within(via, Attempts::Within(limit)).await
+    }
+
+    /// One attempt at [`join`](Self::join) through `via` (bounded by
+    /// `membership_attempt_timeout_ms`), for a caller that polls several
+    /// contacts in turn: a fresh peer started together with the peers it
+    /// lists. [`MembershipError::NoCluster`] then says that `via` answered
+    /// and belongs to no cluster yet. Like `join`, it marks this peer as
+    /// joining; a later [`initialize`](Self::initialize) still works.
+    pub async fn join_once(&self, via: &NodeInfo) -> Result<(), MembershipError> {
+        self.join_within(via, Attempts::Once).await
+    }
+
+    async fn join_within(&self, via: &NodeInfo, limit: Attempts) -> Result<(), MembershipError> {
         let inner = &self.inner;
         inner
             .cluster_id
@@ -167,7 +182,7 @@ impl ClusterRaft {
             .map_err(|e| MembershipError::Store(e.to_string()))?;
         let body = RequestBody::Join(inner.me.clone());
         let cluster_id = inner
-            .membership_call(Some(via.clone()), body)
+            .membership_call(Some(via.clone()), body, limit)
             .await
             .map_err(|e| match e {
                 MembershipError::NodeIdCollision {
@@ -190,7 +205,11 @@ impl ClusterRaft {
             return Err(MembershipError::NotMember(inner.me.peer_id.clone()));
         }
         inner
-            .membership_call(None, RequestBody::Remove(peer.to_string()))
+            .membership_call(
+                None,
+                RequestBody::Remove(peer.to_string()),
+                Attempts::Within(Duration::from_millis(inner.config.membership_timeout_ms)),
+            )
             .await
             .map(|_| ())
     }
@@ -203,6 +222,15 @@ impl ClusterRaft {
         self.shutdown().await;
         Ok(())
     }
+}
+
+/// How long a membership request keeps trying.
+#[derive(Debug, Clone, Copy)]
+enum Attempts {
+    /// One attempt, bounded by `membership_attempt_timeout_ms`.
+    Once,
+    /// Retried with back-off until this much time has passed.
+    Within(Duration),
 }
 
 /// Errors after which another attempt may succeed.
@@ -218,16 +246,21 @@ fn retryable(e: &MembershipError) -> bool {
 }
 
 impl Inner {
-    /// Sends an idempotent membership request to the leader, retrying
-    /// failed attempts with doubling back-off until `membership_timeout_ms`.
+    /// Sends an idempotent membership request to the leader, as often as
+    /// `attempts` says (failed attempts retried with doubling back-off).
     async fn membership_call(
         self: &Arc<Self>,
         first: Option<NodeInfo>,
         body: RequestBody,
+        attempts: Attempts,
     ) -> Result<u128, MembershipError> {
-        let limit_ms = self.config.membership_timeout_ms;
-        let deadline = now() + Duration::from_millis(limit_ms);
         let attempt = Duration::from_millis(self.config.membership_attempt_timeout_ms);
+        let limit = match attempts {
+            Attempts::Once => attempt,
+            Attempts::Within(limit) => limit,
+        };
+        let limit_ms = u64::try_from(limit.as_millis()).unwrap_or(u64::MAX);
+        let deadline = now() + limit;
         let mut delay = Duration::from_millis(self.config.leader_retry_delay_ms);
         let delay_max = Duration::from_millis(self.config.membership_retry_delay_max_ms);
         loop {
@@ -240,7 +273,7 @@ impl Inner {
                 Some(answer) => membership_result(answer.result),
             };
             match result {
-                Err(e) if retryable(&e) => {
+                Err(e) if retryable(&e) && matches!(attempts, Attempts::Within(_)) => {
                     if now() + delay >= deadline {
                         return Err(e);
                     }
@@ -1068,6 +1101,58 @@ mod tests {
             leader.inner.membership().1
         );
         for raft in [leader, third, new] {
+            raft.shutdown().await;
+        }
+    }
+
+    /// Two fresh peers started together: one attempt through the other
+    /// answers `NoCluster` at once (not after the whole membership timeout),
+    /// the peer that asked can still start the cluster, and the other then
+    /// joins it. What the daemon relies on when peers list each other.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn join_once_through_a_fresh_peer_says_no_cluster_and_both_can_still_form_one() {
+        let router = InProcRouter::new();
+        let mut rafts = Vec::new();
+        for n in 1..=2u64 {
+            let peer = PeerId::synthetic(n);
+            let raft = ClusterRaft::start(
+                &peer,
+                &format!("inproc/{n}"),
+                RaftConfig::fast_for_tests(),
+                crate::Boot::CreateIfEmpty {
+                    incarnation: u128::from(n),
+                },
+                MemStore::new(),
+                router.transport(peer.as_str()),
+            )
+            .await
+            .expect("start");
+            router.register(peer.as_str(), raft.rpc_handler());
+            rafts.push(raft);
+        }
+        let (first, second) = (&rafts[0], &rafts[1]);
+        let started = std::time::Instant::now();
+        let answer = first.join_once(second.node_info()).await;
+        assert!(
+            matches!(answer, Err(MembershipError::NoCluster)),
+            "{answer:?}"
+        );
+        let limit = Duration::from_millis(RaftConfig::fast_for_tests().membership_timeout_ms);
+        assert!(started.elapsed() < limit, "took {:?}", started.elapsed());
+        first.initialize(11).await.expect("initialize after asking");
+        first
+            .wait_for_leader(Duration::from_secs(5))
+            .await
+            .expect("leader");
+        second
+            .join_once(first.node_info())
+            .await
+            .expect("join the cluster just started");
+        assert_eq!(second.cluster_id(), Some(11));
+        let mut members = first.members();
+        members.sort();
+        assert_eq!(members, vec![PeerId::synthetic(1), PeerId::synthetic(2)]);
+        for raft in rafts {
             raft.shutdown().await;
         }
     }

@@ -10,6 +10,11 @@ pub struct RaftWatch {
 }
 
 impl RaftWatch {
+    /// This peer's current term, leader or not (for monitoring).
+    pub fn current_term(&self) -> u64 {
+        self.metrics.borrow().current_term
+    }
+
     /// The term this peer leads in, if it is the leader now.
     pub fn leading_term(&self) -> Option<u64> {
         let m = self.metrics.borrow();

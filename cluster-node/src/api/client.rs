@@ -43,8 +43,10 @@ use serde::de::DeserializeOwned;
 
 use super::time::Timestamp;
 use super::types::{
-    Alert, ApiPin, ConnectGraph, ErrorBody, GlobalPinInfo, GlobalRepoGc, IdInfo, Metric, Version,
+    AddedOutput, Alert, ApiPin, ConnectGraph, ErrorBody, GlobalPinInfo, GlobalRepoGc, IdInfo,
+    Metric, Version,
 };
+use super::upload::{AddFiles, UploadBody};
 
 /// Largest non-streamed answer read, in bytes.
 pub const ANSWER_MAX_BYTES: usize = 64 << 20;
@@ -141,6 +143,7 @@ pub struct Client {
     authorization: Option<HeaderValue>,
     timeout: Duration,
     http: hyper_util::client::legacy::Client<HttpConnector, Full<Bytes>>,
+    uploads: hyper_util::client::legacy::Client<HttpConnector, UploadBody>,
 }
 
 impl std::fmt::Debug for Client {
@@ -225,6 +228,64 @@ pub fn pin_query(options: &PinOptions) -> String {
     query_string(&pairs)
 }
 
+/// `POST /add`'s parameters (rest-api.md §6.2) beyond the pin options.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AddParams {
+    /// Wrap the files in a directory (implied by several paths in the CLI).
+    pub wrap_with_directory: bool,
+    /// Include hidden files.
+    pub hidden: bool,
+    /// Store without pinning.
+    pub no_pin: bool,
+    /// CID version (1 implies raw leaves unless `raw_leaves` says otherwise).
+    pub cid_version: u32,
+    /// Raw leaves; `None`: the server's default.
+    pub raw_leaves: Option<bool>,
+    /// `balanced` or `trickle` (`None`: balanced).
+    pub layout: Option<String>,
+    /// Chunker (`size-262144` by default).
+    pub chunker: Option<String>,
+    /// Hash function (`sha2-256` by default).
+    pub hash: Option<String>,
+    /// Blocks only to the contacted peer's IPFS.
+    pub local: bool,
+}
+
+/// The `/add` query: the pin options then the add parameters, always with
+/// `stream-channels=true` (the client reads NDJSON).
+pub fn add_query(options: &PinOptions, params: &AddParams) -> String {
+    let mut q = pin_query(options);
+    let mut pairs: Vec<(&str, String)> = vec![
+        ("stream-channels", "true".into()),
+        (
+            "wrap-with-directory",
+            params.wrap_with_directory.to_string(),
+        ),
+        ("hidden", params.hidden.to_string()),
+        ("no-pin", params.no_pin.to_string()),
+        ("local", params.local.to_string()),
+        ("cid-version", params.cid_version.to_string()),
+    ];
+    if let Some(raw) = params.raw_leaves {
+        pairs.push(("raw-leaves", raw.to_string()));
+    }
+    for (name, value) in [
+        ("layout", &params.layout),
+        ("chunker", &params.chunker),
+        ("hash", &params.hash),
+    ] {
+        if let Some(v) = value {
+            pairs.push((name, v.clone()));
+        }
+    }
+    let extra = query_string(&pairs);
+    if !q.is_empty() {
+        q.push('&');
+    }
+    q.push_str(&extra);
+    q
+}
+
 impl Client {
     /// A client of the API described by `config`. Needs a tokio runtime
     /// when called.
@@ -249,13 +310,16 @@ impl Client {
         connector.set_connect_timeout(Some(config.timeout));
         // Requests are small: do not let Nagle's algorithm hold them back.
         connector.set_nodelay(true);
-        let http =
+        let http = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+            .build(connector.clone());
+        let uploads =
             hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build(connector);
         Ok(Client {
             base,
             authorization,
             timeout: config.timeout,
             http,
+            uploads,
         })
     }
 
@@ -375,9 +439,19 @@ impl Client {
         method: Method,
         path: &str,
         query: &str,
-        mut each: impl FnMut(T),
+        each: impl FnMut(T),
     ) -> Result<usize, ClientError> {
         let response = self.send(method, path, query).await?;
+        self.read_stream(response, path, each).await
+    }
+
+    /// Reads a streamed answer: each item to `each`; answers how many came.
+    async fn read_stream<T: DeserializeOwned>(
+        &self,
+        response: Response<Incoming>,
+        path: &str,
+        mut each: impl FnMut(T),
+    ) -> Result<usize, ClientError> {
         match response.status() {
             StatusCode::NO_CONTENT => return Ok(0),
             StatusCode::OK => {}
@@ -598,6 +672,56 @@ impl Client {
     /// `GET /health/graph`.
     pub async fn graph(&self) -> Result<ConnectGraph, ClientError> {
         self.call(Method::GET, "/health/graph", "").await
+    }
+
+    /// `POST /add`: uploads `files` (see [`AddFiles`]) with `query` (pin
+    /// options and add parameters, [`add_query`]); each file added goes to
+    /// `each` as the server reports it, the root last. `sent` counts the
+    /// file bytes uploaded so far (for a progress display).
+    pub async fn add(
+        &self,
+        files: AddFiles,
+        query: &str,
+        sent: std::sync::Arc<std::sync::atomic::AtomicU64>,
+        each: impl FnMut(AddedOutput),
+    ) -> Result<usize, ClientError> {
+        let uri = format!("{}/add?{query}", self.base);
+        let mut request = Request::builder()
+            .method(Method::POST)
+            .uri(&uri)
+            .header(header::TE, "trailers")
+            .header(header::CONTENT_TYPE, files.content_type());
+        if let Some(auth) = &self.authorization {
+            request = request.header(header::AUTHORIZATION, auth.clone());
+        }
+        let request = request
+            .body(files.into_body(sent))
+            .map_err(|e| ClientError::Config(format!("request {uri}: {e}")))?;
+        // The answer's head comes once the server has started the add; a
+        // large upload is still being sent then.
+        let response = match tokio::time::timeout(self.timeout, self.uploads.request(request)).await
+        {
+            Err(_) => return Err(ClientError::Timeout(self.timeout)),
+            Ok(Err(e)) => {
+                return Err(ClientError::Transport(format!(
+                    "{uri}: {}",
+                    with_causes(&e)
+                )))
+            }
+            Ok(Ok(response)) => response,
+        };
+        self.read_stream(response, "/add", each).await
+    }
+
+    /// `POST /token`: a bearer token for the user of the basic-auth
+    /// credentials (send it as `Authorization: Bearer <token>`).
+    pub async fn token(&self) -> Result<String, ClientError> {
+        #[derive(serde::Deserialize)]
+        struct Token {
+            token: String,
+        }
+        let t: Token = self.call(Method::POST, "/token", "").await?;
+        Ok(t.token)
     }
 
     /// `POST /ipfs/gc`.

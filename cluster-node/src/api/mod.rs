@@ -8,7 +8,13 @@
 
 #[cfg(feature = "client")]
 pub mod client;
+#[cfg(feature = "pinsvc")]
+pub mod pinsvc;
+#[cfg(feature = "proxy")]
+pub mod proxy;
 #[cfg(feature = "rest")]
 pub mod rest;
 pub mod time;
 pub mod types;
+#[cfg(feature = "client")]
+pub mod upload;

@@ -259,3 +259,25 @@ pub struct GlobalRepoGc {
     /// By cluster peer id.
     pub peer_map: BTreeMap<String, RepoGc>,
 }
+
+/// One line of `POST /add` (§5.8): a file or directory added.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AddedOutput {
+    /// Its path within the upload.
+    pub name: String,
+    /// Its CID; `null` on progress updates.
+    pub cid: Option<Cid>,
+    /// Progress counter (omitted when 0).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub bytes: u64,
+    /// Cumulative DAG size (omitted when 0).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub size: u64,
+    /// Peers the content is allocated to (omitted when none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allocations: Vec<PeerId>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}

@@ -3,7 +3,8 @@
 //! and dispatches; the work is in [`cluster_node::cli`].
 
 use clap::{Args, CommandFactory, Parser, Subcommand};
-use cluster_node::cli::session::{report, PinAddArgs, PinUpdateArgs, WaitArgs};
+use cluster_node::api::client::AddParams;
+use cluster_node::cli::session::{report, AddArgs, PinAddArgs, PinUpdateArgs, WaitArgs};
 use cluster_node::cli::{CliError, Encoding, GlobalOptions, Session, VERSION};
 
 /// Manages an IPFS Cluster through a peer's REST API.
@@ -38,6 +39,8 @@ struct Cli {
 enum Command {
     /// Shows the contacted peer's identity.
     Id,
+    /// Adds files and directories to IPFS and pins the root in the cluster.
+    Add(Box<AddFlags>),
     /// Lists or removes cluster peers.
     #[command(alias = "member", subcommand)]
     Peers(PeersCommand),
@@ -80,6 +83,131 @@ enum Command {
     Ipfs(IpfsCommand),
     /// Prints the cluster peer's API version.
     Version,
+}
+
+#[derive(Args)]
+struct AddFlags {
+    /// Files or directories to add.
+    #[arg(required = true)]
+    paths: Vec<std::path::PathBuf>,
+    /// Add directories with everything under them.
+    #[arg(short, long)]
+    recursive: bool,
+    /// Print only the CIDs.
+    #[arg(short, long)]
+    quiet: bool,
+    /// Print only the root's CID.
+    #[arg(short = 'Q', long)]
+    quieter: bool,
+    /// Print everything at the end (with --enc json: one array).
+    #[arg(long)]
+    no_stream: bool,
+    /// Put the blocks on the contacted peer's IPFS only.
+    #[arg(long)]
+    local: bool,
+    /// A name for the pin [default: the root's file name].
+    #[arg(short, long, default_value = "")]
+    name: String,
+    /// Fewest peers to pin it (0: cluster default, -1: everywhere).
+    #[arg(
+        long,
+        visible_alias = "rmin",
+        default_value_t = 0,
+        allow_negative_numbers = true
+    )]
+    replication_min: i32,
+    /// Most peers to pin it (0: cluster default, -1: everywhere).
+    #[arg(
+        long,
+        visible_alias = "rmax",
+        default_value_t = 0,
+        allow_negative_numbers = true
+    )]
+    replication_max: i32,
+    /// Unpin automatically after this long (e.g. 1h30m).
+    #[arg(long, value_name = "DURATION")]
+    expire_in: Option<String>,
+    /// key=value metadata (repeatable).
+    #[arg(long, value_name = "KEY=VALUE")]
+    metadata: Vec<String>,
+    /// Peers to allocate it to first (comma list).
+    #[arg(long, visible_alias = "allocs", value_name = "PEER,...")]
+    allocations: Vec<String>,
+    /// Store in IPFS without pinning in the cluster.
+    #[arg(long)]
+    no_pin: bool,
+    /// Wait until the root is pinned, then print its status.
+    #[arg(long)]
+    wait: bool,
+    /// Give up waiting after this long (exit code 62); 0 = never.
+    #[arg(long, visible_alias = "wt", value_name = "DURATION")]
+    wait_timeout: Option<String>,
+    /// Wrap the files in a directory (implied by several paths).
+    #[arg(short, long)]
+    wrap_with_directory: bool,
+    /// unixfs (car is not supported).
+    #[arg(long, value_name = "FORMAT")]
+    format: Option<String>,
+    /// balanced or trickle.
+    #[arg(long, value_name = "LAYOUT")]
+    layout: Option<String>,
+    /// Include hidden files.
+    #[arg(short = 'H', long)]
+    hidden: bool,
+    /// Chunking algorithm, e.g. size-262144.
+    #[arg(short = 's', long, value_name = "CHUNKER")]
+    chunker: Option<String>,
+    /// Raw blocks for leaves (implied by --cid-version 1).
+    #[arg(long)]
+    raw_leaves: bool,
+    /// CID version (0 or 1).
+    #[arg(long, default_value_t = 0)]
+    cid_version: u32,
+    /// Hash function; any but sha2-256 forces --cid-version 1.
+    #[arg(long, value_name = "HASH")]
+    hash: Option<String>,
+}
+
+impl AddFlags {
+    fn args(self) -> (Vec<std::path::PathBuf>, AddArgs) {
+        let cid_version = match self.hash.as_deref() {
+            Some(h) if h != "sha2-256" => 1,
+            _ => self.cid_version,
+        };
+        let args = AddArgs {
+            recursive: self.recursive,
+            quiet: self.quiet,
+            quieter: self.quieter,
+            no_stream: self.no_stream,
+            pin: PinAddArgs {
+                replication_min: self.replication_min,
+                replication_max: self.replication_max,
+                name: self.name,
+                allocations: self.allocations,
+                expire_in: self.expire_in,
+                metadata: self.metadata,
+                wait: WaitArgs {
+                    wait: self.wait,
+                    timeout: self.wait_timeout,
+                    ..WaitArgs::default()
+                },
+                ..PinAddArgs::default()
+            },
+            params: AddParams {
+                wrap_with_directory: self.wrap_with_directory,
+                hidden: self.hidden,
+                no_pin: self.no_pin,
+                cid_version,
+                raw_leaves: self.raw_leaves.then_some(true),
+                layout: self.layout,
+                chunker: self.chunker,
+                hash: self.hash,
+                local: self.local,
+            },
+            format: self.format,
+        };
+        (self.paths, args)
+    }
 }
 
 #[derive(Subcommand)]
@@ -263,6 +391,10 @@ fn run(global: &GlobalOptions, command: Command) -> Result<(), CliError> {
     runtime.block_on(async {
         match command {
             Command::Id => session.id().await,
+            Command::Add(flags) => {
+                let (paths, args) = flags.args();
+                session.add(&paths, &args).await
+            }
             Command::Version => session.version().await,
             Command::Peers(PeersCommand::Ls) => session.peers_ls().await,
             Command::Peers(PeersCommand::Rm { peer }) => session.peers_rm(&peer).await,

@@ -10,8 +10,8 @@
 //! and JSON (the API's own objects, pretty-printed). Differences: errors
 //! are one `error: …` line on stderr (upstream prints a block on stdout),
 //! `--timeout` also takes a human duration, a single `--host` (no
-//! failover list), no TLS or libp2p-http transport, and no `add` (the API
-//! does not serve `/add` yet).
+//! failover list), no TLS or libp2p-http transport; `add` shows a plain
+//! progress line on stderr and supports `--format unixfs` only.
 
 pub mod args;
 pub mod error;

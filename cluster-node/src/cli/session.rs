@@ -105,6 +105,25 @@ pub struct PinUpdateArgs {
     pub wait: WaitArgs,
 }
 
+/// `add`'s options, as typed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AddArgs {
+    /// `--recursive`: directories with everything under them.
+    pub recursive: bool,
+    /// `--quiet`: only CIDs.
+    pub quiet: bool,
+    /// `--quieter`: only the root's CID.
+    pub quieter: bool,
+    /// `--no-stream`: print everything at the end (JSON: one array).
+    pub no_stream: bool,
+    /// The pin's options, as `pin add` takes them (`replication` unused).
+    pub pin: PinAddArgs,
+    /// The add parameters.
+    pub params: crate::api::client::AddParams,
+    /// `--format`: only `unixfs` is supported.
+    pub format: Option<String>,
+}
+
 /// A connected client and where its output goes.
 pub struct Session<W: Write> {
     client: Client,
@@ -246,6 +265,110 @@ impl<W: Write> Session<W> {
         let limit = a.wait.limit.unwrap_or(pin.replication_factor_min);
         self.after_change(&cid, &a.wait, TrackerStatus::Pinned, limit, wait_timeout)
             .await
+    }
+
+    /// `add PATH…`: uploads files and directories, prints each added file,
+    /// the root last, with a progress line on stderr while uploading.
+    pub async fn add(&mut self, paths: &[std::path::PathBuf], a: &AddArgs) -> Result<(), CliError> {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        use std::sync::Arc;
+        if a.format.as_deref().is_some_and(|f| f != "unixfs") {
+            return Err(CliError::Argument(
+                "only --format unixfs is supported".into(),
+            ));
+        }
+        let mut params = a.params.clone();
+        // Several paths need a common root (as ipfs-cluster-ctl).
+        params.wrap_with_directory |= paths.len() > 1;
+        let options = self.add_pin_options(&a.pin)?;
+        let files = crate::api::upload::AddFiles::walk(paths, a.recursive, params.hidden)
+            .map_err(|e| CliError::Argument(e.to_string()))?;
+        let total = files.total_bytes();
+        let query = crate::api::client::add_query(&options, &params);
+        let sent = Arc::new(AtomicU64::new(0));
+        // The progress line runs beside the request, on its own timer.
+        let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+        let watch = Arc::clone(&sent);
+        let ticker = tokio::spawn(async move {
+            let mut progress = Progress::stderr();
+            loop {
+                tokio::select! {
+                    _ = &mut stopped => break,
+                    _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                }
+                let done = watch.load(Ordering::Relaxed);
+                progress.update(&format!(
+                    "uploading: {} / {}",
+                    humanize::bytes(done),
+                    humanize::bytes(total)
+                ));
+            }
+            progress.finish();
+        });
+        let (enc, stream) = (self.enc, !a.no_stream);
+        let (quiet, quieter) = (a.quiet, a.quieter);
+        let out = &mut self.out;
+        let mut all = Vec::new();
+        let mut written = Ok(());
+        let r = self
+            .client
+            .add(files, &query, sent, |o: crate::api::types::AddedOutput| {
+                if stream && !quieter && written.is_ok() {
+                    written = out.write_all(added_text(enc, quiet, &o).as_bytes());
+                }
+                all.push(o);
+            })
+            .await;
+        let _ = stop.send(());
+        let _ = ticker.await;
+        self.api(r)?;
+        written?;
+        let last = all.last().cloned();
+        if !stream || quieter {
+            let text = match (enc, quieter) {
+                (_, true) => last
+                    .as_ref()
+                    .map(|o| added_text(enc, true, o))
+                    .unwrap_or_default(),
+                (Encoding::Json, false) => format::json(&all),
+                (Encoding::Text, false) => all.iter().map(|o| added_text(enc, quiet, o)).collect(),
+            };
+            self.out.write_all(text.as_bytes())?;
+        }
+        let Some(root) = last.and_then(|o| o.cid) else {
+            return Err(CliError::Argument("the upload added nothing".into()));
+        };
+        if a.pin.wait.wait && !params.no_pin {
+            let wait_timeout = wait_timeout(&a.pin.wait)?;
+            let limit = match a.pin.wait.limit {
+                Some(l) => l,
+                None => {
+                    self.api(self.client.allocation(&root).await)?
+                        .replication_factor_min
+                }
+            };
+            self.after_change(
+                &root,
+                &a.pin.wait,
+                TrackerStatus::Pinned,
+                limit,
+                wait_timeout,
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    fn add_pin_options(&self, a: &PinAddArgs) -> Result<PinOptions, CliError> {
+        Ok(PinOptions {
+            replication_factor_min: a.replication_min,
+            replication_factor_max: a.replication_max,
+            name: a.name.clone(),
+            user_allocations: args::allocations(&a.allocations)?,
+            expire_at: expire_at(a.expire_in.as_deref())?,
+            metadata: args::metadata(&a.metadata)?,
+            ..PinOptions::default()
+        })
     }
 
     /// `pin rm CID`: unpins, then prints the status.
@@ -437,6 +560,16 @@ impl<W: Write> Session<W> {
     pub async fn ipfs_gc(&mut self, local: bool) -> Result<(), CliError> {
         let gc = self.api(self.client.ipfs_gc(local).await)?;
         self.emit(&gc, format::repo_gc)
+    }
+}
+
+/// One added file as `ipfs-cluster-ctl add` prints it.
+fn added_text(enc: Encoding, quiet: bool, o: &crate::api::types::AddedOutput) -> String {
+    let cid = o.cid.as_ref().map(ToString::to_string).unwrap_or_default();
+    match (enc, quiet) {
+        (Encoding::Json, _) => format::json(o),
+        (Encoding::Text, true) => format!("{cid}\n"),
+        (Encoding::Text, false) => format!("added {cid} {}\n", o.name),
     }
 }
 

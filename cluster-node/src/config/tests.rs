@@ -128,3 +128,110 @@ fn switched_off_repinning_never_runs_a_round() {
     config.repinning.enabled = false;
     assert_eq!(config.driver_settings(1).repair, None);
 }
+
+#[test]
+fn the_pinning_service_takes_its_own_or_the_rest_apis_credentials() {
+    let config = parse("{}").expect("defaults");
+    assert!(config.pinning_service.enabled);
+    assert_eq!(config.pinning_service.basic_auth(&config.rest_api), None);
+    let inherited = parse(
+        r#"{"rest_api": {"listen_address": "127.0.0.1:9094",
+            "basic_auth_credentials": {"alice": "pw"}}}"#,
+    )
+    .expect("rest credentials");
+    assert_eq!(
+        inherited.pinning_service.basic_auth(&inherited.rest_api),
+        Some(("alice".to_string(), "pw".to_string()))
+    );
+    let own = parse(
+        r#"{"rest_api": {"listen_address": "127.0.0.1:9094",
+            "basic_auth_credentials": {"alice": "pw"}},
+            "pinning_service": {"listen_address": "127.0.0.1:9097", "enabled": false,
+            "basic_auth_credentials": {"bob": "pw2"}, "access_tokens": ["tok-1"]}}"#,
+    )
+    .expect("own credentials");
+    let section = &own.pinning_service;
+    assert!(!section.enabled);
+    assert_eq!(
+        section.basic_auth(&own.rest_api),
+        Some(("bob".to_string(), "pw2".to_string()))
+    );
+    assert_eq!(section.access_tokens, ["tok-1"]);
+    assert!(!format!("{section:?}").contains("pw2") && !format!("{section:?}").contains("tok-1"));
+    assert_eq!(parse(&own.to_json()).expect("round trip"), own);
+    let listen = r#""listen_address": "127.0.0.1:9097""#;
+    for (section, key) in [
+        (
+            format!(r#"{listen}, "access_tokens": ["a b"]"#),
+            "pinning_service.access_tokens[0]",
+        ),
+        (
+            format!(r#"{listen}, "access_tokens": ["ok", ""]"#),
+            "pinning_service.access_tokens[1]",
+        ),
+        (
+            format!(r#"{listen}, "basic_auth_credentials": {{}}"#),
+            "pinning_service.basic_auth_credentials",
+        ),
+        (
+            format!(r#"{listen}, "basic_auth_credentials": {{"a": ""}}"#),
+            "pinning_service.basic_auth_credentials",
+        ),
+        (
+            r#""listen_address": "nope""#.to_string(),
+            "pinning_service.listen_address",
+        ),
+    ] {
+        let m = message(&format!(r#"{{"pinning_service": {{{section}}}}}"#));
+        assert!(m.contains(key), "{section}: {m}");
+    }
+}
+
+#[test]
+fn the_ipfs_proxy_forwards_to_its_own_node_or_the_connectors() {
+    let config = parse(r#"{"ipfs_proxy": {"listen_address": "127.0.0.1:19095"}}"#).expect("ok");
+    assert_eq!(
+        config.ipfs_proxy_node_url().expect("url"),
+        "http://127.0.0.1:5001"
+    );
+    assert_eq!(
+        config.ipfs_proxy.extract_headers_ttl,
+        Duration::from_secs(300)
+    );
+    let config = parse(
+        r#"{"ipfs_proxy": {"listen_address": "127.0.0.1:9095",
+            "node_multiaddress": "/ip4/127.0.0.1/tcp/5999", "extract_headers_ttl": "0s"}}"#,
+    )
+    .expect("ok");
+    assert_eq!(
+        config.ipfs_proxy_node_url().expect("url"),
+        "http://127.0.0.1:5999"
+    );
+    assert_eq!(parse(&config.to_json()).expect("round trip"), config);
+    let m = message(
+        r#"{"ipfs_proxy": {"listen_address": "127.0.0.1:9095", "node_multiaddress": "/ip4/x/tcp/1"}}"#,
+    );
+    assert!(m.contains("ipfs_proxy.node_multiaddress"), "{m}");
+    let m = message(
+        r#"{"ipfs_proxy": {"listen_address": "127.0.0.1:9095", "extract_headers_extra": ["bad header"]}}"#,
+    );
+    assert!(m.contains("ipfs_proxy.extract_headers_extra[0]"), "{m}");
+}
+
+#[test]
+fn metrics_are_off_by_default_and_add_uploads_are_bounded() {
+    let config = parse("{}").expect("defaults");
+    assert!(!config.observations.enable_stats);
+    assert_eq!(config.observations.metrics_listen_address, "127.0.0.1:8888");
+    assert_eq!(
+        config.rest_api.max_add_bytes,
+        crate::api::rest::DEFAULT_MAX_ADD_BYTES
+    );
+    let config = parse(
+        r#"{"observations": {"enable_stats": true},
+            "rest_api": {"listen_address": "127.0.0.1:9094", "max_add_bytes": 1000}}"#,
+    )
+    .expect("parse");
+    assert!(config.observations.enable_stats);
+    assert_eq!(config.rest_api.max_add_bytes, 1000);
+}

@@ -19,7 +19,7 @@ use crate::context::PeerContext;
 use crate::rpc::NodeRouter;
 use expiry::ExpiryConfig;
 use metrics::{MetricsBoard, MetricsConfig};
-use repair::RepairConfig;
+use repair::{RepairConfig, RepairHook};
 use tracker::{TrackerDriverConfig, TrackerHandle, ViolationHook};
 
 /// Settings of every driver of one peer.
@@ -53,6 +53,17 @@ pub fn start_drivers(
     settings: DriverSettings,
     on_violation: ViolationHook,
 ) -> Result<Drivers, TrackerConfigError> {
+    start_drivers_observed(ctx, settings, on_violation, Arc::new(|_| {}))
+}
+
+/// Like [`start_drivers`], telling `on_repair` what the re-allocation
+/// driver proposes and applies (the simulator checks hand-overs with it).
+pub fn start_drivers_observed(
+    ctx: &PeerContext,
+    settings: DriverSettings,
+    on_violation: ViolationHook,
+    on_repair: RepairHook,
+) -> Result<Drivers, TrackerConfigError> {
     let tracker = tracker::start_tracker(ctx, settings.tracker, on_violation)?;
     let board = Arc::new(MetricsBoard::default());
     let router = Arc::new(NodeRouter::new(
@@ -60,6 +71,7 @@ pub fn start_drivers(
         Arc::clone(&board),
         tracker.clone(),
         Arc::clone(&ctx.clock),
+        Arc::clone(&ctx.ipfs),
     ));
     rt::spawn(metrics::publish_metrics(
         ctx.clone(),
@@ -71,7 +83,9 @@ pub fn start_drivers(
         rt::spawn(repair::repair_allocations(
             ctx.clone(),
             Arc::clone(&board),
+            tracker.clone(),
             repair,
+            on_repair,
         ));
     }
     rt::spawn(expiry::remove_expired(ctx.clone(), settings.expiry));

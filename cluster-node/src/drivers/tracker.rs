@@ -43,7 +43,17 @@ pub struct TrackerDriverConfig {
     pub catch_up_retry_ms: u64,
     /// Deadline of one such try, in ms.
     pub catch_up_call_ms: u64,
+    /// Least time between two full passes over the tracker's items, in
+    /// ms: its invariant check and the counters the metrics read. Both
+    /// cost O(pins), so with a million pins a pass per message or tick
+    /// would dominate (a status page waited ~27 ms behind them). 0: after
+    /// every step, for the simulator and tests, which want a broken
+    /// invariant caught at the step that broke it.
+    pub full_pass_ms: u64,
 }
+
+/// Default least time between two full passes over the tracker's items.
+pub const FULL_PASS_MS: u64 = 1_000;
 
 impl TrackerDriverConfig {
     /// The driver's defaults around `tracker`.
@@ -54,6 +64,7 @@ impl TrackerDriverConfig {
             idle_wake_ms: 1_000,
             catch_up_retry_ms: 500,
             catch_up_call_ms: 2_000,
+            full_pass_ms: FULL_PASS_MS,
         }
     }
 }
@@ -134,6 +145,7 @@ pub fn start_tracker(
         on_violation,
         catch_up_to: None,
         desired_complete: false,
+        last_full_pass: None,
     };
     rt::spawn(driver.run(rx));
     Ok(handle)
@@ -179,6 +191,8 @@ struct Driver {
     on_violation: ViolationHook,
     catch_up_to: Option<u64>,
     desired_complete: bool,
+    /// When the items were last checked and counted.
+    last_full_pass: Option<Millis>,
 }
 
 impl Driver {
@@ -199,11 +213,8 @@ impl Driver {
                     .handle_input(Input::DesiredComplete, self.ctx.clock.now());
             }
             let wake = self.run_commands();
-            if let Err(e) = self.tracker.check_invariants() {
-                (self.on_violation)(format!("tracker of {}: {e}", self.ctx.id));
-            }
-            *lock(&self.counts) = self.tracker.counts();
             let now = self.ctx.clock.now();
+            self.full_pass(now);
             let wait = wake
                 .0
                 .saturating_sub(now.0)
@@ -226,6 +237,23 @@ impl Driver {
                 self.tracker.handle_input(Input::Tick, self.ctx.clock.now());
             }
         }
+    }
+
+    /// Checks the tracker's invariants and refreshes the counters, unless
+    /// that was done less than `full_pass_ms` ago.
+    fn full_pass(&mut self, now: Millis) {
+        // A clock that went back (skew, a reset) also makes it due.
+        let due = self
+            .last_full_pass
+            .is_none_or(|last| now < last || now.0 - last.0 >= self.config.full_pass_ms);
+        if !due {
+            return;
+        }
+        self.last_full_pass = Some(now);
+        if let Err(e) = self.tracker.check_invariants() {
+            (self.on_violation)(format!("tracker of {}: {e}", self.ctx.id));
+        }
+        *lock(&self.counts) = self.tracker.counts();
     }
 
     fn handle(&mut self, msg: Msg) {

@@ -17,6 +17,7 @@ pub use cluster_net::transport::BoxFuture;
 
 #[cfg(feature = "kubo")]
 pub mod kubo;
+pub mod mem_add;
 
 #[cfg(all(feature = "embedded-ipfs", not(madsim)))]
 pub mod embedded;
@@ -87,6 +88,16 @@ impl RepoStat {
     }
 }
 
+/// One entry of a garbage collection (`repo/gc`): a removed block, or an
+/// error the daemon met on the way.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct GcEntry {
+    /// The removed block's CID, as the daemon wrote it.
+    pub key: Option<String>,
+    /// The error, if this entry is one.
+    pub error: Option<String>,
+}
+
 /// The daemon's identity (`id`).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct IpfsId {
@@ -94,6 +105,35 @@ pub struct IpfsId {
     pub peer_id: String,
     /// Its swarm addresses (multiaddrs), as strings.
     pub addresses: Vec<String>,
+}
+
+/// One file or directory an [`IpfsConnector::add`] stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AddedFile {
+    /// Its path within the upload.
+    pub name: String,
+    /// Its CID.
+    pub cid: Cid,
+    /// Its cumulative DAG size, in bytes.
+    pub size: u64,
+}
+
+/// An upload for [`IpfsConnector::add`]: a body in Kubo's `add` encoding
+/// (`multipart/form-data`, directories as `application/x-directory`
+/// parts), read chunk by chunk so it never sits whole in memory.
+#[derive(Debug)]
+pub struct AddRequest {
+    /// The body's `Content-Type`, with its boundary.
+    pub content_type: String,
+    /// The daemon's `add` parameters (`cid-version`, `raw-leaves`,
+    /// `chunker`, `hash`, `trickle`, `wrap-with-directory`, `hidden`);
+    /// the connector adds its own (`pin=false`, no progress).
+    pub options: Vec<(String, String)>,
+    /// The body's chunks; an `Err` aborts the upload with that reason.
+    pub body: tokio::sync::mpsc::Receiver<Result<Vec<u8>, String>>,
+    /// Where each file and directory stored is reported as the daemon
+    /// finishes it, the root last.
+    pub added: tokio::sync::mpsc::Sender<AddedFile>,
 }
 
 /// What the node's drivers need from an IPFS daemon. Every call has its own
@@ -123,4 +163,27 @@ pub trait IpfsConnector: Send + Sync + 'static {
     /// Asks the daemon to connect to another daemon at `multiaddr` (so
     /// content moves between peers' daemons by bitswap). Best effort.
     fn swarm_connect(&self, multiaddr: &str) -> BoxFuture<Result<(), IpfsError>>;
+
+    /// Garbage-collects the daemon's repo (`repo/gc`): what it removed,
+    /// and the errors it met. Connectors without it refuse.
+    fn repo_gc(&self) -> BoxFuture<Result<Vec<GcEntry>, IpfsError>> {
+        Box::pin(async {
+            Err(IpfsError::Config {
+                reason: "this IPFS connector cannot garbage-collect (repo/gc)".into(),
+            })
+        })
+    }
+
+    /// Stores the files of `request` in the daemon without pinning them
+    /// (the cluster pins the root through its own operation) — the REST
+    /// API's `POST /add`. A connector that cannot import content keeps this
+    /// default, which refuses.
+    fn add(&self, request: AddRequest) -> BoxFuture<Result<(), IpfsError>> {
+        drop(request);
+        Box::pin(async {
+            Err(IpfsError::Config {
+                reason: "this IPFS connector cannot add content".into(),
+            })
+        })
+    }
 }

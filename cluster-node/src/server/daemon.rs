@@ -9,12 +9,13 @@
 //!   re-join);
 //! - fresh, no other peer in `cluster_peers` or `--bootstrap`: it starts a
 //!   new single-peer cluster;
-//! - fresh, with other peers listed: it joins through them, in turn, each
-//!   attempt retried until `consensus.raft.membership_timeout`.
-//!
-//! A fresh peer with peers listed never starts a cluster by itself: two
-//! peers that each decided to go first would form two clusters. So the
-//! first peer of a new cluster is started with no other peer listed.
+//! - fresh, with other peers listed: it joins through them, in turn, going
+//!   round again until `consensus.raft.membership_timeout`;
+//! - fresh, started together with the peers it lists in `cluster_peers`
+//!   (each listing the others), none of which belongs to a cluster yet:
+//!   the one with the lowest peer id starts the cluster once it has heard
+//!   from every other one, and they join it. Peers given with
+//!   `--bootstrap` are only ever joined.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -36,6 +37,10 @@ use crate::{start_drivers, Drivers, PeerContext, SystemClock};
 pub const IPFS_RECORD_DIR: &str = "ipfs";
 /// How often the membership is looked at, to log its changes.
 const MEMBERS_WATCH_MS: u64 = 1_000;
+/// First pause between two rounds of join attempts through the listed peers.
+const JOIN_ROUND_DELAY_MS: u64 = 250;
+/// Longest pause between two rounds of join attempts.
+const JOIN_ROUND_DELAY_MAX_MS: u64 = 4_000;
 /// How often "no leader yet" is repeated while waiting for one.
 const LEADER_NAG_MS: u64 = 10_000;
 
@@ -91,6 +96,12 @@ pub enum DaemonError {
     /// The REST API could not be set up (bad address, port taken).
     #[error("starting the REST API: {0}")]
     Rest(String),
+    /// The Pinning Service API could not be set up (bad settings, port taken).
+    #[error("starting the pinning service API: {0}")]
+    PinSvc(String),
+    /// The IPFS proxy could not be set up (bad address, port taken).
+    #[error("starting the IPFS proxy: {0}")]
+    Proxy(String),
     /// The membership record could not be written.
     #[error(transparent)]
     Member(#[from] MemberFileError),
@@ -128,6 +139,31 @@ pub struct Daemon {
     rest_stop: tokio::sync::oneshot::Sender<()>,
     /// The REST API's task.
     rest_task: tokio::task::JoinHandle<std::io::Result<()>>,
+    /// The Pinning Service API, unless `pinning_service.enabled` is off.
+    pub pinsvc: Option<crate::api::pinsvc::Running>,
+    /// Where the IPFS proxy listens, its stop and its task.
+    #[cfg(feature = "proxy")]
+    pub proxy: Served,
+}
+
+/// One HTTP API the daemon serves: its address, its stop, its task.
+pub struct Served {
+    /// Where it listens.
+    pub addr: std::net::SocketAddr,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Served {
+    /// Stops taking requests and waits (up to `drain`) for those in flight.
+    async fn stop(self, what: &str, drain: Duration) {
+        let _ = self.stop.send(());
+        match tokio::time::timeout(drain, self.task).await {
+            Ok(Ok(Err(e))) => tracing::warn!("{what} stopped with an error: {e}"),
+            Err(_) => tracing::warn!("{what}: requests still running after {drain:?}"),
+            _ => {}
+        }
+    }
 }
 
 /// Starts the peer configured in `config_dir`. The caller holds the
@@ -164,7 +200,16 @@ pub async fn start(
             return Err(e);
         }
     };
-    let joined = enter_cluster(config_dir, &raft, &net, &peer, &peers, &options.bootstrap).await;
+    let joined = enter_cluster(
+        config_dir,
+        &raft,
+        &net,
+        &peer,
+        &peers,
+        &options.bootstrap,
+        config.consensus.raft.membership_timeout,
+    )
+    .await;
     if let Err(e) = joined {
         raft.shutdown().await;
         net.shutdown().await;
@@ -182,9 +227,28 @@ pub async fn start(
             return Err(e);
         }
     };
-    let (rest_addr, rest_stop, rest_task) = match start_rest(config, ctx, drivers.clone()).await {
-        Ok(rest) => rest,
+    #[cfg(feature = "proxy")]
+    let proxy = match start_proxy(config, ctx.clone(), drivers.clone()).await {
+        Ok(proxy) => proxy,
         Err(e) => {
+            raft.shutdown().await;
+            net.shutdown().await;
+            return Err(e);
+        }
+    };
+    let (rest_addr, rest_stop, rest_task) =
+        match start_rest(config, ctx.clone(), drivers.clone()).await {
+            Ok(rest) => rest,
+            Err(e) => {
+                raft.shutdown().await;
+                net.shutdown().await;
+                return Err(e);
+            }
+        };
+    let pinsvc = match start_pinsvc(config, ctx, drivers.clone()).await {
+        Ok(pinsvc) => pinsvc,
+        Err(e) => {
+            let _ = rest_stop.send(());
             raft.shutdown().await;
             net.shutdown().await;
             return Err(e);
@@ -203,7 +267,81 @@ pub async fn start(
         rest_addr,
         rest_stop,
         rest_task,
+        pinsvc,
+        #[cfg(feature = "proxy")]
+        proxy,
     })
+}
+
+/// Serves the Pinning Service API on `pinning_service.listen_address` when
+/// enabled, with the REST API's pin settings.
+async fn start_pinsvc(
+    config: &ServerConfig,
+    ctx: PeerContext,
+    drivers: Drivers,
+) -> Result<Option<crate::api::pinsvc::Running>, DaemonError> {
+    use crate::api::pinsvc::{PinSvcApi, PinSvcConfig, Running};
+    let section = &config.pinning_service;
+    if !section.enabled {
+        return Ok(None);
+    }
+    let listen = crate::api::rest::parse_listen(&section.listen_address)
+        .map_err(|e| DaemonError::PinSvc(format!("pinning_service.listen_address: {e}")))?;
+    let cluster = crate::api::rest::RestConfig {
+        default_replication_min: config.cluster.replication_factor_min,
+        default_replication_max: config.cluster.replication_factor_max,
+        allocator: config.allocator_config(),
+        ..crate::api::rest::RestConfig::default()
+    };
+    let pinsvc = PinSvcConfig {
+        listen,
+        basic_auth: section.basic_auth(&config.rest_api),
+        access_tokens: section.access_tokens.clone(),
+        ..PinSvcConfig::default()
+    };
+    let api = PinSvcApi::new(ctx, drivers, cluster, pinsvc)
+        .map_err(|e| DaemonError::PinSvc(e.to_string()))?;
+    let running = Running::start(api, listen).await.map_err(|e| {
+        DaemonError::PinSvc(format!("pinning_service.listen_address {listen}: {e}"))
+    })?;
+    tracing::info!("Pinning Service API listening on http://{}", running.addr);
+    Ok(Some(running))
+}
+
+/// Binds the IPFS proxy on `ipfs_proxy.listen_address` and serves it on a
+/// task, forwarding to `ipfs_proxy.node_multiaddress` (default: the
+/// connector's daemon).
+#[cfg(feature = "proxy")]
+async fn start_proxy(
+    config: &ServerConfig,
+    ctx: PeerContext,
+    drivers: Drivers,
+) -> Result<Served, DaemonError> {
+    use crate::api::proxy::{IpfsProxy, ProxyConfig};
+    let listen = crate::api::rest::parse_listen(&config.ipfs_proxy.listen_address)
+        .map_err(|e| DaemonError::Proxy(format!("ipfs_proxy.listen_address: {e}")))?;
+    let proxy_config = ProxyConfig {
+        listen,
+        node_url: config.ipfs_proxy_node_url()?,
+        default_replication_min: config.cluster.replication_factor_min,
+        default_replication_max: config.cluster.replication_factor_max,
+        allocator: config.allocator_config(),
+        extract_headers_extra: config.ipfs_proxy.extract_headers_extra.clone(),
+        extract_headers_ttl: config.ipfs_proxy.extract_headers_ttl,
+        ..ProxyConfig::default()
+    };
+    let proxy = IpfsProxy::new(ctx, drivers, proxy_config)
+        .map_err(|e| DaemonError::Proxy(e.to_string()))?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| DaemonError::Proxy(format!("ipfs_proxy.listen_address {listen}: {e}")))?;
+    let addr = listener.local_addr().unwrap_or(listen);
+    tracing::info!("IPFS Proxy listening on http://{addr}");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(proxy.serve(listener, async move {
+        let _ = stopped.await;
+    }));
+    Ok(Served { addr, stop, task })
 }
 
 /// Binds the REST API on `rest_api.listen_address` and serves it on a task
@@ -225,6 +363,7 @@ async fn start_rest(
     let rest_config = crate::api::rest::RestConfig {
         listen,
         basic_auth: config.rest_api.basic_auth(),
+        max_add_bytes: config.rest_api.max_add_bytes,
         default_replication_min: config.cluster.replication_factor_min,
         default_replication_max: config.cluster.replication_factor_max,
         allocator: config.allocator_config(),
@@ -238,10 +377,45 @@ async fn start_rest(
     let addr = listener.local_addr().unwrap_or(listen);
     tracing::info!("REST API listening on http://{addr}");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let metrics_stop = start_metrics(config, &api).await?;
     let task = tokio::spawn(api.serve(listener, async move {
         let _ = stopped.await;
+        drop(metrics_stop);
     }));
     Ok((addr, stop, task))
+}
+
+/// Serves the Prometheus metrics when `observations.enable_stats`, until
+/// the returned sender fires or is dropped.
+async fn start_metrics(
+    config: &ServerConfig,
+    api: &crate::api::rest::RestApi,
+) -> Result<Option<tokio::sync::oneshot::Sender<()>>, DaemonError> {
+    let section = &config.observations;
+    if !section.enable_stats {
+        return Ok(None);
+    }
+    let key = "observations.metrics_listen_address";
+    let listen = crate::api::rest::parse_listen(&section.metrics_listen_address)
+        .map_err(|e| DaemonError::Rest(format!("{key}: {e}")))?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| DaemonError::Rest(format!("{key} {listen}: {e}")))?;
+    let addr = listener.local_addr().unwrap_or(listen);
+    tracing::info!("Prometheus metrics on http://{addr}/metrics");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let api = api.clone();
+    tokio::spawn(async move {
+        let served = api
+            .serve_metrics(listener, async move {
+                let _ = stopped.await;
+            })
+            .await;
+        if let Err(e) = served {
+            tracing::warn!("metrics endpoint stopped: {e}");
+        }
+    });
+    Ok(Some(stop))
 }
 
 /// Opens the store and starts the consensus on it.
@@ -294,6 +468,7 @@ async fn enter_cluster(
     peer: &PeerId,
     peers: &[PeerAddress],
     bootstrap: &[String],
+    limit: Duration,
 ) -> Result<(), DaemonError> {
     let others: Vec<&PeerAddress> = peers.iter().filter(|p| p.peer_id != *peer).collect();
     for other in &others {
@@ -319,42 +494,114 @@ async fn enter_cluster(
             "starting a new cluster: this peer has no cluster state and no other peer is listed \
              in cluster_peers or --bootstrap"
         );
-        let cluster_id = random_id()?;
-        raft.initialize(cluster_id)
-            .await
-            .map_err(|source| DaemonError::Membership {
-                what: "starting a new cluster".to_string(),
-                source,
-            })?;
-        member::record(config_dir, cluster_id)?;
-        return Ok(());
+        return start_new_cluster(config_dir, raft).await;
     }
-    let mut last = None;
-    for via in others {
-        tracing::info!("joining the cluster through {}", via.full);
-        let contact = NodeInfo {
-            peer_id: via.peer_id.to_string(),
-            addr: via.addr.clone(),
-            incarnation: 0,
-        };
-        match raft.join(&contact).await {
-            Ok(()) => {
-                let cluster_id = raft.cluster_id().unwrap_or_default();
-                tracing::info!("joined cluster {cluster_id:032x} through {}", via.peer_id);
-                member::record(config_dir, cluster_id)?;
-                return Ok(());
+    join_or_start_together(config_dir, raft, peer, &others, bootstrap.is_empty(), limit).await
+}
+
+/// Starts a new cluster of this one peer, under a random cluster id.
+async fn start_new_cluster(config_dir: &Path, raft: &ClusterRaft) -> Result<(), DaemonError> {
+    let cluster_id = random_id()?;
+    raft.initialize(cluster_id)
+        .await
+        .map_err(|source| DaemonError::Membership {
+            what: "starting a new cluster".to_string(),
+            source,
+        })?;
+    member::record(config_dir, cluster_id)?;
+    Ok(())
+}
+
+/// Joins through the listed peers, asking each in turn (one attempt each)
+/// and going round again with back-off until `limit`.
+///
+/// Peers started together, each listing the others in `cluster_peers`,
+/// have no cluster to join. When every listed peer answered that it
+/// belongs to no cluster yet, the one with the lowest peer id among them
+/// starts it and the others join it on their next round. Only one peer
+/// can be lowest, and only a peer that heard "no cluster" from every other
+/// one starts, so an existing cluster among the listed peers is always
+/// joined rather than duplicated. Peers given with `--bootstrap` are meant
+/// to be joined: then this peer never starts a cluster itself.
+async fn join_or_start_together(
+    config_dir: &Path,
+    raft: &ClusterRaft,
+    peer: &PeerId,
+    others: &[&PeerAddress],
+    may_start: bool,
+    limit: Duration,
+) -> Result<(), DaemonError> {
+    let deadline = tokio::time::Instant::now() + limit;
+    let lowest = others.iter().all(|other| *peer < other.peer_id);
+    let mut delay = Duration::from_millis(JOIN_ROUND_DELAY_MS);
+    let mut told = false;
+    loop {
+        let mut last = None;
+        let mut without_cluster = 0;
+        for via in others {
+            if !told {
+                tracing::info!("joining the cluster through {}", via.full);
             }
-            Err(e) => {
-                tracing::warn!("joining through {} failed: {e}", via.full);
-                last = Some((via.full.clone(), e));
+            let contact = NodeInfo {
+                peer_id: via.peer_id.to_string(),
+                addr: via.addr.clone(),
+                incarnation: 0,
+            };
+            match raft.join_once(&contact).await {
+                Ok(()) => {
+                    let cluster_id = raft.cluster_id().unwrap_or_default();
+                    tracing::info!("joined cluster {cluster_id:032x} through {}", via.peer_id);
+                    member::record(config_dir, cluster_id)?;
+                    return Ok(());
+                }
+                Err(MembershipError::NoCluster) => without_cluster += 1,
+                Err(
+                    e @ (MembershipError::ClusterMismatch { .. }
+                    | MembershipError::NodeIdCollision { .. }
+                    | MembershipError::StaleMember { .. }
+                    | MembershipError::Shutdown
+                    | MembershipError::Store(_)),
+                ) => {
+                    return Err(DaemonError::Membership {
+                        what: format!("joining the cluster through {}", via.full),
+                        source: e,
+                    });
+                }
+                Err(e) => {
+                    tracing::debug!("joining through {} failed: {e}", via.full);
+                    last = Some((via.full.clone(), e));
+                }
             }
         }
+        told = true;
+        if may_start && lowest && without_cluster == others.len() {
+            tracing::info!(
+                "starting a new cluster: every peer in cluster_peers is up and belongs to no \
+                 cluster yet, and this peer has the lowest id among them (the others join it)"
+            );
+            return start_new_cluster(config_dir, raft).await;
+        }
+        if tokio::time::Instant::now() + delay >= deadline {
+            let (via, source) = last.unwrap_or_else(|| {
+                let names: Vec<&str> = others.iter().map(|o| o.full.as_str()).collect();
+                (names.join(", "), MembershipError::NoCluster)
+            });
+            return Err(DaemonError::Membership {
+                what: format!("joining the cluster (last tried through {via})"),
+                source,
+            });
+        }
+        if let Some((via, e)) = &last {
+            tracing::warn!("joining through {via} failed: {e}; trying again in {delay:?}");
+        } else {
+            tracing::info!(
+                "no listed peer belongs to a cluster yet; waiting for one to start it \
+                 (trying again in {delay:?})"
+            );
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_millis(JOIN_ROUND_DELAY_MAX_MS));
     }
-    let (via, source) = last.unwrap_or((String::new(), MembershipError::NoLeader));
-    Err(DaemonError::Membership {
-        what: format!("joining the cluster (last tried through {via})"),
-        source,
-    })
 }
 
 /// Starts the drivers over `ipfs`, and serves node RPCs.
@@ -483,6 +730,11 @@ impl Daemon {
         // Stop taking requests first (those in flight finish), then serving
         // other peers, then the consensus (it releases the store), then the
         // host. The drivers' tasks end with the process.
+        if let Some(pinsvc) = self.pinsvc {
+            pinsvc.stop(REST_DRAIN).await;
+        }
+        #[cfg(feature = "proxy")]
+        self.proxy.stop("ipfs proxy", REST_DRAIN).await;
         let _ = self.rest_stop.send(());
         match tokio::time::timeout(REST_DRAIN, self.rest_task).await {
             Ok(Ok(Err(e))) => tracing::warn!("rest api stopped with an error: {e}"),

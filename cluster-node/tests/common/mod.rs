@@ -5,6 +5,9 @@
 // Each test binary uses its own part of this module.
 #![allow(dead_code)]
 
+#[cfg(all(feature = "server", feature = "client"))]
+pub mod cluster;
+
 use std::path::PathBuf;
 use std::process::Command;
 

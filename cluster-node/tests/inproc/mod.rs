@@ -35,11 +35,13 @@ pub const CLUSTER_ID: u128 = 42;
 
 // ---------------------------------------------------------------- fakes
 
-/// IPFS in memory; pins of CIDs in `failing` fail.
+/// IPFS in memory; pins of CIDs in `failing` fail; each pin takes
+/// `pin_delay` (none by default).
 #[derive(Default)]
 pub struct MemIpfs {
     pub pins: Mutex<BTreeMap<Cid, ListedPin>>,
     pub failing: Mutex<BTreeSet<Cid>>,
+    pub pin_delay: Mutex<Option<Duration>>,
 }
 
 pub struct Conn(pub Arc<MemIpfs>);
@@ -47,7 +49,11 @@ pub struct Conn(pub Arc<MemIpfs>);
 impl IpfsConnector for Conn {
     fn pin(&self, cid: &Cid, max_depth: i32) -> BoxFuture<Result<(), IpfsError>> {
         let (ipfs, cid) = (Arc::clone(&self.0), cid.clone());
+        let delay = *self.0.pin_delay.lock().expect("lock");
         Box::pin(async move {
+            if let Some(delay) = delay {
+                tokio::time::sleep(delay).await;
+            }
             if ipfs.failing.lock().expect("lock").contains(&cid) {
                 return Err(IpfsError::Daemon {
                     path: "pin/add".into(),
@@ -112,6 +118,17 @@ impl IpfsConnector for Conn {
     fn swarm_connect(&self, _multiaddr: &str) -> BoxFuture<Result<(), IpfsError>> {
         Box::pin(async move { Ok(()) })
     }
+
+    fn add(
+        &self,
+        request: cluster_node::ipfs::AddRequest,
+    ) -> BoxFuture<Result<(), cluster_node::ipfs::IpfsError>> {
+        Box::pin(async move {
+            cluster_node::ipfs::mem_add::add_in_memory(request, 64 << 20)
+                .await
+                .map(|_| ())
+        })
+    }
 }
 
 /// The node RPCs between in-process peers; a peer marked down is unreachable.
@@ -172,6 +189,7 @@ pub fn settings() -> DriverSettings {
     DriverSettings {
         tracker: TrackerDriverConfig {
             idle_wake_ms: 50,
+            full_pass_ms: 0,
             ..TrackerDriverConfig::new(tracker, 1)
         },
         metrics: MetricsConfig {
@@ -309,4 +327,25 @@ pub async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
         assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Serves `peer`'s Pinning Service API on 127.0.0.1:0 with `config` (its
+/// listen address is ignored), with the same pin settings as its REST API.
+#[cfg(feature = "pinsvc")]
+pub async fn serve_pinsvc(
+    peer: &Peer,
+    config: cluster_node::api::pinsvc::PinSvcConfig,
+) -> cluster_node::api::pinsvc::Running {
+    use cluster_node::api::pinsvc::{PinSvcApi, Running};
+    let id = peer.ctx.id.as_str();
+    let cluster = RestConfig {
+        peer_call_timeout: Duration::from_secs(2),
+        peername: Some(format!("node-{}", &id[id.len() - 4..])),
+        ..RestConfig::default()
+    };
+    let api = PinSvcApi::new(peer.ctx.clone(), peer.drivers.clone(), cluster, config)
+        .expect("pinning service api");
+    Running::start(api, SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .expect("serve the pinning service api")
 }

@@ -253,6 +253,19 @@ impl Model {
 /// appear nowhere else, which changes no other rule.
 fn valid_as_stored(pin: &Pin) -> bool {
     let mut padded = pin.clone();
+    // A hand-over may hold up to twice the maximum (at most
+    // `ALLOCATIONS_MAX`) while the replacements start pinning: the peers
+    // past the maximum only need to be distinct; the rest is judged as a
+    // request would be.
+    let max = pin.options.replication_factor_max;
+    if max > 0 && padded.allocations.len() > max as usize {
+        let most = (max as usize * 2).min(cluster_core::pin::ALLOCATIONS_MAX);
+        let distinct: std::collections::BTreeSet<&PeerId> = padded.allocations.iter().collect();
+        if padded.allocations.len() > most || distinct.len() != padded.allocations.len() {
+            return false;
+        }
+        padded.allocations.truncate(max as usize);
+    }
     let min = pin.options.replication_factor_min;
     let mut filler = 0u64;
     while min > 0 && padded.allocations.len() < min as usize {

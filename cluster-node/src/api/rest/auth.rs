@@ -1,7 +1,8 @@
-//! HTTP basic authentication (rest-api.md §3), when credentials are set.
-//! `OPTIONS` (CORS preflights) and `GET /health` pass without it. Bearer
-//! tokens (`POST /token`) are not issued by this server, so any bearer
-//! token is refused as invalid.
+//! HTTP basic authentication and bearer tokens (rest-api.md §3), when
+//! credentials are set. `OPTIONS` (CORS preflights) and `GET /health` pass
+//! without it. Bearer tokens are the JWTs `POST /token` issues ([`jwt`]).
+//!
+//! [`jwt`]: super::jwt
 
 use std::sync::Arc;
 
@@ -94,7 +95,14 @@ pub async fn require(
             .filter(|s| s.eq_ignore_ascii_case(scheme))
             .and_then(|_| given.get(scheme.len()..))
     };
-    if after("Bearer ").is_some() {
+    if let Some(token) = after("Bearer ") {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        if super::jwt::verify(token, &credentials.user, &credentials.pass, now).is_ok() {
+            return next.run(request).await;
+        }
         let challenge = format!("{bearer}, error=\"invalid_token\"");
         return refuse("unauthorized: invalid token", &[&challenge]);
     }

@@ -29,6 +29,9 @@ pub enum ApiError {
         /// What is wrong with its value.
         reason: String,
     },
+    /// The request body is not what the route takes.
+    #[error("{0}")]
+    BadBody(String),
     /// A `filter` names nothing known.
     #[error("invalid filter value: {0:?}")]
     BadFilter(String),
@@ -47,7 +50,7 @@ pub enum ApiError {
         /// Bytes announced.
         got: u64,
         /// The limit.
-        max: usize,
+        max: u64,
     },
     /// The pinset refused the command.
     #[error(transparent)]
@@ -88,6 +91,7 @@ impl ApiError {
             ApiError::BadCid(_)
             | ApiError::BadPeer(_)
             | ApiError::BadParam { .. }
+            | ApiError::BadBody(_)
             | ApiError::BadFilter(_) => StatusCode::BAD_REQUEST,
             ApiError::NotInPinset | ApiError::UnknownPeer(_) | ApiError::NoRoute => {
                 StatusCode::NOT_FOUND

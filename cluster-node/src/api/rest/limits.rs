@@ -9,17 +9,31 @@ use axum::response::{IntoResponse, Response};
 
 use super::error::ApiError;
 
-/// Refuses bodies announced larger than `max` bytes. (Bodies without a
-/// length are bounded by axum's body limit where a route reads one; no
-/// route here buffers a body.)
-pub async fn body_size(State(max): State<usize>, request: Request, next: Next) -> Response {
+/// The body bounds: uploads to `POST /add` have their own.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimits {
+    /// Every route but `/add`, in bytes.
+    pub max_body: u64,
+    /// `POST /add`, in bytes.
+    pub max_add: u64,
+}
+
+/// Refuses bodies announced larger than the limit bytes. (Bodies without a
+/// length are bounded by axum's body limit where a route reads one, and by
+/// `/add` itself as it streams.)
+pub async fn body_size(State(limits): State<BodyLimits>, request: Request, next: Next) -> Response {
+    let max = if request.uri().path() == "/add" {
+        limits.max_add
+    } else {
+        limits.max_body
+    };
     let announced = request
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
     if let Some(got) = announced {
-        if got > max as u64 {
+        if got > max {
             return ApiError::BodyTooLarge { got, max }.into_response();
         }
     }

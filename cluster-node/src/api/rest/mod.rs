@@ -15,9 +15,8 @@
 //!   peer for each page's statuses.
 //! - Writes without a leader answer 503, not 500.
 //! - `/pins/{ipns|ipld}/…` and sub-paths of `/pins/ipfs/…` need IPFS
-//!   `resolve`, and `POST /ipfs/gc` needs `repo/gc`: the connector has
-//!   neither yet, so they answer 501. `POST /add`, `POST /peers`,
-//!   `POST /token` and `GET /health/bandwidth` are not served yet (404/405).
+//!   `resolve`, which the connector lacks, so they answer 501. `POST /peers` and
+//!   `GET /health/bandwidth` are not served yet (404/405).
 //! - `shard-size` is stored with the pin and otherwise ignored: the pinset
 //!   refuses sharded pins until sharding exists.
 //! - Peer names: ours from the settings, other peers by id;
@@ -27,12 +26,22 @@
 //!   alert history is kept yet); `GET /health/graph` holds what this peer
 //!   knows (it hears from the members whose metrics are fresh).
 //! - `X-Stream-Error` trailers go to clients that send `TE: trailers`.
+//! - `POST /add` stores the blocks on this peer's IPFS only (the allocated
+//!   peers fetch them when they pin), emits no `progress` updates and
+//!   answers 501 to `shard`, `nocopy` and `format=car` (see [`add`]).
+//! - `POST /token` signs HS256 only; a token with `exp`/`nbf` claims is
+//!   held to them, issued tokens carry none (as upstream).
+//! - API requests refused before routing (401, 413, the slash redirect,
+//!   unknown paths) are not counted in the Prometheus metrics.
 
+pub mod add;
 pub mod auth;
 pub mod cors;
 pub mod error;
+pub mod jwt;
 pub mod limits;
 pub mod monitor;
+pub mod observe;
 pub mod options;
 pub mod peers;
 pub mod pins;
@@ -60,6 +69,8 @@ use state::ApiState;
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9094";
 /// Default bound of a request body, in bytes.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1 << 20;
+/// Default bound of a `POST /add` upload, in bytes (upstream has none).
+pub const DEFAULT_MAX_ADD_BYTES: u64 = 1 << 40;
 
 /// The API's settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,6 +82,9 @@ pub struct RestConfig {
     pub basic_auth: Option<(String, String)>,
     /// Largest request body accepted, in bytes (413 beyond).
     pub max_body_bytes: usize,
+    /// Largest `POST /add` upload accepted, in bytes (streamed, never held
+    /// whole: this bounds what one request can store in IPFS).
+    pub max_add_bytes: u64,
     /// Origins allowed cross-origin (`*`: any; empty: none).
     pub cors_origins: Vec<String>,
     /// Replication factors used where a request says 0 (upstream: -1/-1).
@@ -91,6 +105,7 @@ impl Default for RestConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 9094)),
             basic_auth: None,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            max_add_bytes: DEFAULT_MAX_ADD_BYTES,
             cors_origins: vec!["*".into()],
             default_replication_min: -1,
             default_replication_max: -1,
@@ -164,10 +179,28 @@ impl RestConfig {
         if self.max_body_bytes == 0 {
             return Err(RestConfigError::Zero("max_body_bytes"));
         }
+        if self.max_add_bytes == 0 {
+            return Err(RestConfigError::Zero("max_add_bytes"));
+        }
         if self.peer_call_timeout.is_zero() {
             return Err(RestConfigError::Zero("peer_call_timeout"));
         }
         Ok(())
+    }
+}
+
+/// `POST /token`: a bearer token for the configured user (the request got
+/// past authentication to be here); 401 when no credentials are set.
+async fn token(
+    axum::extract::State(state): axum::extract::State<Arc<ApiState>>,
+) -> axum::response::Response {
+    use axum::http::StatusCode;
+    match &state.config.basic_auth {
+        Some((user, pass)) => error::json_response(
+            StatusCode::OK,
+            &serde_json::json!({ "token": jwt::issue(user, pass) }),
+        ),
+        None => error::error_response(StatusCode::UNAUTHORIZED, "unauthorized".into()),
     }
 }
 
@@ -195,6 +228,10 @@ impl RestApi {
     pub fn router(self) -> Router {
         let config = &self.state.config;
         let max_body = config.max_body_bytes;
+        let limits = limits::BodyLimits {
+            max_body: max_body as u64,
+            max_add: config.max_add_bytes,
+        };
         let cors = Arc::new(cors::CorsPolicy::new(config.cors_origins.clone()));
         let credentials = config
             .basic_auth
@@ -205,6 +242,8 @@ impl RestApi {
             .route("/version", get(peers::version))
             .route("/peers", get(peers::peers))
             .route("/peers/{peer}", delete(peers::remove_peer))
+            .route("/add", post(add::add))
+            .route("/token", post(token))
             .route("/allocations", get(pins::allocations))
             .route("/allocations/{cid}", get(pins::allocation))
             .route("/pins", get(status::status_all))
@@ -239,12 +278,16 @@ impl RestApi {
             .route("/health/graph", get(monitor::graph))
             .route("/health/alerts", get(monitor::alerts))
             .route("/ipfs/gc", post(monitor::gc))
+            .route_layer(axum::middleware::from_fn_with_state(
+                Arc::clone(&self.state.observations),
+                observe::count_requests,
+            ))
             .fallback(|| async { ApiError::NoRoute })
             .with_state(Arc::clone(&self.state))
             .layer(DefaultBodyLimit::max(max_body))
             .layer(axum::middleware::from_fn(limits::strip_slash))
             .layer(axum::middleware::from_fn_with_state(
-                max_body,
+                limits,
                 limits::body_size,
             ))
             .layer(axum::middleware::from_fn_with_state(cors, cors::apply));
@@ -253,6 +296,29 @@ impl RestApi {
             Some(c) => router.layer(axum::middleware::from_fn_with_state(c, auth::require)),
             None => router,
         }
+    }
+
+    /// The Prometheus endpoint (`GET /metrics`) over this API's peer and
+    /// what the API measured; serve it on its own listener
+    /// ([`RestApi::serve_metrics`]).
+    pub fn metrics_router(&self) -> Router {
+        Router::new()
+            .route("/metrics", get(observe::metrics))
+            .with_state(Arc::clone(&self.state))
+    }
+
+    /// Serves [`RestApi::metrics_router`] on `listener` until `shutdown`.
+    pub async fn serve_metrics(
+        &self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        if let Ok(addr) = listener.local_addr() {
+            tracing::info!(%addr, "prometheus metrics listening");
+        }
+        axum::serve(listener, self.metrics_router())
+            .with_graceful_shutdown(shutdown)
+            .await
     }
 
     /// Serves the API on `listener` until `shutdown` completes, then lets

@@ -4,18 +4,26 @@
 //! Everything comes from this peer's metrics board: the latest figures
 //! every peer pushed, stamped on arrival, dropped when their TTL ran out.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+use std::time::Duration;
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
+use cluster_core::Cid;
+use cluster_net::NodeInfo;
+
 use super::error::{json_response, ApiError};
+use super::options::Query;
 use super::state::ApiState;
+use super::status::targets;
 use crate::api::time::Timestamp;
-use crate::api::types::{Alert, ConnectGraph, Metric};
+use crate::api::types::{Alert, ConnectGraph, GlobalRepoGc, IpldKey, Metric, RepoGc};
 use crate::drivers::metrics::Received;
+use crate::ipfs::GcEntry;
+use crate::rpc::{self, IPFS_REPO_GC};
 
 /// The metric names every pushed report carries (tags come on top).
 pub const METRIC_NAMES: [&str; 4] = ["ping", "freespace", "numpin", "pinqueue"];
@@ -161,9 +169,72 @@ pub async fn graph(State(state): State<Arc<ApiState>>) -> Response {
     json_response(StatusCode::OK, &graph)
 }
 
-/// `POST /ipfs/gc`: the IPFS connector has no `repo/gc` yet.
-pub async fn gc() -> ApiError {
-    ApiError::NotImplemented(
-        "IPFS garbage collection is not available: this node's IPFS connector has no repo/gc call yet",
+/// How long one peer's `repo/gc` may take (a large repo collects for long).
+pub const GC_PEER_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+
+/// Runs `repo/gc` on `member`'s IPFS daemon: this peer's through its own
+/// connector, another's over the node RPC. Shared with the IPFS proxy.
+pub async fn gc_member(state: &ApiState, member: &NodeInfo) -> Result<Vec<GcEntry>, String> {
+    if state.is_me(&member.peer_id) {
+        return state.ctx.ipfs.repo_gc().await.map_err(|e| e.to_string());
+    }
+    rpc::call(
+        state.ctx.rpc.as_ref(),
+        member,
+        IPFS_REPO_GC,
+        &(),
+        GC_PEER_TIMEOUT,
     )
+    .await
+    .map_err(|e| e.to_string())
+}
+
+/// `POST /ipfs/gc`: `repo/gc` on every member's daemon in turn (only this
+/// peer's with `local=true`). A peer's failure goes in its `error`; the
+/// request itself succeeds.
+pub async fn gc(
+    State(state): State<Arc<ApiState>>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    let local = Query::parse(query.as_deref())?.local();
+    let mut peer_map = BTreeMap::new();
+    for (peer, member) in targets(&state, local) {
+        let mut gc = RepoGc {
+            peer: peer.to_string(),
+            peername: state.peername(peer.as_str()),
+            keys: Vec::new(),
+            error: None,
+        };
+        match gc_member(&state, &member).await {
+            Ok(entries) => gc.keys = entries.into_iter().map(ipld_key).collect(),
+            Err(e) => gc.error = Some(e),
+        }
+        peer_map.insert(peer.to_string(), gc);
+    }
+    Ok(json_response(StatusCode::OK, &GlobalRepoGc { peer_map }))
+}
+
+/// One removed key as the API shows it; a key the daemon wrote that does
+/// not parse as a CID becomes an entry with that error.
+fn ipld_key(entry: GcEntry) -> IpldKey {
+    match (entry.key, entry.error) {
+        (_, Some(error)) => IpldKey {
+            key: None,
+            error: Some(error),
+        },
+        (Some(key), None) => match Cid::parse(&key) {
+            Ok(cid) => IpldKey {
+                key: Some(cid),
+                error: None,
+            },
+            Err(e) => IpldKey {
+                key: None,
+                error: Some(e.to_string()),
+            },
+        },
+        (None, None) => IpldKey {
+            key: None,
+            error: None,
+        },
+    }
 }

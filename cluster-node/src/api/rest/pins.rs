@@ -13,7 +13,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use cluster_core::allocator::{allocate, AllocationRequest};
 use cluster_core::pinset::Command;
-use cluster_core::{Cid, Pin, PinOptions, PinType};
+use cluster_core::{Cid, PeerId, Pin, PinOptions, PinType};
 
 use super::error::{json_response, ApiError};
 use super::options::{parse_cid, Query};
@@ -30,9 +30,11 @@ pub async fn pin_cid(
     Path(cid): Path<String>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
+    let started = std::time::Instant::now();
     let cid = parse_cid(&cid)?;
     let options = Query::parse(query.as_deref())?.pin_options(state.now())?;
     let pin = pin(&state, cid, options).await?;
+    state.observations.pin.observe(started.elapsed());
     Ok(json_response(StatusCode::OK, &pin))
 }
 
@@ -44,9 +46,11 @@ pub async fn pin_path(
     Path(path): Path<String>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
+    let started = std::time::Instant::now();
     let cid = path_cid(&path)?;
     let options = Query::parse(query.as_deref())?.pin_options(state.now())?;
     let pin = pin(&state, cid, options).await?;
+    state.observations.pin.observe(started.elapsed());
     Ok(json_response(StatusCode::OK, &pin))
 }
 
@@ -63,7 +67,9 @@ pub async fn unpin_cid(
     State(state): State<Arc<ApiState>>,
     Path(cid): Path<String>,
 ) -> Result<Response, ApiError> {
+    let started = std::time::Instant::now();
     let pin = unpin(&state, parse_cid(&cid)?).await?;
+    state.observations.unpin.observe(started.elapsed());
     Ok(json_response(StatusCode::OK, &pin))
 }
 
@@ -72,7 +78,9 @@ pub async fn unpin_path(
     State(state): State<Arc<ApiState>>,
     Path(path): Path<String>,
 ) -> Result<Response, ApiError> {
+    let started = std::time::Instant::now();
     let pin = unpin(&state, path_cid(&path)?).await?;
+    state.observations.unpin.observe(started.elapsed());
     Ok(json_response(StatusCode::OK, &pin))
 }
 
@@ -143,11 +151,23 @@ fn path_cid(path: &str) -> Result<Cid, ApiError> {
 /// Allocates and replicates a pin of `cid` with `options`; answers the pin
 /// as submitted.
 pub async fn pin(state: &ApiState, cid: Cid, options: PinOptions) -> Result<ApiPin, ApiError> {
-    let now = state.now();
     if let Some(from) = options.pin_update.clone() {
         return pin_update(state, from, cid, options).await;
     }
-    let mut options = options;
+    let options = with_defaults(state, options);
+    // Re-pinning keeps the allocations that are still good (how
+    // replication factors change without moving replicas).
+    let current = state
+        .ctx
+        .raft
+        .with_pinset(|p| p.get(&cid).map(|p| p.allocations))
+        .unwrap_or_default();
+    let allocations = allocate_for(state, &options, &current)?;
+    commit(state, cid, options, allocations).await
+}
+
+/// `options` with the configured replication factors where they say 0.
+pub fn with_defaults(state: &ApiState, mut options: PinOptions) -> PinOptions {
     let config = &state.config;
     if options.replication_factor_min == 0 {
         options.replication_factor_min = config.default_replication_min;
@@ -155,15 +175,17 @@ pub async fn pin(state: &ApiState, cid: Cid, options: PinOptions) -> Result<ApiP
     if options.replication_factor_max == 0 {
         options.replication_factor_max = config.default_replication_max;
     }
-    let mut pin = Pin::new(cid, options, now);
+    options
+}
+
+/// The peers a pin with `options` goes to, keeping good `current` ones.
+pub fn allocate_for(
+    state: &ApiState,
+    options: &PinOptions,
+    current: &[PeerId],
+) -> Result<Vec<PeerId>, ApiError> {
+    let now = state.now();
     let members = state.members();
-    // Re-pinning keeps the allocations that are still good (how
-    // replication factors change without moving replicas).
-    let current = state
-        .ctx
-        .raft
-        .with_pinset(|p| p.get(&pin.cid).map(|p| p.allocations))
-        .unwrap_or_default();
     let metrics: Vec<_> = state
         .drivers
         .board
@@ -172,14 +194,25 @@ pub async fn pin(state: &ApiState, cid: Cid, options: PinOptions) -> Result<ApiP
         .filter(|m| members.contains(&m.peer))
         .collect();
     let request = AllocationRequest {
-        replication_factor_min: pin.options.replication_factor_min,
-        replication_factor_max: pin.options.replication_factor_max,
-        current: &current,
-        user_allocations: &pin.options.user_allocations,
+        replication_factor_min: options.replication_factor_min,
+        replication_factor_max: options.replication_factor_max,
+        current,
+        user_allocations: &options.user_allocations,
         blacklist: &[],
         members: &members,
     };
-    pin.allocations = allocate(&request, &metrics, now, &config.allocator)?;
+    Ok(allocate(&request, &metrics, now, &state.config.allocator)?)
+}
+
+/// Replicates the pin of `cid` with `options` on `allocations`.
+pub async fn commit(
+    state: &ApiState,
+    cid: Cid,
+    options: PinOptions,
+    allocations: Vec<PeerId>,
+) -> Result<ApiPin, ApiError> {
+    let mut pin = Pin::new(cid, options, state.now());
+    pin.allocations = allocations;
     state.write(Command::Pin(pin.clone())).await?;
     tracing::info!(cid = %pin.cid, allocations = pin.allocations.len(), "rest api: pinned");
     Ok(ApiPin::submitted(&pin))

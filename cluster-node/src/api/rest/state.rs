@@ -28,6 +28,8 @@ pub struct ApiState {
     pub drivers: Drivers,
     /// The API's settings.
     pub config: RestConfig,
+    /// What the API measures (the Prometheus endpoint shows it).
+    pub observations: std::sync::Arc<super::observe::Observations>,
     /// This API instance's consensus session.
     client_id: u64,
     serial: AtomicU64,
@@ -45,6 +47,7 @@ impl ApiState {
             ctx,
             drivers,
             config,
+            observations: Default::default(),
             client_id: h.finish(),
             serial: AtomicU64::new(1),
         }

@@ -180,7 +180,7 @@ fn with_pins(state: &ApiState, cids: Vec<Cid>) -> Vec<(Cid, Option<Pin>)> {
 }
 
 /// The peers to ask: every voting member, or this peer alone.
-fn targets(state: &ApiState, local: bool) -> BTreeMap<PeerId, NodeInfo> {
+pub(crate) fn targets(state: &ApiState, local: bool) -> BTreeMap<PeerId, NodeInfo> {
     if local {
         let me = state.ctx.raft.node_info().clone();
         return BTreeMap::from([(state.ctx.id.clone(), me)]);
@@ -263,7 +263,7 @@ fn empty_info(cid: Cid, pin: Option<&Pin>) -> GlobalPinInfo {
 
 /// The statuses of `pins` on every target, filtered by `filter` (empty:
 /// everything). A CID left with no matching peer is left out.
-async fn statuses(
+pub async fn statuses(
     state: &Arc<ApiState>,
     pins: Vec<(Cid, Option<Pin>)>,
     local: bool,

@@ -71,6 +71,7 @@ where
             let body = NdjsonBody {
                 first: Some(first),
                 rx,
+                ended: None,
                 done: false,
             };
             let mut response = Response::new(Body::new(body));
@@ -95,10 +96,78 @@ where
     }
 }
 
+/// Like [`ndjson`] but answers `200` at once, before the first item (as
+/// upstream's `POST /add` does: its items come only as the upload is
+/// processed); a failure is only ever the trailer.
+pub fn ndjson_now<F, Fut>(produce: F) -> Response
+where
+    F: FnOnce(Sink) -> Fut,
+    Fut: Future<Output = Result<(), String>> + Send + 'static,
+{
+    let (tx, rx) = mpsc::channel(STREAM_BUFFER_ITEMS);
+    let end = tx.clone();
+    let work = produce(Sink { tx });
+    tokio::spawn(async move {
+        let result = work.await;
+        let _ = end.send(Msg::End(result)).await;
+    });
+    let body = NdjsonBody {
+        first: None,
+        rx,
+        ended: None,
+        done: false,
+    };
+    let mut response = Response::new(Body::new(body));
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    headers.insert(header::TRAILER, HeaderValue::from_static("X-Stream-Error"));
+    headers.insert("x-chunked-output", HeaderValue::from_static("1"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    response
+}
+
+/// Lines already produced are sent together, up to this many bytes per
+/// chunk: one chunk (and one write) per line costs more than the line.
+const CHUNK_BYTES: usize = 64 << 10;
+
 struct NdjsonBody {
     first: Option<Bytes>,
     rx: mpsc::Receiver<Msg>,
+    /// The producer's end, seen while gathering a chunk.
+    ended: Option<Option<Result<(), String>>>,
     done: bool,
+}
+
+impl NdjsonBody {
+    /// `line` with the lines already waiting, up to [`CHUNK_BYTES`]; an end
+    /// met on the way is kept for the next frame.
+    fn gather(&mut self, line: Bytes, cx: &mut Context<'_>) -> Bytes {
+        let mut chunk: Option<Vec<u8>> = None;
+        while chunk.as_ref().map_or(line.len(), Vec::len) < CHUNK_BYTES {
+            match self.rx.poll_recv(cx) {
+                Poll::Ready(Some(Msg::Line(more))) => chunk
+                    .get_or_insert_with(|| {
+                        let mut v = Vec::with_capacity(CHUNK_BYTES + 1024);
+                        v.extend_from_slice(&line);
+                        v
+                    })
+                    .extend_from_slice(&more),
+                Poll::Ready(Some(Msg::End(result))) => {
+                    self.ended = Some(Some(result));
+                    break;
+                }
+                Poll::Ready(None) => {
+                    self.ended = Some(None);
+                    break;
+                }
+                Poll::Pending => break,
+            }
+        }
+        chunk.map(Bytes::from).unwrap_or(line)
+    }
 }
 
 fn trailers(error: &str) -> HeaderMap {
@@ -123,19 +192,26 @@ impl http_body::Body for NdjsonBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
         if let Some(first) = self.first.take() {
-            return Poll::Ready(Some(Ok(Frame::data(first))));
+            let chunk = self.gather(first, cx);
+            return Poll::Ready(Some(Ok(Frame::data(chunk))));
         }
         if self.done {
             return Poll::Ready(None);
         }
-        let frame = match self.rx.poll_recv(cx) {
-            Poll::Pending => return Poll::Pending,
-            Poll::Ready(Some(Msg::Line(line))) => Frame::data(line),
-            Poll::Ready(Some(Msg::End(result))) => {
+        let next = match self.ended.take() {
+            Some(end) => end.map(Msg::End),
+            None => match self.rx.poll_recv(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(msg) => msg,
+            },
+        };
+        let frame = match next {
+            Some(Msg::Line(line)) => Frame::data(self.gather(line, cx)),
+            Some(Msg::End(result)) => {
                 self.done = true;
                 Frame::trailers(trailers(result.err().as_deref().unwrap_or("")))
             }
-            Poll::Ready(None) => {
+            None => {
                 self.done = true;
                 Frame::trailers(trailers("the stream's producer stopped early"))
             }

@@ -128,6 +128,32 @@ pub fn repo_stat(body: &[u8]) -> Result<crate::ipfs::RepoStat, AnswerError> {
     })
 }
 
+/// `repo/gc?stream-errors=true`: one `{"Key":{"/":…}}` per removed block,
+/// `{"Error":…}` per error.
+pub fn repo_gc(body: &[u8]) -> Result<Vec<crate::ipfs::GcEntry>, AnswerError> {
+    values(body)?
+        .into_iter()
+        .map(|v| {
+            let obj = v
+                .as_object()
+                .ok_or_else(|| malformed("gc entry is not a JSON object"))?;
+            let key = match obj.get("Key") {
+                Some(Value::Object(link)) => {
+                    link.get("/").and_then(Value::as_str).map(str::to_string)
+                }
+                Some(Value::String(s)) => Some(s.clone()),
+                _ => None,
+            };
+            let error = obj
+                .get("Error")
+                .and_then(Value::as_str)
+                .filter(|e| !e.is_empty())
+                .map(str::to_string);
+            Ok(crate::ipfs::GcEntry { key, error })
+        })
+        .collect()
+}
+
 #[derive(Deserialize)]
 struct IdBody {
     #[serde(rename = "ID")]
@@ -305,6 +331,40 @@ pub fn added_root(body: &[u8]) -> Result<Cid, AnswerError> {
         }
     }
     root.ok_or_else(|| malformed("add answer without Hash"))
+}
+
+/// One line of a streamed `add` answer: a file or directory stored
+/// (`{"Name","Hash","Size"}`, sizes as numbers or strings), or `None` for
+/// a progress line (`{"Name","Bytes"}`).
+pub fn added_line(line: &[u8]) -> Result<Option<crate::ipfs::AddedFile>, AnswerError> {
+    if line.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    let value: Value = serde_json::from_slice(line).map_err(malformed)?;
+    if let Some(message) = streamed_error(&value) {
+        return Err(AnswerError::StreamedError(message));
+    }
+    let Some(hash) = value.get("Hash") else {
+        return Ok(None);
+    };
+    let hash = hash
+        .as_str()
+        .ok_or_else(|| malformed("add: Hash is not a string"))?;
+    let size = match value.get("Size") {
+        Some(Value::Number(n)) => n.as_u64().unwrap_or(0),
+        Some(Value::String(s)) => s.parse().map_err(malformed)?,
+        _ => 0,
+    };
+    let name = value
+        .get("Name")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    Ok(Some(crate::ipfs::AddedFile {
+        name,
+        cid: cid_of(hash)?,
+        size,
+    }))
 }
 
 #[cfg(test)]

@@ -112,6 +112,7 @@ pub struct Upload {
 pub struct Rpc {
     base: String,
     client: Client<HttpConnector, Full<Bytes>>,
+    uploads: Client<HttpConnector, super::upload::UploadBody>,
     permits: Arc<Semaphore>,
 }
 
@@ -125,10 +126,14 @@ impl Rpc {
         connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(POOL_IDLE)
+            .build(connector.clone());
+        let uploads = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(POOL_IDLE)
             .build(connector);
         Rpc {
             base,
             client,
+            uploads,
             permits: Arc::new(Semaphore::new(concurrency.max(1))),
         }
     }
@@ -204,6 +209,101 @@ impl Rpc {
         body
     }
 }
+
+impl Rpc {
+    /// Calls `path` with a streamed `body`, handing each line of the
+    /// answer to `on_line` as it arrives. The deadline `idle` restarts on
+    /// every sign of progress: a chunk of the body sent, the answer's head,
+    /// a chunk of the answer.
+    pub async fn call_upload(
+        &self,
+        path: &str,
+        query: &[(&str, &str)],
+        content_type: &str,
+        body: super::upload::UploadBody,
+        idle: Duration,
+        mut on_line: impl FnMut(&[u8]) -> Result<(), CallError>,
+    ) -> Result<(), CallError> {
+        let uri = format!("{}/api/v0/{}{}", self.base, path, query_string(query));
+        let uri: Uri = uri
+            .parse()
+            .map_err(|e| CallError::Unreachable(format!("bad request URI {uri:?}: {e}")))?;
+        let sent = body.progress();
+        let request = Request::post(uri)
+            .header(hyper::header::CONTENT_TYPE, content_type)
+            .body(body)
+            .map_err(|e| CallError::Unreachable(format!("bad request: {e}")))?;
+        let _permit = within(Some(idle), self.permits.acquire())
+            .await?
+            .map_err(|_| CallError::Unreachable("connector closed".into()))?;
+        let response = self.uploads.request(request);
+        tokio::pin!(response);
+        let response = loop {
+            let before = sent.load(std::sync::atomic::Ordering::Relaxed);
+            match tokio::time::timeout(idle, &mut response).await {
+                Ok(r) => break r.map_err(|e| CallError::Unreachable(chain(&e)))?,
+                Err(_) if sent.load(std::sync::atomic::Ordering::Relaxed) != before => {}
+                Err(_) => return Err(CallError::Timeout(idle)),
+            }
+        };
+        let status = response.status();
+        let mut body = response.into_body();
+        if status != StatusCode::OK {
+            let body = read_body(body, Some(idle)).await.unwrap_or_default();
+            return Err(match answers::error_body(&body) {
+                Some(e) => CallError::Daemon {
+                    status: status.as_u16(),
+                    message: e.message,
+                },
+                None => CallError::Status {
+                    status: status.as_u16(),
+                    body: String::from_utf8_lossy(&body)
+                        .chars()
+                        .take(QUOTED_MAX_CHARS)
+                        .collect(),
+                },
+            });
+        }
+        let mut line = BytesMut::new();
+        while let Some(frame) = within(Some(idle), body.frame()).await? {
+            let frame = frame.map_err(|e| CallError::Unreachable(chain(&e)))?;
+            match frame.into_data() {
+                Ok(data) => {
+                    line.extend_from_slice(&data);
+                    while let Some(end) = line.iter().position(|b| *b == b'\n') {
+                        let one = line.split_to(end + 1);
+                        on_line(&one[..end])?;
+                    }
+                    if line.len() > LINE_MAX_BYTES {
+                        return Err(CallError::BadAnswer(format!(
+                            "answer line longer than {LINE_MAX_BYTES} bytes"
+                        )));
+                    }
+                }
+                Err(frame) => {
+                    if let Some(message) = frame
+                        .trailers_ref()
+                        .and_then(|t| t.get("x-stream-error"))
+                        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+                        .filter(|v| !v.is_empty())
+                    {
+                        return Err(CallError::Daemon {
+                            status: StatusCode::OK.as_u16(),
+                            message,
+                        });
+                    }
+                }
+            }
+        }
+        if !line.is_empty() {
+            on_line(&line)?;
+        }
+        Ok(())
+    }
+}
+
+/// Longest line of a streamed answer.
+const LINE_MAX_BYTES: usize = 1 << 20;
 
 /// Awaits `fut`, within `idle` when given.
 async fn within<F: std::future::Future>(

@@ -30,6 +30,7 @@ pub mod answers;
 mod http;
 pub mod marks;
 mod multipart;
+pub mod upload;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -43,7 +44,7 @@ pub use answers::DaemonVersion;
 use http::{CallError, Limit, Rpc};
 use marks::Marks;
 
-use super::{BoxFuture, IpfsConnector, IpfsError, IpfsId, RepoStat};
+use super::{AddRequest, BoxFuture, IpfsConnector, IpfsError, IpfsId, RepoStat};
 
 /// The connector's settings (upstream's `ipfs_connector.ipfshttp`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -434,7 +435,76 @@ impl Inner {
     }
 }
 
+impl Inner {
+    /// `add` of a streamed upload, not pinned; each file is reported as the
+    /// daemon's answer names it. The no-progress deadline is `pin_timeout`.
+    async fn add_stream(&self, request: AddRequest) -> Result<(), IpfsError> {
+        let AddRequest {
+            content_type,
+            options,
+            body,
+            added,
+        } = request;
+        let mut query: Vec<(&str, &str)> = options
+            .iter()
+            .filter(|(k, _)| ADD_OPTIONS.contains(&k.as_str()))
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        query.extend([("pin", "false"), ("progress", "false")]);
+        // Files go to the caller as the daemon names them; when the caller
+        // is slower, they wait here in order (names and CIDs, not data).
+        let mut pending = Vec::new();
+        let result = self
+            .rpc
+            .call_upload(
+                "add",
+                &query,
+                &content_type,
+                upload::UploadBody::new(body),
+                self.config.pin_timeout,
+                |line| match answers::added_line(line) {
+                    Ok(Some(file)) if pending.is_empty() => match added.try_send(file) {
+                        Err(tokio::sync::mpsc::error::TrySendError::Full(file)) => {
+                            pending.push(file);
+                            Ok(())
+                        }
+                        _ => Ok(()),
+                    },
+                    Ok(Some(file)) => {
+                        pending.push(file);
+                        Ok(())
+                    }
+                    Ok(None) => Ok(()),
+                    Err(e) => Err(CallError::BadAnswer(e.to_string())),
+                },
+            )
+            .await;
+        for file in pending {
+            if added.send(file).await.is_err() {
+                break;
+            }
+        }
+        result.map_err(|e| e.into_ipfs("add"))
+    }
+}
+
+/// The `add` parameters passed through to the daemon.
+const ADD_OPTIONS: &[&str] = &[
+    "cid-version",
+    "raw-leaves",
+    "chunker",
+    "hash",
+    "trickle",
+    "wrap-with-directory",
+    "hidden",
+];
+
 impl IpfsConnector for KuboConnector {
+    fn add(&self, request: AddRequest) -> BoxFuture<Result<(), IpfsError>> {
+        let inner = Arc::clone(&self.inner);
+        Box::pin(async move { inner.add_stream(request).await })
+    }
+
     fn pin(&self, cid: &Cid, max_depth: i32) -> BoxFuture<Result<(), IpfsError>> {
         let (inner, cid) = (Arc::clone(&self.inner), cid.clone());
         Box::pin(async move { inner.pin(&cid, max_depth).await })
@@ -456,6 +526,15 @@ impl IpfsConnector for KuboConnector {
             let query = [("size-only", "true")];
             let body = inner.call("repo/stat", &query, inner.total()).await?;
             parsed("repo/stat", answers::repo_stat(&body))
+        })
+    }
+
+    fn repo_gc(&self) -> BoxFuture<Result<Vec<super::GcEntry>, IpfsError>> {
+        let inner = Arc::clone(&self.inner);
+        Box::pin(async move {
+            let query = [("stream-errors", "true")];
+            let body = inner.call("repo/gc", &query, inner.total()).await?;
+            parsed("repo/gc", answers::repo_gc(&body))
         })
     }
 

@@ -314,3 +314,21 @@ fn arbitrary_bytes_never_panic() {
         }
     }
 }
+
+#[test]
+fn gc_entries_are_keys_or_errors() {
+    let body = br#"{"Key":{"/":"QmZk8A4MY6AEPSr3yu1rHaB5FYXqZ87nwbSuJzMwpRNXCo"}}
+{"Error":"block in use","Key":null}
+"#;
+    let entries = repo_gc(body).expect("gc");
+    assert_eq!(entries.len(), 2);
+    assert_eq!(
+        entries[0].key.as_deref(),
+        Some("QmZk8A4MY6AEPSr3yu1rHaB5FYXqZ87nwbSuJzMwpRNXCo")
+    );
+    assert_eq!(entries[0].error, None);
+    assert_eq!(entries[1].key, None);
+    assert_eq!(entries[1].error.as_deref(), Some("block in use"));
+    assert_eq!(repo_gc(b""), Ok(Vec::new()));
+    assert!(repo_gc(b"[1]").is_err());
+}
