@@ -140,9 +140,9 @@ fn run(cli: Cli) -> Result<()> {
             } else {
                 eprintln!("new identity written: peer id {}", report.peer_id);
             }
-            match &report.ipfs_peer_id {
-                Some(id) => eprintln!("IPFS: embedded node, peer id {id}"),
-                None => eprintln!(
+            match report.ipfs_embedded {
+                true => eprintln!("IPFS: embedded node (in {}/ipfs)", dir.display()),
+                false => eprintln!(
                     "IPFS: external daemon at {}",
                     load(&dir)?.ipfs_http.node_multiaddress
                 ),

@@ -34,9 +34,9 @@ pub struct InitReport {
     pub peer_id: PeerId,
     /// True when the identity key was already there (kept).
     pub kept_identity: bool,
-    /// The embedded IPFS node's peer id (its key made or kept), in
-    /// embedded mode.
-    pub ipfs_peer_id: Option<String>,
+    /// True in embedded mode (the node's peer id is made at each start,
+    /// see [`crate::ipfs::embedded`]).
+    pub ipfs_embedded: bool,
 }
 
 /// `init` refused or failed.
@@ -65,9 +65,6 @@ pub enum InitError {
     /// No randomness for the secret.
     #[error(transparent)]
     Random(#[from] RandomError),
-    /// The embedded IPFS node's key could not be created or read.
-    #[error("the embedded IPFS node's key: {0}")]
-    NodeKey(String),
 }
 
 /// Writes `server.json` and the identity key in `config_dir`.
@@ -101,32 +98,14 @@ pub fn init(config_dir: &Path, options: &InitOptions) -> Result<InitReport, Init
     let kept_identity = key_dir.join(cluster_net::p2p::KEY_FILE).exists();
     let peer_id = cluster_net::p2p::identity_peer_id(&key_dir)?;
     config.cluster.id = peer_id.to_string();
-    let ipfs_peer_id = match config.ipfs.mode {
-        IpfsMode::Embedded => Some(embedded_node_key(config_dir)?),
-        IpfsMode::External => None,
-    };
+    let ipfs_embedded = config.ipfs.mode == IpfsMode::Embedded;
     write_private(&config_file, config.to_json().as_bytes())?;
     Ok(InitReport {
         config_file,
         peer_id,
         kept_identity,
-        ipfs_peer_id,
+        ipfs_embedded,
     })
-}
-
-/// Makes (or keeps) the embedded node's key: its identity is fixed at
-/// `init`, not at each start.
-#[cfg(feature = "embedded-ipfs")]
-fn embedded_node_key(config_dir: &Path) -> Result<String, InitError> {
-    let dir = config_dir.join(crate::server::daemon::IPFS_RECORD_DIR);
-    crate::ipfs::embedded::key::peer_id(&dir).map_err(|e| InitError::NodeKey(e.to_string()))
-}
-
-#[cfg(not(feature = "embedded-ipfs"))]
-fn embedded_node_key(_config_dir: &Path) -> Result<String, InitError> {
-    Err(InitError::NodeKey(
-        "this build has no embedded IPFS node (feature `embedded-ipfs`)".to_string(),
-    ))
 }
 
 /// Writes `bytes` to `path` readable by the owner only (it holds the secret).

@@ -3,9 +3,8 @@
 //! a peer needs no external IPFS daemon.
 //!
 //! Everything lives in one directory of the peer (`ipfs/` beside
-//! `server.json`): the node's identity key ([`key`], made by `init` and
-//! never replaced, so other peers find the node again after a restart), its
-//! repo (`repo/`: blocks and pins, kept across restarts) and the record of
+//! `server.json`): its repo (`repo/`: blocks and pins, kept across
+//! restarts) and the record of
 //! the cluster's own pins — the same append-only log the Kubo connector
 //! keeps ([`crate::ipfs::kubo::marks`]), with the same rules: a CID is
 //! marked before it is pinned, a pin found without the mark is the user's
@@ -16,11 +15,31 @@
 //! dial ([`IpfsConnector::swarm_connect`]) from the addresses they announce
 //! with their metrics; blocks move between them by bitswap.
 //!
+//! # A new peer id at every start
+//!
+//! The node's libp2p identity is made afresh at each start and never
+//! written down; the other peers learn it (and the node's addresses) from
+//! the metrics, as they would a stable one. A stable identity breaks
+//! bitswap after a restart, because of a bug in `rust-ipfs` 0.16.0: its
+//! bitswap behaviour (`src/p2p/bitswap.rs`) keeps one session per peer id
+//! in a `pollable_map::stream::StreamMap` (pollable-map 0.1.7), and
+//! `StreamMap::remove`, called when the last connection to a peer closes
+//! (`on_connection_close`), only takes the session out, leaving its key in
+//! the map until the map polls that entry again, which nothing ever wakes
+//! it to do. `contains_key` still counts the husk, so when the same peer id
+//! connects again `ensure_session` makes no new session, `get_mut` finds
+//! none, and every bitswap message of that peer is dropped: the nodes that
+//! stayed up never answer the restarted node's wants, nor send it theirs,
+//! for as long as they run (their connections come back fine). A peer id
+//! they have never seen gets a session as usual, so a node that restarts
+//! under a new identity fetches again. A connection lost between two nodes
+//! that both keep running has the same effect on their pair; the cluster
+//! then fetches from the other nodes until one of the two restarts.
+//!
 //! Every call has a deadline: `pin_timeout` for a pin (fetching blocks from
 //! other nodes included), `unpin_timeout` for an unpin, `request_timeout`
 //! otherwise. The node has no `pin/update`, progress or pin names.
 
-pub mod key;
 mod node;
 
 use std::path::{Path, PathBuf};
@@ -31,12 +50,11 @@ use ::cid::Cid as NodeCid;
 use cluster_core::tracker::{IpfsPinType, ListedPin};
 use cluster_core::Cid;
 use futures_util::StreamExt;
-use rust_ipfs::{Ipfs, Multiaddr, PeerId, PinKind, PinMode, Protocol};
+use rust_ipfs::{Ipfs, Keypair, Multiaddr, PeerId, PinKind, PinMode, Protocol};
 
 use super::kubo::marks::Marks;
 use super::{BoxFuture, IpfsConnector, IpfsError, IpfsId, RepoStat};
 
-pub use key::{NodeKeyError, NODE_KEY_FILE};
 pub use node::REPO_DIR;
 
 /// The swarm address a node listens on unless configured otherwise:
@@ -165,16 +183,15 @@ impl EmbeddedConnector {
             })
             .collect::<Result<Vec<_>, _>>()?;
         let dir = config.dir.clone();
-        let (key, marks) = tokio::task::spawn_blocking(move || {
-            let key = key::load_or_create(&dir).map_err(|e| IpfsError::Storage {
-                reason: e.to_string(),
-            })?;
-            Ok::<_, IpfsError>((key, Marks::open(&dir)?))
-        })
-        .await
-        .map_err(|e| IpfsError::Storage {
-            reason: format!("opening the embedded node's files: {e}"),
-        })??;
+        let marks = tokio::task::spawn_blocking(move || Marks::open(&dir))
+            .await
+            .map_err(|e| IpfsError::Storage {
+                reason: format!("opening the embedded node's files: {e}"),
+            })??;
+        // A new identity at every start, never the last one: see the
+        // module docs (a peer id that disconnected is dead to the nodes
+        // that stayed up).
+        let key = Keypair::generate_ed25519();
         let node = node::start(&config.dir, &key, &listen).await?;
         Ok(EmbeddedConnector {
             inner: Arc::new(Inner {
