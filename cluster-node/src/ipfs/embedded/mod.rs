@@ -61,6 +61,10 @@ pub use node::REPO_DIR;
 /// loopback, a port chosen by the system (announced with the metrics).
 pub const DEFAULT_SWARM_LISTEN: &str = "/ip4/127.0.0.1/tcp/0";
 
+/// How long a dial refused because another one to the same peer is under
+/// way waits for that one's connection.
+const DIAL_RACE_WAIT: Duration = Duration::from_secs(10);
+
 /// The embedded node's settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EmbeddedConfig {
@@ -463,8 +467,35 @@ impl Inner {
         let opts = rust_ipfs::DialOpts::peer_id(peer)
             .addresses(vec![addr])
             .build();
-        self.node.connect(opts).await.map_err(|e| daemon(path, e))?;
-        Ok(())
+        match self.node.connect(opts).await {
+            Ok(_) => Ok(()),
+            // The dial is refused when a connection to the peer came up (it
+            // dialled this node at the same moment) or another dial to it
+            // is under way: success once that connection is there.
+            Err(e) if e.to_string().contains("PeerCondition") => {
+                if self.wait_connected(peer).await {
+                    Ok(())
+                } else {
+                    Err(daemon(path, e))
+                }
+            }
+            Err(e) => Err(daemon(path, e)),
+        }
+    }
+
+    /// True once the node is connected to `peer`, false if it is not
+    /// within [`DIAL_RACE_WAIT`].
+    async fn wait_connected(&self, peer: PeerId) -> bool {
+        let deadline = tokio::time::Instant::now() + DIAL_RACE_WAIT;
+        loop {
+            if self.node.is_connected(peer).await.unwrap_or(false) {
+                return true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 }
 
