@@ -116,19 +116,14 @@ pub async fn allocations(
                 .with_pinset(|p| p.page(after.as_ref(), LIST_PAGE_PINS));
             let last = pins.len() < LIST_PAGE_PINS;
             after = pins.last().map(|p| p.cid.clone());
-            for pin in pins {
-                if left == 0 {
-                    return Ok(());
-                }
-                if !types.is_empty() && !types.contains(&pin.pin_type) {
-                    continue;
-                }
-                if !sink.send(&ApiPin::stored(&pin)).await {
-                    return Ok(());
-                }
-                left -= 1;
-            }
-            if last {
+            let wanted: Vec<ApiPin> = pins
+                .iter()
+                .filter(|pin| types.is_empty() || types.contains(&pin.pin_type))
+                .take(left)
+                .map(ApiPin::stored)
+                .collect();
+            left -= wanted.len();
+            if !sink.send_page(&wanted).await || left == 0 || last {
                 return Ok(());
             }
         }
