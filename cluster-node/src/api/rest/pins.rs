@@ -117,10 +117,10 @@ pub async fn allocations(
             let last = pins.len() < LIST_PAGE_PINS;
             after = pins.last().map(|p| p.cid.clone());
             let wanted: Vec<ApiPin> = pins
-                .iter()
+                .into_iter()
                 .filter(|pin| types.is_empty() || types.contains(&pin.pin_type))
                 .take(left)
-                .map(ApiPin::stored)
+                .map(ApiPin::from_stored)
                 .collect();
             left -= wanted.len();
             if !sink.send_page(&wanted).await || left == 0 || last {
