@@ -331,18 +331,29 @@ impl RestApi {
         if let Ok(addr) = listener.local_addr() {
             tracing::info!(%addr, "rest api listening");
         }
-        use axum::serve::ListenerExt;
-        // Answers are small and written in pieces: without TCP_NODELAY,
-        // Nagle's algorithm and delayed ACKs hold each one back ~40 ms.
-        let listener = listener.tap_io(|tcp| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::debug!("rest api: TCP_NODELAY: {e}");
-            }
-        });
-        axum::serve(listener, self.router())
+        axum::serve(no_delay(listener, "rest api"), self.router())
             .with_graceful_shutdown(shutdown)
             .await
     }
+}
+
+/// `listener` with `TCP_NODELAY` on every connection it accepts. The APIs'
+/// answers are small and written in pieces: without it, Nagle's algorithm
+/// and delayed ACKs hold each one back ~40 ms. `api` names the server in
+/// the log.
+pub(crate) fn no_delay(
+    listener: tokio::net::TcpListener,
+    api: &'static str,
+) -> axum::serve::TapIo<
+    tokio::net::TcpListener,
+    impl FnMut(&mut tokio::net::TcpStream) + Send + 'static,
+> {
+    use axum::serve::ListenerExt;
+    listener.tap_io(move |tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!("{api}: TCP_NODELAY: {e}");
+        }
+    })
 }
 
 #[cfg(test)]
