@@ -127,18 +127,26 @@ pub fn error_response(status: StatusCode, message: String) -> Response {
     json_response(status, &body)
 }
 
+/// `value` as a JSON answer followed by a newline (as Go's encoder writes),
+/// or why it does not encode. Every API of the peer answers JSON this way.
+pub fn encode_json<T: serde::Serialize>(
+    status: StatusCode,
+    value: &T,
+) -> Result<Response, serde_json::Error> {
+    let mut bytes = serde_json::to_vec(value)?;
+    bytes.push(b'\n');
+    let mut response = (status, bytes).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    Ok(response)
+}
+
 /// `value` as a JSON answer followed by a newline (as Go's encoder writes).
 pub fn json_response<T: serde::Serialize>(status: StatusCode, value: &T) -> Response {
-    match serde_json::to_vec(value) {
-        Ok(mut bytes) => {
-            bytes.push(b'\n');
-            let mut response = (status, bytes).into_response();
-            response.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            );
-            response
-        }
+    match encode_json(status, value) {
+        Ok(response) => response,
         // Our own types always encode; answer something valid regardless.
         Err(e) => error_response(
             StatusCode::INTERNAL_SERVER_ERROR,
