@@ -535,6 +535,13 @@ async fn join_or_start_together(
         let mut last = None;
         let mut without_cluster = 0;
         for via in others {
+            if let Some(cluster_id) = raft.cluster_id() {
+                // A member added this waiting peer (`POST /peers`): the
+                // cluster's first Raft message made it one.
+                tracing::info!("added to cluster {cluster_id:032x} by one of its members");
+                member::record(config_dir, cluster_id)?;
+                return Ok(());
+            }
             if !told {
                 tracing::info!("joining the cluster through {}", via.full);
             }
