@@ -14,6 +14,14 @@
 //!   `limit` and `after` (a CID cursor) page them. `GET /pins` asks every
 //!   peer for each page's statuses.
 //! - Writes without a leader answer 503, not 500.
+//! - `POST /peers` asks the peer who it is before changing the membership
+//!   and refuses one that would not take the cluster's traffic (of another
+//!   cluster, or of none and not waiting to join): upstream's Raft
+//!   `AddVoter` adds any id. It then waits up to `peer_call_timeout` for
+//!   the new peer to answer (it starts serving once it sees it is a member).
+//! - `GET /health/bandwidth` counts this peer's cluster protocols (Raft,
+//!   peer RPC, node RPC) in their codec, rates over the last 10 s; upstream
+//!   reports every libp2p protocol of the host with moving averages.
 //! - `shard-size` is stored with the pin and otherwise ignored: the pinset
 //!   refuses sharded pins until sharding exists.
 //! - Peer names: ours from the settings, other peers by id;

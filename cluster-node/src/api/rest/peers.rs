@@ -76,6 +76,14 @@ struct AddPeerBody {
     peer_id: String,
 }
 
+/// The peer a `POST /peers` body names; 400 errors as upstream words them.
+pub fn parse_add_peer(body: &[u8]) -> Result<PeerId, ApiError> {
+    let body: AddPeerBody = serde_json::from_slice(body)
+        .map_err(|e| ApiError::BadBody(format!("error decoding request body: {e}")))?;
+    PeerId::parse(&body.peer_id)
+        .map_err(|e| ApiError::BadBody(format!("error decoding peer_id: {e}")))
+}
+
 /// How often an added peer is asked whether it answers yet.
 const ANSWER_POLL: std::time::Duration = std::time::Duration::from_millis(200);
 
@@ -88,10 +96,7 @@ pub async fn add_peer(
     State(state): State<Arc<ApiState>>,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    let body: AddPeerBody = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::BadBody(format!("error decoding request body: {e}")))?;
-    let peer = PeerId::parse(&body.peer_id)
-        .map_err(|e| ApiError::BadBody(format!("error decoding peer_id: {e}")))?;
+    let peer = parse_add_peer(&body)?;
     let node = state.ctx.raft.add_peer(&peer).await?;
     tracing::info!(peer = %peer, "rest api: peer added");
     // This peer's view of the membership may trail the leader's a little.
