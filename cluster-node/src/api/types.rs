@@ -243,6 +243,9 @@ pub struct Alert {
     pub triggered_at: Timestamp,
 }
 
+/// `GET /health/bandwidth`: this peer's traffic by libp2p protocol id.
+pub type BandwidthByProtocol = BTreeMap<String, cluster_net::Traffic>;
+
 /// `GET /health/graph` (§5.9).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct ConnectGraph {

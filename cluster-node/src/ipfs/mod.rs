@@ -17,6 +17,9 @@ pub use cluster_net::transport::BoxFuture;
 #[cfg(feature = "kubo")]
 pub mod kubo;
 pub mod mem_add;
+pub mod path;
+
+pub use path::{IpfsPath, Namespace, PathError};
 
 /// Why an IPFS call failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -168,6 +171,17 @@ pub trait IpfsConnector: Send + Sync + 'static {
                 reason: "this IPFS connector cannot garbage-collect (repo/gc)".into(),
             })
         })
+    }
+
+    /// The CID `path` leads to (`resolve`): the root of the immutable path
+    /// an `/ipns` name or a sub-path resolves to. This default resolves a
+    /// bare `/ipfs/<cid>` and refuses the rest, for connectors that cannot
+    /// ask a daemon (the simulator's).
+    fn resolve(&self, path: &IpfsPath) -> BoxFuture<Result<Cid, IpfsError>> {
+        let answer = path.bare_cid().ok_or_else(|| IpfsError::Config {
+            reason: format!("this IPFS connector cannot resolve {path}"),
+        });
+        Box::pin(async move { answer })
     }
 
     /// Stores the files of `request` in the daemon without pinning them

@@ -10,7 +10,8 @@
 //! - fresh, no other peer in `cluster_peers` or `--bootstrap`: it starts a
 //!   new single-peer cluster;
 //! - fresh, with other peers listed: it joins through them, in turn, going
-//!   round again until `consensus.raft.membership_timeout`;
+//!   round again until `consensus.raft.membership_timeout` (meanwhile a
+//!   member that reaches it may add it with `POST /peers`);
 //! - fresh, started together with the peers it lists in `cluster_peers`
 //!   (each listing the others), none of which belongs to a cluster yet:
 //!   the one with the lowest peer id starts the cluster once it has heard
@@ -508,6 +509,18 @@ async fn start_new_cluster(config_dir: &Path, raft: &ClusterRaft) -> Result<(), 
     Ok(())
 }
 
+/// True (and recorded) once a member added this waiting peer to its
+/// cluster (`POST /peers`): the cluster's first Raft message gave it the
+/// cluster's id while it was still asking its contacts.
+fn added_by_a_member(config_dir: &Path, raft: &ClusterRaft) -> Result<bool, DaemonError> {
+    let Some(cluster_id) = raft.cluster_id() else {
+        return Ok(false);
+    };
+    tracing::info!("added to cluster {cluster_id:032x} by one of its members");
+    member::record(config_dir, cluster_id)?;
+    Ok(true)
+}
+
 /// Joins through the listed peers, asking each in turn (one attempt each)
 /// and going round again with back-off until `limit`.
 ///
@@ -535,6 +548,9 @@ async fn join_or_start_together(
         let mut last = None;
         let mut without_cluster = 0;
         for via in others {
+            if added_by_a_member(config_dir, raft)? {
+                return Ok(());
+            }
             if !told {
                 tracing::info!("joining the cluster through {}", via.full);
             }
@@ -578,6 +594,9 @@ async fn join_or_start_together(
             return start_new_cluster(config_dir, raft).await;
         }
         if tokio::time::Instant::now() + delay >= deadline {
+            if added_by_a_member(config_dir, raft)? {
+                return Ok(());
+            }
             let (via, source) = last.unwrap_or_else(|| {
                 let names: Vec<&str> = others.iter().map(|o| o.full.as_str()).collect();
                 (names.join(", "), MembershipError::NoCluster)

@@ -42,6 +42,9 @@ pub struct MemIpfs {
     pub pins: Mutex<BTreeMap<Cid, ListedPin>>,
     pub failing: Mutex<BTreeSet<Cid>>,
     pub pin_delay: Mutex<Option<Duration>>,
+    /// What `resolve` answers, by path text; other paths fail as a daemon
+    /// that finds no link would.
+    pub resolved: Mutex<BTreeMap<String, Cid>>,
 }
 
 pub struct Conn(pub Arc<MemIpfs>);
@@ -117,6 +120,19 @@ impl IpfsConnector for Conn {
 
     fn swarm_connect(&self, _multiaddr: &str) -> BoxFuture<Result<(), IpfsError>> {
         Box::pin(async move { Ok(()) })
+    }
+
+    fn resolve(&self, path: &cluster_node::ipfs::IpfsPath) -> BoxFuture<Result<Cid, IpfsError>> {
+        let text = path.to_string();
+        let found = self.0.resolved.lock().expect("lock").get(&text).cloned();
+        let answer = match (path.bare_cid(), found) {
+            (Some(cid), _) | (None, Some(cid)) => Ok(cid),
+            (None, None) => Err(IpfsError::Daemon {
+                path: "resolve".into(),
+                message: format!("no link named in {text} (test)"),
+            }),
+        };
+        Box::pin(async move { answer })
     }
 
     fn add(

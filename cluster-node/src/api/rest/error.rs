@@ -32,6 +32,17 @@ pub enum ApiError {
     /// The request body is not what the route takes.
     #[error("{0}")]
     BadBody(String),
+    /// An IPFS path in the route did not parse.
+    #[error("error parsing path: {0}")]
+    BadPath(String),
+    /// IPFS could not resolve a path (upstream: 500).
+    #[error("error resolving {path}: {source}")]
+    Resolve {
+        /// The path.
+        path: String,
+        /// What the daemon said.
+        source: crate::ipfs::IpfsError,
+    },
     /// A `filter` names nothing known.
     #[error("invalid filter value: {0:?}")]
     BadFilter(String),
@@ -92,6 +103,7 @@ impl ApiError {
             | ApiError::BadPeer(_)
             | ApiError::BadParam { .. }
             | ApiError::BadBody(_)
+            | ApiError::BadPath(_)
             | ApiError::BadFilter(_) => StatusCode::BAD_REQUEST,
             ApiError::NotInPinset | ApiError::UnknownPeer(_) | ApiError::NoRoute => {
                 StatusCode::NOT_FOUND
@@ -105,6 +117,7 @@ impl ApiError {
             | ApiError::Allocation(_)
             | ApiError::Write(_)
             | ApiError::Membership(_)
+            | ApiError::Resolve { .. }
             | ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
