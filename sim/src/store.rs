@@ -3,7 +3,9 @@
 //! tail: some unsynced commits reached the platter in order, the rest did not).
 //! It counts the rare paths it sees (truncation, purge, snapshot) as coverage
 //! probes, and can call a hook right after a vote or an append was made
-//! durable, so the controller can crash the peer at that very point.
+//! durable, or written without a sync (a relaxed commit), so the controller
+//! can crash the peer at that very point: after the fsync, or between the
+//! write and the fsync that never came.
 
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -11,8 +13,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use cluster_net::store::{Durability, DurableStore, MetaKey, StoreError, WriteBatch, WriteOp};
 
-/// Called right after a durable commit that persisted a vote (`"vote"`) or
-/// log entries (`"append"`).
+/// Called right after a commit that persisted a vote (`"vote"`) or log
+/// entries (`"append"`); for a relaxed commit, not yet synced, the names are
+/// `"unsynced vote"` and `"unsynced append"`.
 pub type PersistHook = Arc<dyn Fn(&'static str) + Send + Sync>;
 
 /// One peer's disk; clones share it, so it outlives the peer's crashes.
@@ -30,6 +33,8 @@ struct Disk {
     undo: Vec<Vec<Undo>>,
     fail_writes: bool,
     fail_reads: bool,
+    /// Damaged on the platter: the store's checksums refuse every read.
+    corrupt: bool,
     commits: u64,
     hook: Option<PersistHook>,
 }
@@ -95,6 +100,18 @@ impl SimStore {
         self.disk().fail_reads = fail;
     }
 
+    /// Damages the disk (bit rot, a bad sector): the store's checksums catch
+    /// it on the next read, as redb's do when it opens a damaged file. Only
+    /// a wipe heals it.
+    pub fn corrupt(&self) {
+        self.disk().corrupt = true;
+    }
+
+    /// True while the disk is damaged.
+    pub fn is_corrupt(&self) -> bool {
+        self.disk().corrupt
+    }
+
     /// True while reads or writes are made to fail.
     pub fn failing(&self) -> bool {
         let disk = self.disk();
@@ -108,6 +125,7 @@ impl SimStore {
         disk.meta.clear();
         disk.log.clear();
         disk.undo.clear();
+        disk.corrupt = false;
     }
 
     /// True when nothing was ever written (or the disk was wiped).
@@ -120,6 +138,13 @@ impl SimStore {
 impl Disk {
     /// Refuses a read while the disk is made to fail reads.
     fn check_read(&self) -> Result<(), StoreError> {
+        if self.corrupt {
+            crate::probes::hit("disk: checksum caught a corrupt page");
+            return Err(StoreError::Corrupt {
+                what: "sim-disk page".into(),
+                reason: "checksum mismatch".into(),
+            });
+        }
         if self.fail_reads {
             crate::probes::hit("disk: read refused");
             return Err(StoreError::Io {
@@ -183,6 +208,13 @@ impl DurableStore for SimStore {
 
     fn commit(&self, batch: WriteBatch) -> Result<(), StoreError> {
         let mut disk = self.disk();
+        if disk.corrupt {
+            // Nothing can be written through a damaged image either.
+            return Err(StoreError::Corrupt {
+                what: "sim-disk page".into(),
+                reason: "checksum mismatch".into(),
+            });
+        }
         if disk.fail_writes {
             crate::probes::hit("disk: write refused");
             return Err(StoreError::Io {
@@ -236,12 +268,18 @@ impl DurableStore for SimStore {
         }
         let hook = disk.hook.clone();
         drop(disk);
-        if let (true, Some(hook)) = (durable, hook) {
-            if voted {
-                hook("vote");
+        if let Some(hook) = hook {
+            // A relaxed commit is written but not yet synced: a crash now
+            // lands between the write and its fsync.
+            match (voted, appended, durable) {
+                (true, _, true) => hook("vote"),
+                (true, _, false) => hook("unsynced vote"),
+                _ => {}
             }
-            if appended {
-                hook("append");
+            match (appended, durable) {
+                (true, true) => hook("append"),
+                (true, false) => hook("unsynced append"),
+                _ => {}
             }
         }
         Ok(())
@@ -328,6 +366,27 @@ mod tests {
                 vec![WriteOp::PutLog(1, vec![1])]
             ))
             .is_ok());
+    }
+
+    #[test]
+    fn a_corrupt_disk_refuses_reads_and_writes_until_wiped() {
+        let s = SimStore::default();
+        s.commit(batch(
+            Durability::Immediate,
+            vec![WriteOp::PutLog(1, vec![1])],
+        ))
+        .unwrap();
+        s.corrupt();
+        assert!(matches!(s.log_last(), Err(StoreError::Corrupt { .. })));
+        assert!(s
+            .commit(batch(
+                Durability::Immediate,
+                vec![WriteOp::PutLog(2, vec![2])]
+            ))
+            .is_err());
+        s.wipe();
+        assert!(!s.is_corrupt());
+        assert_eq!(s.log_last().unwrap(), None);
     }
 
     #[test]
