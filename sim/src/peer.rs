@@ -150,6 +150,16 @@ pub struct Registry {
     corrupt_refusals: Mutex<BTreeSet<usize>>,
 }
 
+/// A re-allocation being written, as its leader's pinset showed the pin
+/// when it was proposed.
+struct Proposal {
+    cid: Cid,
+    /// The pin's version then (`None`: gone).
+    version: Option<PinVersion>,
+    /// The name of its options then (each client write names its pin).
+    name: Option<String>,
+}
+
 /// What the leaders' re-allocation drivers did, and what the hand-over
 /// checker needs to judge it the moment it happens.
 #[derive(Default)]
@@ -164,7 +174,10 @@ struct RepairLedger {
     moved: BTreeSet<Cid>,
     /// Per proposing peer: the re-allocation it is writing, with the version
     /// its own pinset held for that pin when it proposed it.
-    proposing: BTreeMap<usize, (Cid, Option<PinVersion>)>,
+    proposing: BTreeMap<usize, Proposal>,
+    /// The allocations each client write carried, by the unique name it
+    /// gave its pin.
+    written: BTreeMap<String, Vec<PeerId>>,
     /// Applied re-allocations that dropped a member, checked.
     handovers: u64,
     violations: Vec<crate::checkers::Violation>,
@@ -241,6 +254,12 @@ impl Registry {
         lock(&self.repairs).unpinned_by_hand.insert(cid);
     }
 
+    /// A client is about to write a pin named `name` (unique per write)
+    /// with these allocations.
+    pub fn note_client_write(&self, name: String, allocations: Vec<PeerId>) {
+        lock(&self.repairs).written.insert(name, allocations);
+    }
+
     /// CIDs some leader proposed to re-allocate.
     pub fn moved(&self) -> BTreeSet<Cid> {
         lock(&self.repairs).moved.clone()
@@ -255,10 +274,10 @@ impl Registry {
 
     fn on_repair(&self, index: usize, raft: &ClusterRaft, event: RepairEvent<'_>) {
         // Read before taking the ledger: the pinset has a lock of its own.
-        let version = match event {
-            RepairEvent::Proposing(step) => raft.with_pinset(|p| p.version(&step.cid)),
-            RepairEvent::Applied(_) => None,
+        let cid = match event {
+            RepairEvent::Proposing(step) | RepairEvent::Applied(step) => &step.cid,
         };
+        let (version, pin) = raft.with_pinset(|p| (p.version(cid), p.get(cid)));
         let mut r = lock(&self.repairs);
         match event {
             RepairEvent::Proposing(step) => {
@@ -266,14 +285,32 @@ impl Registry {
                 if version != Some(step.version) {
                     crate::probes::hit("repair: proposal already stale when sent");
                 }
-                r.proposing.insert(index, (step.cid.clone(), version));
+                let proposal = Proposal {
+                    cid: step.cid.clone(),
+                    version,
+                    name: pin.map(|p| p.options.name),
+                };
+                r.proposing.insert(index, proposal);
             }
             RepairEvent::Applied(step) => {
                 // The driver writes one proposal at a time: this peer's last
                 // proposal is the one that applied.
-                if let Some((cid, at_proposing)) = r.proposing.remove(&index) {
-                    if cid == step.cid {
-                        if let Err(v) = crate::checkers::check_reallocation_base(step, at_proposing)
+                if let Some(proposal) = r.proposing.remove(&index) {
+                    if proposal.cid == step.cid {
+                        let landed = pin.map(|p| {
+                            let written = r.written.get(&p.options.name).cloned();
+                            crate::checkers::Landed {
+                                name: p.options.name,
+                                allocations: p.allocations,
+                                written,
+                            }
+                        });
+                        let base = crate::checkers::Base {
+                            version: proposal.version,
+                            name: proposal.name,
+                        };
+                        if let Err(v) =
+                            crate::checkers::check_reallocation_base(step, &base, landed.as_ref())
                         {
                             r.violations.push(v);
                         }

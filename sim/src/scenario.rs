@@ -227,7 +227,7 @@ impl Swarm {
             fault_gap_ms: (gap_lo, gap_lo * 3),
             commit_delay_max_ms: [0, 2, 10, 40][rng.gen_range(0..4)],
             buggify_per_mille: [0, 0, 2, 10][rng.gen_range(0..4)],
-            repin_moving: rng.gen_bool(0.5),
+            repin_moving: rng.gen_bool(0.75),
             raft,
             tracker,
         }
@@ -638,10 +638,16 @@ impl Sim {
         let Some(running) = self.registry.get(target) else {
             return;
         };
-        let moving = if self.swarm.repin_moving && roll < 85 && flavour < 4 {
+        let moving = if self.swarm.repin_moving && roll < 85 && flavour < 6 {
             self.moving_cid(&running)
         } else {
             None
+        };
+        // A CID about to move is re-pinned with new options (most of the
+        // time) or unpinned.
+        let roll = match moving {
+            Some(_) if roll < 75 => roll % 55,
+            _ => roll,
         };
         if moving.is_some() {
             probes::hit("client: re-pin of a CID being re-allocated");
@@ -706,6 +712,8 @@ impl Sim {
                         return;
                     }
                 }
+                self.registry
+                    .note_client_write(pin.options.name.clone(), pin.allocations.clone());
                 let request = Request::Pin {
                     cid: pin.cid.clone(),
                     written: Written::of(&pin),
@@ -1366,7 +1374,13 @@ impl Sim {
                 self.crash(index);
             }
             let sim = Arc::clone(&self);
-            let after = thread_rng().gen_range(50..3_000);
+            // Back within the election a lost vote was cast in, now and then:
+            // the moment it could be cast again for another candidate.
+            let after = if what.starts_with("unsynced") && thread_rng().gen_bool(0.5) {
+                thread_rng().gen_range(5..150)
+            } else {
+                thread_rng().gen_range(50..3_000)
+            };
             madsim::task::spawn(async move {
                 sleep_ms(after).await;
                 sim.restart(index);

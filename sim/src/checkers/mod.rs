@@ -28,7 +28,7 @@ pub use liveness::check_liveness;
 pub use metrics_reach::check_metrics_reach;
 pub use pin_modes::check_pin_modes;
 pub use replica_safety::{check_replica_safety, ReplicaSample};
-pub use stale_reallocation::check_reallocation_base;
+pub use stale_reallocation::{check_reallocation_base, Base, Landed};
 pub use tag_spread::check_tag_spread;
 pub use tracker_status::{check_tracker_status, StatusCounts};
 pub use user_pins::check_user_pins;
