@@ -1776,6 +1776,12 @@ pub async fn run(params: Params) -> Report {
         // A peer that cannot start from its own disk lost something it acknowledged.
         sim.violation("restart", e);
     }
+    let disks: Vec<(usize, Vec<String>)> = (0..sim.peer_count())
+        .map(|i| (i, sim.peer(i).store.lost_acknowledged()))
+        .collect();
+    if let Err(v) = checkers::check_durable_acknowledgements(&disks) {
+        sim.violation(v.checker, v.detail);
+    }
     let report = Report {
         digest: lock(&sim.digest).value(),
         violations: lock(&sim.violations).clone(),

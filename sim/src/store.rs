@@ -35,6 +35,9 @@ struct Disk {
     fail_reads: bool,
     /// Damaged on the platter: the store's checksums refuse every read.
     corrupt: bool,
+    /// Votes and log entries a crash took back after a commit had returned
+    /// them as saved (see [`SimStore::lost_acknowledged`]).
+    lost: Vec<String>,
     commits: u64,
     hook: Option<PersistHook>,
 }
@@ -65,6 +68,14 @@ impl SimStore {
             let Some(mut commit) = disk.undo.pop() else {
                 break;
             };
+            for undo in &commit {
+                let lost = match undo {
+                    Undo::Meta(MetaKey::Vote, _) => Some("a vote".to_string()),
+                    Undo::Log(i, _) if disk.log.contains_key(i) => Some(format!("log entry {i}")),
+                    _ => None,
+                };
+                disk.lost.extend(lost);
+            }
             while let Some(undo) = commit.pop() {
                 match undo {
                     Undo::Meta(k, Some(v)) => {
@@ -83,6 +94,15 @@ impl SimStore {
             }
         }
         disk.undo.clear();
+    }
+
+    /// Votes and log entries that a crash lost after their commit had
+    /// returned. Raft acts on a saved vote or entry the moment the store
+    /// returns (it answers the candidate, acknowledges the append), so each
+    /// one is an acknowledgement the peer may now contradict: the product
+    /// must never save them with relaxed durability.
+    pub fn lost_acknowledged(&self) -> Vec<String> {
+        self.disk().lost.clone()
     }
 
     /// Sets the hook called right after a vote or an append became durable.
@@ -326,6 +346,30 @@ mod tests {
         .unwrap();
         s.crash(0);
         assert_eq!(s.log_last().unwrap(), Some((2, vec![2])));
+    }
+
+    #[test]
+    fn a_crash_reports_the_relaxed_votes_and_entries_it_lost() {
+        let s = SimStore::default();
+        s.commit(batch(
+            Durability::Immediate,
+            vec![WriteOp::PutMeta(MetaKey::Vote, vec![1])],
+        ))
+        .unwrap();
+        s.crash(0);
+        assert!(s.lost_acknowledged().is_empty());
+        s.commit(batch(
+            Durability::Relaxed,
+            vec![
+                WriteOp::PutMeta(MetaKey::Vote, vec![2]),
+                WriteOp::PutLog(4, vec![4]),
+                WriteOp::PutMeta(MetaKey::Committed, vec![3]),
+            ],
+        ))
+        .unwrap();
+        s.crash(0);
+        assert_eq!(s.lost_acknowledged(), vec!["a vote", "log entry 4"]);
+        assert_eq!(s.get_meta(MetaKey::Vote).unwrap(), Some(vec![1]));
     }
 
     #[test]

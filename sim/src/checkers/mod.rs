@@ -3,6 +3,7 @@
 
 mod allocations;
 mod converged;
+mod durable_acks;
 mod election_safety;
 mod expiry;
 mod handover;
@@ -19,6 +20,7 @@ mod user_pins;
 
 pub use allocations::check_allocations;
 pub use converged::check_replicas_converged;
+pub use durable_acks::check_durable_acknowledgements;
 pub use election_safety::Leaders;
 pub use expiry::{check_expired_removed, ExpiringPin};
 pub use handover::{check_handover, check_replicas_pinned};
