@@ -420,19 +420,7 @@ async fn failures_exit_non_zero_with_one_error_line() {
 async fn three_peers_list_and_replicate() {
     let router = InProcRouter::new();
     let net = Arc::new(NodeNet::default());
-    let first = start_raft(1, &router).await;
-    first.initialize(CLUSTER_ID).await.expect("initialize");
-    first.wait_for_leader(WAIT).await.expect("leader");
-    let mut rafts = vec![first.clone()];
-    for n in 2..=3 {
-        let raft = start_raft(n, &router).await;
-        raft.join(first.node_info()).await.expect("join");
-        rafts.push(raft);
-    }
-    let mut peers = Vec::new();
-    for raft in rafts {
-        peers.push(start_peer(raft, &net, |_| {}).await);
-    }
+    let peers = start_cluster(3, &router, &net).await;
     eventually("every peer's metrics on the first board", || {
         peers[0]
             .drivers

@@ -883,19 +883,7 @@ fn fake_id() -> cluster_node::api::types::IdInfo {
 async fn global_status_shows_an_unreachable_peer_as_cluster_error() {
     let router = InProcRouter::new();
     let net = Arc::new(NodeNet::default());
-    let first = start_raft(1, &router).await;
-    first.initialize(CLUSTER_ID).await.expect("initialize");
-    first.wait_for_leader(WAIT).await.expect("leader");
-    let mut rafts = vec![first.clone()];
-    for n in 2..=3 {
-        let raft = start_raft(n, &router).await;
-        raft.join(first.node_info()).await.expect("join");
-        rafts.push(raft);
-    }
-    let mut peers = Vec::new();
-    for raft in rafts {
-        peers.push(start_peer(raft, &net, |_| {}).await);
-    }
+    let peers = start_cluster(3, &router, &net).await;
     eventually("every peer's metrics on the first board", || {
         peers[0]
             .drivers
@@ -1592,19 +1580,7 @@ async fn path_routes_pin_and_unpin_what_ipfs_resolves() {
 async fn post_peers_adds_back_a_removed_peer_and_names_one_it_cannot_reach() {
     let router = InProcRouter::new();
     let net = Arc::new(NodeNet::default());
-    let first = start_raft(1, &router).await;
-    first.initialize(CLUSTER_ID).await.expect("initialize");
-    first.wait_for_leader(WAIT).await.expect("leader");
-    let mut rafts = vec![first.clone()];
-    for n in 2..=3 {
-        let raft = start_raft(n, &router).await;
-        raft.join(first.node_info()).await.expect("join");
-        rafts.push(raft);
-    }
-    let mut peers = Vec::new();
-    for raft in rafts {
-        peers.push(start_peer(raft, &net, |_| {}).await);
-    }
+    let peers = start_cluster(3, &router, &net).await;
     let third = peers[2].ctx.id.clone();
     peers[0]
         .client()

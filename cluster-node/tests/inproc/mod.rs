@@ -283,6 +283,25 @@ pub async fn serve_api(api: RestApi) -> (SocketAddr, oneshot::Sender<()>) {
     (addr, stop)
 }
 
+/// `n` peers in one cluster: the first starts it, the others join through
+/// it; each with its drivers and REST API on default settings.
+pub async fn start_cluster(n: u64, router: &InProcRouter, net: &Arc<NodeNet>) -> Vec<Peer> {
+    let first = start_raft(1, router).await;
+    first.initialize(CLUSTER_ID).await.expect("initialize");
+    first.wait_for_leader(WAIT).await.expect("leader");
+    let mut rafts = vec![first.clone()];
+    for i in 2..=n {
+        let raft = start_raft(i, router).await;
+        raft.join(first.node_info()).await.expect("join");
+        rafts.push(raft);
+    }
+    let mut peers = Vec::new();
+    for raft in rafts {
+        peers.push(start_peer(raft, net, |_| {}).await);
+    }
+    peers
+}
+
 pub async fn start_peer(
     raft: ClusterRaft,
     net: &Arc<NodeNet>,
