@@ -167,6 +167,32 @@ pub enum MembershipError {
         /// The peer.
         peer: String,
     },
+    /// The peer to add belongs to no cluster and is not joining one: it
+    /// would refuse the cluster's traffic.
+    #[error(
+        "peer {0} belongs to no cluster and is not waiting to join one; start it with a member \
+         of this cluster in its cluster_peers (or --bootstrap) to join"
+    )]
+    NotJoining(String),
+    /// The peer to add answered as another peer (its key changed).
+    #[error("peer {asked} answered as {answered}")]
+    WrongPeer {
+        /// The peer asked for.
+        asked: String,
+        /// The peer that answered.
+        answered: String,
+    },
+    /// The peer to add could not be asked who it is.
+    #[error(
+        "cannot reach peer {peer} to add it: {reason} (it must be running, with an address this \
+         peer knows: connected to it, or in its peerstore)"
+    )]
+    Unreachable {
+        /// The peer.
+        peer: String,
+        /// What the transport said.
+        reason: String,
+    },
     /// Removing the peer would leave the cluster without voters.
     #[error("cannot remove the last peer of a cluster")]
     LastPeer,

@@ -35,5 +35,5 @@ pub use raft_glue::{
     RpcRequest, RpcResponse, PENDING_CIDS_MAX,
 };
 pub use transport::{
-    NodeRpc, NodeRpcError, NodeRpcHandler, RaftTransport, RpcHandler, TransportError,
+    NodeRpc, NodeRpcError, NodeRpcHandler, RaftTransport, RpcHandler, Traffic, TransportError,
 };

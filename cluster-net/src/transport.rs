@@ -109,6 +109,27 @@ pub trait NodeRpc: Send + Sync + 'static {
         method: &str,
         body: Vec<u8>,
     ) -> BoxFuture<Result<Vec<u8>, NodeRpcError>>;
+
+    /// This peer's traffic with the other peers, by protocol id (the REST
+    /// API's `GET /health/bandwidth`). A transport that does not measure
+    /// its traffic (the in-process ones) has none to show.
+    fn traffic(&self) -> std::collections::BTreeMap<String, Traffic> {
+        std::collections::BTreeMap::new()
+    }
+}
+
+/// The traffic of one protocol, as IPFS Cluster's `BandwidthByProtocol`
+/// shows it: bytes since start, and bytes per second lately.
+#[derive(Debug, Clone, Copy, PartialEq, Default, serde::Serialize, serde::Deserialize)]
+pub struct Traffic {
+    /// Bytes received.
+    pub total_in: u64,
+    /// Bytes sent.
+    pub total_out: u64,
+    /// Bytes received per second, lately.
+    pub rate_in: f64,
+    /// Bytes sent per second, lately.
+    pub rate_out: f64,
 }
 
 /// Serves the node RPCs a transport receives.

@@ -274,6 +274,15 @@ async fn health_metrics_alerts_graph_and_gc() {
     let graph = peer.cli(&["health", "graph"]).await;
     assert!(graph.ok().starts_with("digraph cluster {"), "{graph:?}");
     assert!(graph.ok().contains("C0 -> I0"), "{graph:?}");
+    // An in-process transport measures no traffic: no lines, `{}`, as the
+    // API answers (the libp2p numbers are in the end-to-end tests).
+    let bandwidth = peer.cli(&["health", "bandwidth"]).await;
+    assert_eq!(bandwidth.ok(), "", "{bandwidth:?}");
+    let bandwidth = peer.cli(&["--enc", "json", "health", "bandwidth"]).await;
+    assert_eq!(bandwidth.json(), api_json(&peer, "/health/bandwidth").await);
+    // There is no `peers add` (upstream's ctl has none; sharness checks).
+    let add = peer.cli(&["peers", "add", &me]).await;
+    assert_ne!(add.code, 0, "{add:?}");
 
     // `ipfs gc` runs repo/gc on every peer's daemon; this in-memory daemon
     // cannot collect, which shows as its peer's error, not a failed command.
@@ -411,19 +420,7 @@ async fn failures_exit_non_zero_with_one_error_line() {
 async fn three_peers_list_and_replicate() {
     let router = InProcRouter::new();
     let net = Arc::new(NodeNet::default());
-    let first = start_raft(1, &router).await;
-    first.initialize(CLUSTER_ID).await.expect("initialize");
-    first.wait_for_leader(WAIT).await.expect("leader");
-    let mut rafts = vec![first.clone()];
-    for n in 2..=3 {
-        let raft = start_raft(n, &router).await;
-        raft.join(first.node_info()).await.expect("join");
-        rafts.push(raft);
-    }
-    let mut peers = Vec::new();
-    for raft in rafts {
-        peers.push(start_peer(raft, &net, |_| {}).await);
-    }
+    let peers = start_cluster(3, &router, &net).await;
     eventually("every peer's metrics on the first board", || {
         peers[0]
             .drivers

@@ -753,3 +753,280 @@ fn add_through_the_api_stores_what_the_daemon_computes_and_pins_it_on_the_alloca
     let index = cluster.ipfs[0].call(&format!("cat?arg={site}/index.html"), &[]);
     assert_eq!(index, "<p>cluster</p>");
 }
+
+/// `ipfscluster --host <peer's API> args…`: exit code, stdout, stderr.
+fn ctl(peer: &Peer, args: &[&str]) -> (i32, String, String) {
+    let host = format!(
+        "/ip4/127.0.0.1/tcp/{}",
+        peer.rest.rsplit(':').next().expect("port")
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_ipfscluster"))
+        .args(["--host", &host])
+        .args(args)
+        .env_remove("CLUSTER_CREDENTIALS")
+        .output()
+        .expect("run ipfscluster");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A raw request to a peer's API: status and body.
+fn api(peer: &Peer, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
+    let mut cmd = Command::new("curl");
+    cmd.args([
+        "-sS",
+        "-X",
+        method,
+        "--max-time",
+        "120",
+        "-w",
+        "\n%{http_code}",
+    ]);
+    if let Some(body) = body {
+        cmd.args([
+            "-H",
+            "Content-Type: application/json",
+            "--data-binary",
+            body,
+        ]);
+    }
+    let out = cmd
+        .arg(format!("http://{}{path}", peer.rest))
+        .output()
+        .expect("curl");
+    assert!(out.status.success(), "curl {method} {path}: {out:?}");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').expect("status line");
+    (code.trim().parse().expect("status"), body.to_string())
+}
+
+/// `/health/bandwidth` counts each protocol's bytes on the real libp2p
+/// transport (its JSON, its CLI text and JSON); `/pins/{ipfs,ipld,ipns}/…`
+/// pin and unpin what the contacted peer's js-ipfs daemon resolves;
+/// `POST /peers` answers a member's ID and names a peer it cannot reach.
+#[test]
+fn bandwidth_path_pins_and_post_peers_against_real_daemons() {
+    use cluster_net::p2p::{NODE_RPC_PROTOCOL, PEER_RPC_PROTOCOL, RAFT_PROTOCOL};
+    use cluster_node::ipfs::IpfsPath;
+    let _serial = serial();
+    let mut cluster = Cluster::start(18800, 3, 3);
+    let raft = RAFT_PROTOCOL.to_string();
+
+    // Bandwidth: Raft heartbeats and metric pushes flow all the time.
+    let client = cluster.client(0);
+    let traffic = wait_for("raft traffic with a rate", || {
+        let t = cluster.rt.block_on(client.bandwidth()).ok()?;
+        let r = t.get(&raft)?;
+        (r.total_in > 0 && r.total_out > 0 && r.rate_in > 0.0 && r.rate_out > 0.0).then_some(t)
+    });
+    let protocols: BTreeSet<String> = traffic.keys().cloned().collect();
+    let want: BTreeSet<String> = [&RAFT_PROTOCOL, &PEER_RPC_PROTOCOL, &NODE_RPC_PROTOCOL]
+        .iter()
+        .map(|p| p.to_string())
+        .collect();
+    assert_eq!(protocols, want);
+    let node_rpc = &traffic[&NODE_RPC_PROTOCOL.to_string()];
+    assert!(
+        node_rpc.total_in > 0 && node_rpc.total_out > 0,
+        "{traffic:?}"
+    );
+    let (code, body) = api(&cluster.peers[0], "GET", "/health/bandwidth", None);
+    assert_eq!(code, 200, "{body}");
+    let json: Value = serde_json::from_str(&body).expect("json");
+    for (protocol, t) in json.as_object().expect("object") {
+        let keys: BTreeSet<&str> = t
+            .as_object()
+            .expect("entry")
+            .keys()
+            .map(|k| k.as_str())
+            .collect();
+        assert_eq!(
+            keys,
+            ["rate_in", "rate_out", "total_in", "total_out"].into(),
+            "{protocol}"
+        );
+        assert!(
+            t["total_in"].is_u64() && t["rate_in"].is_f64(),
+            "{protocol}: {t}"
+        );
+    }
+    let (code, text, err) = ctl(&cluster.peers[0], &["health", "bandwidth"]);
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    let named: Vec<String> = lines
+        .iter()
+        .map(|l| l.split(": In: ").next().unwrap_or("").trim().to_string())
+        .collect();
+    assert_eq!(
+        named,
+        want.iter().cloned().collect::<Vec<_>>(),
+        "sorted: {text}"
+    );
+    for line in &lines {
+        assert!(
+            line.contains(". Out: ") && line.contains(". RateIn: ") && line.ends_with("B/s"),
+            "{line}"
+        );
+        let rate_out = line.rsplit("RateOut: ").next().unwrap_or("");
+        let decimals = rate_out
+            .trim_end_matches("B/s")
+            .split('.')
+            .nth(1)
+            .unwrap_or("");
+        assert_eq!(decimals.len(), 2, "{line}");
+    }
+    let (code, text, err) = ctl(&cluster.peers[0], &["--enc", "json", "health", "bandwidth"]);
+    assert_eq!(code, 0, "{err}");
+    let cli: Value = serde_json::from_str(&text).expect("json");
+    let cli_keys: BTreeSet<String> = cli.as_object().expect("object").keys().cloned().collect();
+    assert_eq!(cli_keys, want);
+    assert!(cli[&raft]["total_in"].as_u64() >= Some(traffic[&raft].total_in));
+
+    // Paths. A directory {sub/a.txt, b.txt} on peer 0's daemon, a dag-cbor
+    // node linking to a.txt, and the daemon's name pointing at the root.
+    let ipfs = &cluster.ipfs[0];
+    let files = cluster.root.path().join("path-files");
+    std::fs::create_dir_all(&files).expect("dir");
+    std::fs::write(files.join("a.txt"), b"pinned by path, e2e").expect("write");
+    std::fs::write(files.join("b.txt"), b"its sibling, e2e").expect("write");
+    let added = ipfs.call(
+        "add?wrap-with-directory=true&pin=false",
+        &[
+            "-F",
+            &format!("file=@{};filename=sub/a.txt", files.join("a.txt").display()),
+            "-F",
+            &format!("file=@{};filename=b.txt", files.join("b.txt").display()),
+        ],
+    );
+    let hash = |name: &str| -> String {
+        added
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .find(|v| v["Name"] == name)
+            .and_then(|v| v["Hash"].as_str().map(String::from))
+            .unwrap_or_else(|| panic!("{name:?} not in {added}"))
+    };
+    let (root, file) = (hash(""), hash("sub/a.txt"));
+    std::fs::write(
+        files.join("node.json"),
+        format!(r#"{{"a":{{"b":{{"/":"{file}"}}}}}}"#),
+    )
+    .expect("write");
+    let put: Value = serde_json::from_str(&ipfs.call(
+        "dag/put?store-codec=dag-cbor&input-codec=dag-json",
+        &[
+            "-F",
+            &format!(
+                "file=@{};type=application/octet-stream",
+                files.join("node.json").display()
+            ),
+        ],
+    ))
+    .expect("dag/put");
+    let cbor = put["Cid"]["/"].as_str().expect("cid").to_string();
+    let id: Value = serde_json::from_str(&ipfs.call("id", &[])).expect("id");
+    let name = id["ID"].as_str().expect("ID").to_string();
+    ipfs.call(
+        &format!("name/publish?arg=/ipfs/{root}&allow-offline=true"),
+        &[],
+    );
+
+    let via = cluster.client(0);
+    for (path, want) in [
+        (format!("/ipfs/{root}/sub/a.txt"), &file),
+        (format!("/ipld/{cbor}/a/b"), &file),
+        (format!("/ipns/{name}"), &root),
+    ] {
+        let parsed = IpfsPath::parse(&path).expect("path");
+        let pin = cluster
+            .rt
+            .block_on(via.pin_by_path(&parsed, &replicated(-1, -1)))
+            .unwrap_or_else(|e| panic!("pin {path}: {e}"));
+        assert_eq!(pin.cid.to_string(), *want, "{path}");
+        for i in 0..3 {
+            cluster.wait_daemon(i, std::slice::from_ref(want), true);
+        }
+        let removed = cluster
+            .rt
+            .block_on(via.unpin_by_path(&parsed))
+            .unwrap_or_else(|e| panic!("unpin {path}: {e}"));
+        assert_eq!(removed.cid.to_string(), *want);
+        for i in 0..3 {
+            cluster.wait_daemon(i, std::slice::from_ref(want), false);
+        }
+    }
+    let (code, body) = api(
+        &cluster.peers[0],
+        "POST",
+        &format!("/pins/ipfs/{root}/nope"),
+        None,
+    );
+    assert_eq!(code, 500, "{body}");
+    assert!(
+        body.contains("error resolving") && body.contains("nope"),
+        "{body}"
+    );
+    let (code, body) = api(&cluster.peers[0], "DELETE", "/pins/ipld/notacid/x", None);
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("error parsing path"), "{body}");
+    assert!(cluster.allocations(0).is_empty());
+
+    // POST /peers: a member is added already: its ID, the contacted peer
+    // among its peers.
+    let member = cluster.peers[2].peer_id();
+    let id = cluster
+        .rt
+        .block_on(cluster.client(1).add_peer(&member))
+        .expect("add a member");
+    assert_eq!(id.id, member.as_str());
+    assert!(id.error.is_empty(), "{}", id.error);
+    assert!(id.cluster_peers.contains(&cluster.peers[1].id), "{id:?}");
+    // A stopped, then removed peer: named, refused, soon; the membership
+    // is unchanged.
+    cluster.sigterm(2);
+    cluster
+        .rt
+        .block_on(cluster.client(0).remove_peer(&member))
+        .expect("remove");
+    let started = Instant::now();
+    let (code, body) = api(
+        &cluster.peers[0],
+        "POST",
+        "/peers",
+        Some(&format!(r#"{{"peer_id":"{member}"}}"#)),
+    );
+    assert_eq!(code, 500, "{body}");
+    assert!(body.contains(member.as_str()), "{body}");
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
+    let peers = cluster
+        .rt
+        .block_on(cluster.client(0).peers())
+        .expect("peers");
+    assert_eq!(peers.len(), 2, "{peers:?}");
+    // Bad bodies.
+    let (code, body) = api(&cluster.peers[0], "POST", "/peers", Some("{"));
+    assert_eq!(
+        (code, body.contains("error decoding request body")),
+        (400, true),
+        "{body}"
+    );
+    let (code, body) = api(
+        &cluster.peers[0],
+        "POST",
+        "/peers",
+        Some(r#"{"peer_id":"x"}"#),
+    );
+    assert_eq!(
+        (code, body.contains("error decoding peer_id")),
+        (400, true),
+        "{body}"
+    );
+}

@@ -237,7 +237,7 @@ impl Peer {
                 .expect("open the peer's embedded node");
             let mut cids = Vec::new();
             for (n, data) in files.iter().enumerate() {
-                let cid = node.add(&format!("f{n}"), data).await.expect("add");
+                let cid = node.add_bytes(&format!("f{n}"), data).await.expect("add");
                 cids.push(cid.to_string());
             }
             node.shutdown().await;

@@ -158,7 +158,7 @@ fn embedded_against_an_external_daemon() {
             .expect("embedded node");
         let mut cids = Vec::new();
         for (n, f) in files().iter().enumerate() {
-            cids.push(node.add(&format!("f{n}"), f).await.expect("add"));
+            cids.push(node.add_bytes(&format!("f{n}"), f).await.expect("add"));
         }
         let figures = pin_all(&node, &cids).await;
         node.shutdown().await;

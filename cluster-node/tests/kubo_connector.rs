@@ -2,8 +2,8 @@
 //! project's `e2e/ipfs/`; install with `scripts/ipfs-install.sh`), and
 //! against a fake HTTP server for answers no real daemon gives.
 //!
-//! Ports: daemons on 16100 and 16110 (this file only; other test files use
-//! other bases, as test binaries may run at the same time).
+//! Ports: daemons on 16100, 16110 and 16120 (this file only; other test
+//! files use other bases, as test binaries may run at the same time).
 
 mod common;
 
@@ -19,6 +19,7 @@ use common::{runtime, Daemons};
 
 const BASE_A: u16 = 16100;
 const BASE_B: u16 = 16110;
+const BASE_RESOLVE: u16 = 16120;
 
 fn connector(api: &str, data_dir: &std::path::Path) -> KuboConnector {
     let mut config = KuboConfig::new(api, data_dir);
@@ -399,4 +400,109 @@ fn unusable_settings_are_refused() {
     assert_eq!(defaults.request_timeout, Duration::from_secs(300));
     assert_eq!(defaults.pin_timeout, Duration::from_secs(120));
     assert_eq!(defaults.unpin_timeout, Duration::from_secs(3 * 3600));
+}
+
+/// `POST /api/v0/<path>` on `api` with extra curl arguments: the body.
+fn curl(api: &str, path: &str, extra: &[&str]) -> String {
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "-f", "-X", "POST", "--max-time", "60"])
+        .args(extra)
+        .arg(format!("{api}/api/v0/{path}"))
+        .output()
+        .expect("curl");
+    assert!(out.status.success(), "{path}: {out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The value of `key` in the JSON line of `body` whose `Name` is `name`.
+fn field(body: &str, name: &str, key: &str) -> String {
+    body.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["Name"] == name)
+        .and_then(|v| v[key].as_str().map(str::to_string))
+        .unwrap_or_else(|| panic!("no {name:?} in {body}"))
+}
+
+#[test]
+fn resolve_against_a_real_daemon() {
+    use cluster_node::ipfs::IpfsPath;
+    let d = Daemons::start(1, BASE_RESOLVE);
+    let api = d.url(0);
+    let data = tempfile::tempdir().expect("data dir");
+    let files = tempfile::tempdir().expect("files");
+    std::fs::write(files.path().join("a.txt"), b"resolve me").expect("write");
+    std::fs::write(files.path().join("b.txt"), b"and me").expect("write");
+    let a = files.path().join("a.txt").display().to_string();
+    let b = files.path().join("b.txt").display().to_string();
+    // A directory `{sub/a.txt, b.txt}`, wrapped.
+    let added = curl(
+        &api,
+        "add?wrap-with-directory=true&pin=false",
+        &[
+            "-F",
+            &format!("file=@{a};filename=sub/a.txt"),
+            "-F",
+            &format!("file=@{b};filename=b.txt"),
+        ],
+    );
+    let root = Cid::parse(&field(&added, "", "Hash")).expect("root");
+    let sub = Cid::parse(&field(&added, "sub", "Hash")).expect("sub");
+    let file = Cid::parse(&field(&added, "sub/a.txt", "Hash")).expect("file");
+    // A dag-cbor node linking to the file under `a/b`.
+    std::fs::write(
+        files.path().join("node.json"),
+        format!(r#"{{"a":{{"b":{{"/":"{file}"}}}},"n":1}}"#),
+    )
+    .expect("write");
+    let node = files.path().join("node.json").display().to_string();
+    let put = curl(
+        &api,
+        "dag/put?store-codec=dag-cbor&input-codec=dag-json",
+        &["-F", &format!("file=@{node};type=application/octet-stream")],
+    );
+    let put: serde_json::Value = serde_json::from_str(&put).expect("dag/put");
+    let cbor = Cid::parse(put["Cid"]["/"].as_str().expect("cid")).expect("cbor cid");
+    // The daemon's own name, published offline.
+    let id: serde_json::Value = serde_json::from_str(&curl(&api, "id", &[])).expect("id");
+    let name = id["ID"].as_str().expect("ID").to_string();
+    curl(
+        &api,
+        &format!("name/publish?arg=/ipfs/{root}&allow-offline=true"),
+        &[],
+    );
+
+    let rt = runtime();
+    rt.block_on(async {
+        let ipfs = connector(&api, data.path());
+        let resolve = |text: String| {
+            let ipfs = ipfs.clone();
+            async move {
+                let path = IpfsPath::parse(&text).expect("path");
+                ipfs.resolve(&path).await
+            }
+        };
+        for (path, want) in [
+            (format!("/ipfs/{root}"), &root),
+            (format!("/ipfs/{root}/sub"), &sub),
+            (format!("/ipfs/{root}/sub/a.txt"), &file),
+            (format!("/ipld/{root}/sub/a.txt"), &file),
+            (format!("/ipld/{cbor}/a/b"), &file),
+            (format!("/ipfs/{cbor}/a/b"), &file),
+            (format!("/ipns/{name}"), &root),
+            (format!("/ipns/{name}/sub/a.txt"), &file),
+        ] {
+            assert_eq!(resolve(path.clone()).await.as_ref(), Ok(want), "{path}");
+        }
+        let err = resolve(format!("/ipfs/{root}/nope"))
+            .await
+            .expect_err("no link");
+        assert!(
+            matches!(&err, IpfsError::Daemon { message, .. } if message.contains("nope")),
+            "{err:?}"
+        );
+        let err = resolve(format!("/ipld/{cbor}/zz"))
+            .await
+            .expect_err("no field");
+        assert!(matches!(err, IpfsError::Daemon { .. }), "{err:?}");
+    });
 }

@@ -700,19 +700,7 @@ async fn authentication_by_token_jwt_or_basic() {
 async fn statuses_ask_every_peer_and_delegates_are_the_holders() {
     let router = InProcRouter::new();
     let net = Arc::new(NodeNet::default());
-    let first = start_raft(1, &router).await;
-    first.initialize(CLUSTER_ID).await.expect("initialize");
-    first.wait_for_leader(WAIT).await.expect("leader");
-    let mut rafts = vec![first.clone()];
-    for n in 2..=3 {
-        let raft = start_raft(n, &router).await;
-        raft.join(first.node_info()).await.expect("join");
-        rafts.push(raft);
-    }
-    let mut peers = Vec::new();
-    for raft in rafts {
-        peers.push(start_peer(raft, &net, |_| {}).await);
-    }
+    let mut peers = start_cluster(3, &router, &net).await;
     eventually("every peer's metrics on the first board", || {
         peers[0]
             .drivers

@@ -535,10 +535,31 @@ async fn bad_input_is_refused_naming_the_problem_and_changes_nothing() {
         mine.error.as_deref().is_some_and(|e| e.contains("repo/gc")),
         "{mine:?}"
     );
+    // Paths: unparsable (400), or unknown to IPFS (500, as upstream).
     expect(
         &post(peer.url(&format!("/pins/ipns/{c}"))).await,
-        StatusCode::NOT_IMPLEMENTED,
-        "resolve",
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "error resolving",
+    );
+    expect(
+        &post(peer.url("/pins/ipfs/notacid/sub")).await,
+        StatusCode::BAD_REQUEST,
+        "error parsing path",
+    );
+    // Peers to add.
+    let add = |body: &'static str| {
+        let url = peer.url("/peers");
+        async move { raw("POST", &url, &[], body.as_bytes().to_vec()).await }
+    };
+    expect(
+        &add("{").await,
+        StatusCode::BAD_REQUEST,
+        "error decoding request body",
+    );
+    expect(
+        &add(r#"{"peer_id":"nobody"}"#).await,
+        StatusCode::BAD_REQUEST,
+        "error decoding peer_id",
     );
     // Nothing of that reached the pinset.
     assert!(peer.raft.with_pinset(|p| p.is_empty()));
@@ -862,19 +883,7 @@ fn fake_id() -> cluster_node::api::types::IdInfo {
 async fn global_status_shows_an_unreachable_peer_as_cluster_error() {
     let router = InProcRouter::new();
     let net = Arc::new(NodeNet::default());
-    let first = start_raft(1, &router).await;
-    first.initialize(CLUSTER_ID).await.expect("initialize");
-    first.wait_for_leader(WAIT).await.expect("leader");
-    let mut rafts = vec![first.clone()];
-    for n in 2..=3 {
-        let raft = start_raft(n, &router).await;
-        raft.join(first.node_info()).await.expect("join");
-        rafts.push(raft);
-    }
-    let mut peers = Vec::new();
-    for raft in rafts {
-        peers.push(start_peer(raft, &net, |_| {}).await);
-    }
+    let peers = start_cluster(3, &router, &net).await;
     eventually("every peer's metrics on the first board", || {
         peers[0]
             .drivers
@@ -1473,4 +1482,160 @@ async fn prometheus_metrics_show_pins_raft_peers_latencies_and_requests() {
     assert_eq!(requests("/pins/{cid}", "DELETE", 200), 1.0);
     assert_eq!(requests("/allocations/{cid}", "GET", 404), 1.0);
     assert!(requests("/pins/{cid}", "GET", 200) >= 2.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn path_routes_pin_and_unpin_what_ipfs_resolves() {
+    use cluster_node::ipfs::IpfsPath;
+    let peer = lone_peer(|_| {}).await;
+    let client = peer.client();
+    let root = cid(40);
+    let paths = [
+        (format!("/ipfs/{root}/sub/a.txt"), cid(41)),
+        ("/ipns/example.com/dir".to_string(), cid(42)),
+        (format!("/ipld/{root}/a/b"), cid(43)),
+    ];
+    for (path, target) in &paths {
+        peer.ipfs
+            .resolved
+            .lock()
+            .expect("lock")
+            .insert(path.clone(), target.clone());
+    }
+    let direct = PinOptions {
+        mode: PinMode::Direct,
+        name: "by-path".into(),
+        ..PinOptions::default()
+    };
+    for (path, target) in &paths {
+        let parsed = IpfsPath::parse(path).expect("path");
+        let pin = client.pin_by_path(&parsed, &direct).await.expect(path);
+        assert_eq!(&pin.cid, target, "{path}");
+        // The options apply (`mode=direct` is honoured on path routes).
+        assert_eq!((pin.mode, pin.max_depth), (PinMode::Direct, 0), "{path}");
+        let stored = client.allocation(target).await.expect("stored");
+        assert_eq!(stored.name, "by-path");
+    }
+    // The root itself was never pinned: only what the paths lead to.
+    assert!(matches!(
+        client.allocation(&root).await,
+        Err(ClientError::Api { code: 404, .. })
+    ));
+    assert_eq!(peer.raft.with_pinset(|p| p.len()), 3);
+    for (path, target) in &paths {
+        let parsed = IpfsPath::parse(path).expect("path");
+        let removed = client.unpin_by_path(&parsed).await.expect(path);
+        assert_eq!(&removed.cid, target);
+        // Unpinned already: 404, as for a CID.
+        match client.unpin_by_path(&parsed).await {
+            Err(ClientError::Api { code: 404, message }) => {
+                assert_eq!(message, "pin is not part of the pinset")
+            }
+            other => panic!("{path}: expected 404, got {other:?}"),
+        }
+    }
+    assert!(peer.raft.with_pinset(|p| p.is_empty()));
+
+    // Unresolvable (500 naming the path) and unparsable (400) paths, both
+    // ways, change nothing.
+    let unknown = format!("/ipfs/{root}/nope");
+    for method in ["POST", "DELETE"] {
+        let answer = raw(
+            method,
+            &peer.url(&format!("/pins{unknown}")),
+            &[],
+            Vec::new(),
+        )
+        .await;
+        assert_eq!(
+            answer.status,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "{}",
+            answer.text()
+        );
+        let message = answer.json()["message"].as_str().unwrap_or("").to_string();
+        assert!(
+            message.contains("error resolving") && message.contains(&unknown),
+            "{message}"
+        );
+        for bad in ["/pins/ipld/zzz", "/pins/ipfs/Qm", "/pins/ipns/%2F"] {
+            let answer = raw(method, &peer.url(bad), &[], Vec::new()).await;
+            assert_eq!(
+                answer.status,
+                StatusCode::BAD_REQUEST,
+                "{bad}: {}",
+                answer.text()
+            );
+            assert!(
+                answer.text().contains("error parsing path"),
+                "{}",
+                answer.text()
+            );
+        }
+    }
+    assert!(peer.raft.with_pinset(|p| p.is_empty()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn post_peers_adds_back_a_removed_peer_and_names_one_it_cannot_reach() {
+    let router = InProcRouter::new();
+    let net = Arc::new(NodeNet::default());
+    let peers = start_cluster(3, &router, &net).await;
+    let third = peers[2].ctx.id.clone();
+    peers[0]
+        .client()
+        .remove_peer(&third)
+        .await
+        .expect("remove the third peer");
+    // (The removed peer itself may never hear of it.)
+    eventually("the third peer removed on the others", || {
+        peers[..2]
+            .iter()
+            .all(|p| !p.raft.members().contains(&third))
+    })
+    .await;
+
+    // Added back through a follower: its ID, this peer among its peers.
+    let via = &peers[1];
+    let id = via.client().add_peer(&third).await.expect("add it back");
+    assert_eq!(id.id, third.as_str());
+    assert!(id.error.is_empty(), "{}", id.error);
+    assert!(id.cluster_peers.contains(&via.ctx.id.to_string()), "{id:?}");
+    assert!(id.cluster_peers.contains(&third.to_string()), "{id:?}");
+    eventually("the third peer a voter again", || {
+        peers.iter().all(|p| p.raft.members().contains(&third))
+    })
+    .await;
+    let listed = peers[0].client().peers().await.expect("peers");
+    assert_eq!(listed.len(), 3);
+    // Adding a member again changes nothing and answers its ID.
+    let again = peers[0].client().add_peer(&third).await.expect("again");
+    assert_eq!(again.id, third.as_str());
+
+    // A peer nobody can reach: a clear error naming it, soon.
+    let ghost = PeerId::synthetic(77);
+    let started = Instant::now();
+    match via.client().add_peer(&ghost).await {
+        Err(ClientError::Api { code: 500, message }) => {
+            assert!(message.contains(ghost.as_str()), "{message}")
+        }
+        other => panic!("expected a 500 naming the peer, got {other:?}"),
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(peers[0].raft.members().len(), 3);
+
+    // Bandwidth: in-process transports measure nothing: an empty object.
+    let bandwidth = get(&via.url("/health/bandwidth")).await;
+    assert_eq!(bandwidth.status, StatusCode::OK);
+    assert_eq!(bandwidth.text(), "{}\n");
+    assert!(via
+        .client()
+        .bandwidth()
+        .await
+        .expect("bandwidth")
+        .is_empty());
 }

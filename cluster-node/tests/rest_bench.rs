@@ -80,6 +80,10 @@ fn init_peer(dir: &Path, peers: &[String]) -> (String, String, String) {
     config["ipfs_http"]["node_multiaddress"] =
         Value::String(format!("/ip4/127.0.0.1/tcp/{}", free_port()));
     config["rest_api"]["listen_address"] = Value::String(api.clone());
+    // Three peers on one machine: the proxy's and the Pinning Service
+    // API's default ports would clash.
+    config["ipfs_proxy"]["listen_address"] = format!("127.0.0.1:{}", free_port()).into();
+    config["pinning_service"]["listen_address"] = format!("127.0.0.1:{}", free_port()).into();
     std::fs::write(&path, serde_json::to_string_pretty(&config).expect("json")).expect("write");
     let id = config["cluster"]["id"].as_str().expect("id").to_string();
     (id, api, addr)
@@ -111,17 +115,20 @@ impl Daemon {
                 }
             }
         });
-        let d = Daemon { child, log };
+        let mut d = Daemon { child, log };
         d.wait_log("IPFS Cluster is READY");
         d
     }
 
-    fn wait_log(&self, wanted: &str) {
+    fn wait_log(&mut self, wanted: &str) {
         let deadline = Instant::now() + WAIT;
         loop {
             let log = self.log.lock().unwrap_or_else(|e| e.into_inner()).clone();
             if log.contains(wanted) {
                 return;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("the daemon exited ({status}) before {wanted:?}:\n{log}");
             }
             assert!(Instant::now() < deadline, "no {wanted:?} in:\n{log}");
             std::thread::sleep(Duration::from_millis(50));

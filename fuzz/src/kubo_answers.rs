@@ -61,6 +61,9 @@ pub fn run(data: &[u8]) {
     if let Ok(cid) = answers::block_put(data) {
         reparses(&cid);
     }
+    if let Ok(cid) = answers::resolved(data) {
+        reparses(&cid);
+    }
     if let Some(e) = answers::error_body(data) {
         let _ = answers::says_not_pinned(&e.message);
     }

@@ -1,11 +1,16 @@
 //! The REST API's query strings (cluster-node `api::rest::options`): every
 //! reading of a query a route makes, on arbitrary text. Each either answers
-//! or refuses with an error naming what was wrong; none panics.
+//! or refuses with an error naming what was wrong; none panics. Also the
+//! other request inputs read from text: the IPFS path of the
+//! `/pins/{ipfs|ipns|ipld}/…` routes and the `POST /peers` body.
 
 use cluster_core::Millis;
 use cluster_node::api::rest::add::AddJob;
 use cluster_node::api::rest::options::{parse_cid, Query};
+use cluster_node::api::rest::peers::parse_add_peer;
+use cluster_node::api::rest::pins::parse_path;
 use cluster_node::ipfs::mem_add::boundary;
+use cluster_node::ipfs::{IpfsPath, Namespace};
 
 /// Parses `data` as a query string and reads it every way a route does.
 pub fn run(data: &[u8]) {
@@ -13,6 +18,10 @@ pub fn run(data: &[u8]) {
         return;
     };
     let _ = parse_cid(text);
+    paths(text);
+    if let Ok(peer) = parse_add_peer(data) {
+        assert!(!peer.as_str().is_empty());
+    }
     // `POST /add` reads its body's boundary from the Content-Type header.
     if let Some(b) = boundary(text) {
         assert!(text.contains(b), "the boundary {b:?} comes from the header");
@@ -44,6 +53,24 @@ pub fn run(data: &[u8]) {
     }
 }
 
+/// A route's captured path in each namespace: a parsed path prints as a
+/// path that parses back to itself, and a bare one names its root CID.
+fn paths(text: &str) {
+    for namespace in [Namespace::Ipfs, Namespace::Ipns, Namespace::Ipld] {
+        let Ok(path) = parse_path(namespace, text) else {
+            continue;
+        };
+        assert_eq!(path.namespace, namespace);
+        let printed = path.to_string();
+        assert_eq!(IpfsPath::parse(&printed).as_ref(), Ok(&path), "{printed}");
+        assert!(path.rest.iter().all(|s| !s.is_empty() && !s.contains('/')));
+        if let Some(cid) = path.bare_cid() {
+            assert!(path.rest.is_empty() && namespace != Namespace::Ipns);
+            assert!(!cid.to_string().is_empty());
+        }
+    }
+}
+
 /// Words the stable runner splices into inputs.
 pub const DICTIONARY: &[&[u8]] = &[
     b"replication-min=",
@@ -69,4 +96,9 @@ pub const DICTIONARY: &[&[u8]] = &[
     b"no-pin=true",
     b"wrap-with-directory=true",
     b"multipart/form-data; boundary=",
+    b"QmXeTAQMkiEmcLsgQMeMmqZb9BNks8UymiFiAn2d6rVYw8/sub/a.txt",
+    b"/ipfs/",
+    b"/ipns/",
+    b"/ipld/",
+    b"{\"peer_id\":\"12D3KooWFBFCDQzAkQSwPZLV883pKdsmb6urQ3sMjfJHUxn5GCVv\"}",
 ];

@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicI64, AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use cluster_core::allocator::{AllocateBy, AllocatorConfig};
+use cluster_core::pinset::PinVersion;
 use cluster_core::repair::RepairReason;
 use cluster_core::tracker::TrackerConfig;
 use cluster_core::{Cid, Millis, PeerId, TrackerStatus};
@@ -146,6 +147,17 @@ pub struct Registry {
     leaders: Mutex<crate::checkers::Leaders>,
     election_errors: Mutex<Vec<crate::checkers::Violation>>,
     repairs: Mutex<RepairLedger>,
+    corrupt_refusals: Mutex<BTreeSet<usize>>,
+}
+
+/// A re-allocation being written, as its leader's pinset showed the pin
+/// when it was proposed.
+struct Proposal {
+    cid: Cid,
+    /// The pin's version then (`None`: gone).
+    version: Option<PinVersion>,
+    /// The name of its options then (each client write names its pin).
+    name: Option<String>,
 }
 
 /// What the leaders' re-allocation drivers did, and what the hand-over
@@ -160,6 +172,12 @@ struct RepairLedger {
     unpinned_by_hand: BTreeSet<Cid>,
     /// CIDs some re-allocation was proposed for.
     moved: BTreeSet<Cid>,
+    /// Per proposing peer: the re-allocation it is writing, with the version
+    /// its own pinset held for that pin when it proposed it.
+    proposing: BTreeMap<usize, Proposal>,
+    /// The allocations each client write carried, by the unique name it
+    /// gave its pin.
+    written: BTreeMap<String, Vec<PeerId>>,
     /// Applied re-allocations that dropped a member, checked.
     handovers: u64,
     violations: Vec<crate::checkers::Violation>,
@@ -186,6 +204,12 @@ impl Registry {
     /// Forgets a peer (it crashed or left).
     pub fn remove(&self, index: usize) {
         lock(&self.running).remove(&index);
+    }
+
+    /// True once peer `index` refused to start from its corrupt disk with
+    /// a clear error (forgotten by this call).
+    pub fn take_corrupt_refusal(&self, index: usize) -> bool {
+        lock(&self.corrupt_refusals).remove(&index)
     }
 
     /// Errors peers met while starting.
@@ -230,6 +254,12 @@ impl Registry {
         lock(&self.repairs).unpinned_by_hand.insert(cid);
     }
 
+    /// A client is about to write a pin named `name` (unique per write)
+    /// with these allocations.
+    pub fn note_client_write(&self, name: String, allocations: Vec<PeerId>) {
+        lock(&self.repairs).written.insert(name, allocations);
+    }
+
     /// CIDs some leader proposed to re-allocate.
     pub fn moved(&self) -> BTreeSet<Cid> {
         lock(&self.repairs).moved.clone()
@@ -242,13 +272,50 @@ impl Registry {
         (r.handovers, r.violations.clone())
     }
 
-    fn on_repair(&self, event: RepairEvent<'_>) {
+    fn on_repair(&self, index: usize, raft: &ClusterRaft, event: RepairEvent<'_>) {
+        // Read before taking the ledger: the pinset has a lock of its own.
+        let cid = match event {
+            RepairEvent::Proposing(step) | RepairEvent::Applied(step) => &step.cid,
+        };
+        let (version, pin) = raft.with_pinset(|p| (p.version(cid), p.get(cid)));
         let mut r = lock(&self.repairs);
         match event {
             RepairEvent::Proposing(step) => {
                 r.moved.insert(step.cid.clone());
+                if version != Some(step.version) {
+                    crate::probes::hit("repair: proposal already stale when sent");
+                }
+                let proposal = Proposal {
+                    cid: step.cid.clone(),
+                    version,
+                    name: pin.map(|p| p.options.name),
+                };
+                r.proposing.insert(index, proposal);
             }
             RepairEvent::Applied(step) => {
+                // The driver writes one proposal at a time: this peer's last
+                // proposal is the one that applied.
+                if let Some(proposal) = r.proposing.remove(&index) {
+                    if proposal.cid == step.cid {
+                        let landed = pin.map(|p| {
+                            let written = r.written.get(&p.options.name).cloned();
+                            crate::checkers::Landed {
+                                name: p.options.name,
+                                allocations: p.allocations,
+                                written,
+                            }
+                        });
+                        let base = crate::checkers::Base {
+                            version: proposal.version,
+                            name: proposal.name,
+                        };
+                        if let Err(v) =
+                            crate::checkers::check_reallocation_base(step, &base, landed.as_ref())
+                        {
+                            r.violations.push(v);
+                        }
+                    }
+                }
                 match step.reason {
                     RepairReason::Expired => {
                         crate::probes::hit("repair: replacement added for an expired peer")
@@ -299,6 +366,22 @@ pub async fn run_peer(ctx: Arc<PeerCtx>) {
     .await;
     let raft = match started {
         Ok(raft) => raft,
+        // A damaged disk must refuse the start with an error that names
+        // the damage, so the operator knows to wipe it and join again; the
+        // node exits and waits for that.
+        Err(e) if ctx.store.is_corrupt() => {
+            let why = e.to_string();
+            if why.contains("corrupt") {
+                crate::probes::hit("restart: corrupt disk refused at start-up");
+                lock(&ctx.registry.corrupt_refusals).insert(ctx.index);
+            } else {
+                lock(&ctx.registry.start_errors).push(format!(
+                    "peer {} refused a corrupt disk with an unclear error: {why}",
+                    ctx.index
+                ));
+            }
+            return;
+        }
         // A failing disk refuses the start; the node exits and its
         // supervisor tries again later. Any other refusal is a bug.
         Err(e) if ctx.store.failing() => {
@@ -398,8 +481,8 @@ pub async fn run_peer(ctx: Arc<PeerCtx>) {
         Arc::new(move |what: String| registry.report_invariant(format!("peer {index}: {what}")))
     };
     let on_repair = {
-        let registry = Arc::clone(&ctx.registry);
-        Arc::new(move |event: RepairEvent<'_>| registry.on_repair(event))
+        let (registry, index, raft) = (Arc::clone(&ctx.registry), ctx.index, raft.clone());
+        Arc::new(move |event: RepairEvent<'_>| registry.on_repair(index, &raft, event))
     };
     let drivers = match start_drivers_observed(&peer, settings, on_violation, on_repair) {
         Ok(drivers) => drivers,

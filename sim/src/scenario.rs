@@ -99,12 +99,15 @@ pub enum FaultKind {
     IpfsByHand,
     /// A peer comes back with a wiped disk under the same identity.
     WipedDisk,
+    /// A down peer's disk is damaged: its checksums refuse the start, and
+    /// the operator wipes it and joins the peer again.
+    CorruptDisk,
     /// Peers join, leave (crashed or still running), the leader is removed.
     Membership,
 }
 
 impl FaultKind {
-    const ALL: [FaultKind; 17] = [
+    const ALL: [FaultKind; 18] = [
         FaultKind::Partition,
         FaultKind::Bridge,
         FaultKind::Deaf,
@@ -122,6 +125,7 @@ impl FaultKind {
         FaultKind::IpfsByHand,
         FaultKind::WipedDisk,
         FaultKind::Membership,
+        FaultKind::CorruptDisk,
     ];
 }
 
@@ -143,6 +147,10 @@ pub struct Swarm {
     pub commit_delay_max_ms: u64,
     /// Chance, in thousandths, of a crash right after a vote or append is persisted.
     pub buggify_per_mille: u32,
+    /// Clients now and then re-pin a CID the leader is about to re-allocate
+    /// (allocated to a peer that is down or gone, or short of its minimum),
+    /// with new options: the race a re-allocation must lose.
+    pub repin_moving: bool,
     /// Consensus settings.
     pub raft: RaftConfig,
     /// Tracker settings.
@@ -219,6 +227,7 @@ impl Swarm {
             fault_gap_ms: (gap_lo, gap_lo * 3),
             commit_delay_max_ms: [0, 2, 10, 40][rng.gen_range(0..4)],
             buggify_per_mille: [0, 0, 2, 10][rng.gen_range(0..4)],
+            repin_moving: rng.gen_bool(0.75),
             raft,
             tracker,
         }
@@ -246,6 +255,8 @@ struct Sim {
     ever_removed: Mutex<BTreeSet<PeerId>>,
     /// Peers whose disk was wiped while down.
     wiped: Mutex<BTreeSet<usize>>,
+    /// Peers with a corrupt disk the operator has not wiped yet.
+    corrupt_pending: Mutex<BTreeSet<usize>>,
     /// Pins with a near expiry the cluster acknowledged.
     expiring: Mutex<Vec<checkers::ExpiringPin>>,
     /// Crashes the persist hook may still cause.
@@ -319,10 +330,18 @@ impl Sim {
         let index = peers.len();
         let mut rng = thread_rng();
         let store = SimStore::default();
-        if self.swarm.buggify_per_mille > 0 {
+        {
             let (tx, per_mille) = (self.buggify_tx.clone(), self.swarm.buggify_per_mille);
-            store.set_persist_hook(Arc::new(move |what| {
-                if thread_rng().gen_range(0..1000) < per_mille {
+            store.set_persist_hook(Arc::new(move |what: &'static str| {
+                // The product writes nothing relaxed that it relies on: a
+                // relaxed vote or append is a durability bug, so crash on it
+                // far more often.
+                let chance = if what.starts_with("unsynced") {
+                    per_mille.max(100)
+                } else {
+                    per_mille
+                };
+                if chance > 0 && thread_rng().gen_range(0..1000) < chance {
                     let _ = tx.send((index, what));
                 }
             }));
@@ -496,6 +515,34 @@ impl Sim {
 
     /// Removes a peer that came back on a wiped disk and joins it again as a
     /// new member, as its start-up error tells the operator to.
+    /// The operator's path for a peer that refused its corrupt disk: read
+    /// the start-up error, wipe the disk, start it empty, and remove and
+    /// join it again as for any wiped disk.
+    async fn heal_corrupt(self: &Arc<Self>, index: usize) {
+        // Give the start attempt time to read the disk and give up.
+        sleep_ms(1_000).await;
+        if self.registry.get(index).is_some() {
+            self.violation(
+                "restart",
+                format!("peer {index} started from a corrupt disk"),
+            );
+            lock(&self.corrupt_pending).remove(&index);
+            return;
+        }
+        if !self.registry.take_corrupt_refusal(index) {
+            // Not restarted (removed, or crashed again meanwhile): the
+            // heal phase restarts it and the wipe still happens below.
+            self.event(format!("peer {index}: no start-up refusal seen yet"));
+        }
+        self.event(format!("operator wipes the corrupt disk of {index}"));
+        self.crash(index);
+        self.peer(index).store.wipe();
+        self.restart(index);
+        probes::hit("restart: corrupt disk wiped by the operator");
+        self.rejoin_wiped(index).await;
+        lock(&self.corrupt_pending).remove(&index);
+    }
+
     async fn rejoin_wiped(self: &Arc<Self>, index: usize) {
         if !lock(&self.wiped).contains(&index) || self.wait_running(index).await.is_none() {
             return;
@@ -514,6 +561,13 @@ impl Sim {
 
     /// After the heal: peers that should be members are, and removed ones are not.
     async fn repair_membership(self: &Arc<Self>) {
+        // The operator is still wiping a corrupt disk: let it finish first.
+        for _ in 0..200 {
+            if lock(&self.corrupt_pending).is_empty() {
+                break;
+            }
+            sleep_ms(100).await;
+        }
         // A peer back on a wiped disk refuses to act as the member it was
         // (issue 10, item 13): as its start-up error tells the operator, it is
         // removed and joins again as a new member.
@@ -584,6 +638,21 @@ impl Sim {
         let Some(running) = self.registry.get(target) else {
             return;
         };
+        let moving = if self.swarm.repin_moving && roll < 85 && flavour < 6 {
+            self.moving_cid(&running)
+        } else {
+            None
+        };
+        // A CID about to move is re-pinned with new options (most of the
+        // time) or unpinned.
+        let roll = match moving {
+            Some(_) if roll < 75 => roll % 55,
+            _ => roll,
+        };
+        if moving.is_some() {
+            probes::hit("client: re-pin of a CID being re-allocated");
+        }
+        let cid = moving.unwrap_or_else(|| pool_cid(n));
         let invoked_ms = now_ms();
         let (command, request) = match roll {
             0..=54 => {
@@ -605,7 +674,7 @@ impl Sim {
                     2 => options.expire_at = Some(Millis(invoked_ms + 3_600_000)),
                     _ => {}
                 }
-                let mut pin = Pin::new(pool_cid(n), options, Millis(invoked_ms));
+                let mut pin = Pin::new(cid.clone(), options, Millis(invoked_ms));
                 // The peer that takes the request allocates, from the metrics
                 // its own drivers received over the network, on its own clock.
                 let peer_now = running.clock.now();
@@ -643,6 +712,8 @@ impl Sim {
                         return;
                     }
                 }
+                self.registry
+                    .note_client_write(pin.options.name.clone(), pin.allocations.clone());
                 let request = Request::Pin {
                     cid: pin.cid.clone(),
                     written: Written::of(&pin),
@@ -650,10 +721,7 @@ impl Sim {
                 };
                 (Command::Pin(pin), request)
             }
-            55..=84 => (
-                Command::Unpin { cid: pool_cid(n) },
-                Request::Unpin { cid: pool_cid(n) },
-            ),
+            55..=84 => (Command::Unpin { cid: cid.clone() }, Request::Unpin { cid }),
             _ => {
                 let name = format!("upd{client}-{serial}");
                 (
@@ -726,6 +794,43 @@ impl Sim {
         });
     }
 
+    /// A CID the leader has reason to re-allocate, as `running` sees the
+    /// pinset: allocated to a peer that is down or no longer a member, or
+    /// short of its minimum.
+    fn moving_cid(&self, running: &peer::Running) -> Option<Cid> {
+        let gone: BTreeSet<PeerId> = {
+            let down = lock(&self.down);
+            let removed = lock(&self.removed);
+            down.iter()
+                .chain(removed.iter())
+                .map(|i| self.peer(*i).id.clone())
+                .collect()
+        };
+        let members: BTreeSet<PeerId> = running.raft.members().into_iter().collect();
+        // Only the clients' own CIDs (their writes name them so): the
+        // expiring pins and the liveness probe have checkers of their own.
+        let clients_own = |pin: &Pin| {
+            let name = &pin.options.name;
+            name.starts_with("upd") || (name.starts_with('c') && pin.options.expire_at.is_none())
+        };
+        let candidates: Vec<Cid> = running.raft.with_pinset(|p| {
+            p.iter()
+                .filter(|pin| {
+                    pin.allocations
+                        .iter()
+                        .any(|a| gone.contains(a) || !members.contains(a))
+                })
+                .chain(p.under_replicated())
+                .filter(clients_own)
+                .map(|pin| pin.cid)
+                .collect()
+        });
+        if candidates.is_empty() {
+            return None;
+        }
+        Some(candidates[thread_rng().gen_range(0..candidates.len())].clone())
+    }
+
     /// Now and then pins a fresh CID everywhere with an expiry a few seconds
     /// ahead, so the leader's expiry driver (the product's) has work under
     /// the faults; the acknowledged ones must be gone by the final check.
@@ -769,11 +874,18 @@ impl Sim {
     // ---- faults -----------------------------------------------------------------
 
     fn crash(&self, index: usize) {
+        let tear = thread_rng().gen();
+        self.crash_with_tear(index, tear);
+    }
+
+    /// A crash whose disk keeps `tear` of its unsynced commits (see
+    /// [`SimStore::crash`]).
+    fn crash_with_tear(&self, index: usize, tear: u64) {
         lock(&self.down).insert(index);
         self.registry.remove(index);
         self.net.set_down(self.peer(index).id.as_str());
         Handle::current().kill(format!("peer-{index}"));
-        self.peer(index).store.crash(thread_rng().gen());
+        self.peer(index).store.crash(tear);
     }
 
     fn restart(&self, index: usize) {
@@ -1071,6 +1183,29 @@ impl Sim {
                 }
                 None
             }
+            FaultKind::CorruptDisk => {
+                // As for a wiped disk: one at a time, never from a cluster
+                // of two (the peer leaves and joins again).
+                if !lock(&self.wiped).is_empty() || self.membership_busy.load(Ordering::Relaxed) {
+                    return None;
+                }
+                let members = self.peer_count() - lock(&self.removed).len();
+                if members < 3 {
+                    return None;
+                }
+                let victim = self.pick(&live)?;
+                self.event(format!("fault corrupt disk {victim}"));
+                self.crash(victim);
+                self.peer(victim).store.corrupt();
+                lock(&self.wiped).insert(victim);
+                lock(&self.corrupt_pending).insert(victim);
+                let sim = Arc::clone(self);
+                Some(Box::new(move |s: &Sim| {
+                    s.event(format!("restart {victim} on a corrupt disk"));
+                    s.restart(victim);
+                    madsim::task::spawn(async move { sim.heal_corrupt(victim).await });
+                }))
+            }
             FaultKind::WipedDisk => {
                 // One lost disk at a time, as an operator replaces disks: a
                 // wiped peer no longer counts towards a quorum until it was
@@ -1227,12 +1362,25 @@ impl Sim {
             }
             probes::hit(match what {
                 "vote" => "disk: crash right after a vote was persisted",
-                _ => "disk: crash right after an append was persisted",
+                "append" => "disk: crash right after an append was persisted",
+                "unsynced vote" => "disk: crash between a vote's write and its fsync",
+                _ => "disk: crash between an append's write and its fsync",
             });
             self.event(format!("fault crash {index} right after persisting {what}"));
-            self.crash(index);
+            if what.starts_with("unsynced") {
+                // Power lost before the write reached the platter.
+                self.crash_with_tear(index, 0);
+            } else {
+                self.crash(index);
+            }
             let sim = Arc::clone(&self);
-            let after = thread_rng().gen_range(50..3_000);
+            // Back within the election a lost vote was cast in, now and then:
+            // the moment it could be cast again for another candidate.
+            let after = if what.starts_with("unsynced") && thread_rng().gen_bool(0.5) {
+                thread_rng().gen_range(5..150)
+            } else {
+                thread_rng().gen_range(50..3_000)
+            };
             madsim::task::spawn(async move {
                 sleep_ms(after).await;
                 sim.restart(index);
@@ -1513,6 +1661,7 @@ pub async fn run(params: Params) -> Report {
     let sim = Arc::new(Sim {
         swarm: swarm.clone(),
         wiped: Mutex::new(BTreeSet::new()),
+        corrupt_pending: Mutex::new(BTreeSet::new()),
         expiring: Mutex::new(Vec::new()),
         ever_removed: Mutex::new(BTreeSet::new()),
         // Armed once the cluster is formed (see `run`).
@@ -1626,6 +1775,12 @@ pub async fn run(params: Params) -> Report {
     for e in sim.registry.start_errors() {
         // A peer that cannot start from its own disk lost something it acknowledged.
         sim.violation("restart", e);
+    }
+    let disks: Vec<(usize, Vec<String>)> = (0..sim.peer_count())
+        .map(|i| (i, sim.peer(i).store.lost_acknowledged()))
+        .collect();
+    if let Err(v) = checkers::check_durable_acknowledgements(&disks) {
+        sim.violation(v.checker, v.detail);
     }
     let report = Report {
         digest: lock(&sim.digest).value(),

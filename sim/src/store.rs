@@ -3,7 +3,9 @@
 //! tail: some unsynced commits reached the platter in order, the rest did not).
 //! It counts the rare paths it sees (truncation, purge, snapshot) as coverage
 //! probes, and can call a hook right after a vote or an append was made
-//! durable, so the controller can crash the peer at that very point.
+//! durable, or written without a sync (a relaxed commit), so the controller
+//! can crash the peer at that very point: after the fsync, or between the
+//! write and the fsync that never came.
 
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -11,8 +13,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use cluster_net::store::{Durability, DurableStore, MetaKey, StoreError, WriteBatch, WriteOp};
 
-/// Called right after a durable commit that persisted a vote (`"vote"`) or
-/// log entries (`"append"`).
+/// Called right after a commit that persisted a vote (`"vote"`) or log
+/// entries (`"append"`); for a relaxed commit, not yet synced, the names are
+/// `"unsynced vote"` and `"unsynced append"`.
 pub type PersistHook = Arc<dyn Fn(&'static str) + Send + Sync>;
 
 /// One peer's disk; clones share it, so it outlives the peer's crashes.
@@ -30,6 +33,11 @@ struct Disk {
     undo: Vec<Vec<Undo>>,
     fail_writes: bool,
     fail_reads: bool,
+    /// Damaged on the platter: the store's checksums refuse every read.
+    corrupt: bool,
+    /// Votes and log entries a crash took back after a commit had returned
+    /// them as saved (see [`SimStore::lost_acknowledged`]).
+    lost: Vec<String>,
     commits: u64,
     hook: Option<PersistHook>,
 }
@@ -60,6 +68,14 @@ impl SimStore {
             let Some(mut commit) = disk.undo.pop() else {
                 break;
             };
+            for undo in &commit {
+                let lost = match undo {
+                    Undo::Meta(MetaKey::Vote, _) => Some("a vote".to_string()),
+                    Undo::Log(i, _) if disk.log.contains_key(i) => Some(format!("log entry {i}")),
+                    _ => None,
+                };
+                disk.lost.extend(lost);
+            }
             while let Some(undo) = commit.pop() {
                 match undo {
                     Undo::Meta(k, Some(v)) => {
@@ -80,6 +96,15 @@ impl SimStore {
         disk.undo.clear();
     }
 
+    /// Votes and log entries that a crash lost after their commit had
+    /// returned. Raft acts on a saved vote or entry the moment the store
+    /// returns (it answers the candidate, acknowledges the append), so each
+    /// one is an acknowledgement the peer may now contradict: the product
+    /// must never save them with relaxed durability.
+    pub fn lost_acknowledged(&self) -> Vec<String> {
+        self.disk().lost.clone()
+    }
+
     /// Sets the hook called right after a vote or an append became durable.
     pub fn set_persist_hook(&self, hook: PersistHook) {
         self.disk().hook = Some(hook);
@@ -95,6 +120,18 @@ impl SimStore {
         self.disk().fail_reads = fail;
     }
 
+    /// Damages the disk (bit rot, a bad sector): the store's checksums catch
+    /// it on the next read, as redb's do when it opens a damaged file. Only
+    /// a wipe heals it.
+    pub fn corrupt(&self) {
+        self.disk().corrupt = true;
+    }
+
+    /// True while the disk is damaged.
+    pub fn is_corrupt(&self) -> bool {
+        self.disk().corrupt
+    }
+
     /// True while reads or writes are made to fail.
     pub fn failing(&self) -> bool {
         let disk = self.disk();
@@ -108,6 +145,7 @@ impl SimStore {
         disk.meta.clear();
         disk.log.clear();
         disk.undo.clear();
+        disk.corrupt = false;
     }
 
     /// True when nothing was ever written (or the disk was wiped).
@@ -120,6 +158,13 @@ impl SimStore {
 impl Disk {
     /// Refuses a read while the disk is made to fail reads.
     fn check_read(&self) -> Result<(), StoreError> {
+        if self.corrupt {
+            crate::probes::hit("disk: checksum caught a corrupt page");
+            return Err(StoreError::Corrupt {
+                what: "sim-disk page".into(),
+                reason: "checksum mismatch".into(),
+            });
+        }
         if self.fail_reads {
             crate::probes::hit("disk: read refused");
             return Err(StoreError::Io {
@@ -183,6 +228,13 @@ impl DurableStore for SimStore {
 
     fn commit(&self, batch: WriteBatch) -> Result<(), StoreError> {
         let mut disk = self.disk();
+        if disk.corrupt {
+            // Nothing can be written through a damaged image either.
+            return Err(StoreError::Corrupt {
+                what: "sim-disk page".into(),
+                reason: "checksum mismatch".into(),
+            });
+        }
         if disk.fail_writes {
             crate::probes::hit("disk: write refused");
             return Err(StoreError::Io {
@@ -236,12 +288,18 @@ impl DurableStore for SimStore {
         }
         let hook = disk.hook.clone();
         drop(disk);
-        if let (true, Some(hook)) = (durable, hook) {
-            if voted {
-                hook("vote");
+        if let Some(hook) = hook {
+            // A relaxed commit is written but not yet synced: a crash now
+            // lands between the write and its fsync.
+            match (voted, appended, durable) {
+                (true, _, true) => hook("vote"),
+                (true, _, false) => hook("unsynced vote"),
+                _ => {}
             }
-            if appended {
-                hook("append");
+            match (appended, durable) {
+                (true, true) => hook("append"),
+                (true, false) => hook("unsynced append"),
+                _ => {}
             }
         }
         Ok(())
@@ -291,6 +349,30 @@ mod tests {
     }
 
     #[test]
+    fn a_crash_reports_the_relaxed_votes_and_entries_it_lost() {
+        let s = SimStore::default();
+        s.commit(batch(
+            Durability::Immediate,
+            vec![WriteOp::PutMeta(MetaKey::Vote, vec![1])],
+        ))
+        .unwrap();
+        s.crash(0);
+        assert!(s.lost_acknowledged().is_empty());
+        s.commit(batch(
+            Durability::Relaxed,
+            vec![
+                WriteOp::PutMeta(MetaKey::Vote, vec![2]),
+                WriteOp::PutLog(4, vec![4]),
+                WriteOp::PutMeta(MetaKey::Committed, vec![3]),
+            ],
+        ))
+        .unwrap();
+        s.crash(0);
+        assert_eq!(s.lost_acknowledged(), vec!["a vote", "log entry 4"]);
+        assert_eq!(s.get_meta(MetaKey::Vote).unwrap(), Some(vec![1]));
+    }
+
+    #[test]
     fn a_torn_crash_keeps_a_prefix_of_the_unsynced_commits() {
         let s = SimStore::default();
         for i in 1..=3 {
@@ -328,6 +410,27 @@ mod tests {
                 vec![WriteOp::PutLog(1, vec![1])]
             ))
             .is_ok());
+    }
+
+    #[test]
+    fn a_corrupt_disk_refuses_reads_and_writes_until_wiped() {
+        let s = SimStore::default();
+        s.commit(batch(
+            Durability::Immediate,
+            vec![WriteOp::PutLog(1, vec![1])],
+        ))
+        .unwrap();
+        s.corrupt();
+        assert!(matches!(s.log_last(), Err(StoreError::Corrupt { .. })));
+        assert!(s
+            .commit(batch(
+                Durability::Immediate,
+                vec![WriteOp::PutLog(2, vec![2])]
+            ))
+            .is_err());
+        s.wipe();
+        assert!(!s.is_corrupt());
+        assert_eq!(s.log_last().unwrap(), None);
     }
 
     #[test]

@@ -10,10 +10,13 @@
 //! a message type changes, and the openraft part when openraft is upgraded.
 
 use std::io;
+use std::sync::Arc;
 
 use libp2p::futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use libp2p::request_response;
 use libp2p::StreamProtocol;
+
+use super::meter::Meter;
 
 /// Version of this crate's message layout.
 pub const WIRE_VERSION: u32 = 1;
@@ -42,19 +45,39 @@ pub(crate) type NodeResponse = Result<Vec<u8>, String>;
 /// Bytes of the length prefix.
 const LENGTH_PREFIX_BYTES: usize = 4;
 
-/// Length-prefixed byte messages of at most `message_bytes_max` bytes.
+/// Length-prefixed byte messages of at most `message_bytes_max` bytes,
+/// counted per protocol on `meter` when there is one.
 #[derive(Debug, Clone)]
 pub(crate) struct WireCodec {
     pub(crate) message_bytes_max: usize,
+    pub(crate) meter: Option<Arc<Meter>>,
 }
 
 impl WireCodec {
-    async fn read_message<T>(&self, io: &mut T, what: &str) -> io::Result<Vec<u8>>
+    fn received(&self, protocol: &StreamProtocol, bytes: usize) {
+        if let Some(meter) = &self.meter {
+            meter.received(protocol, bytes);
+        }
+    }
+
+    fn sent(&self, protocol: &StreamProtocol, bytes: usize) {
+        if let Some(meter) = &self.meter {
+            meter.sent(protocol, bytes);
+        }
+    }
+
+    async fn read_message<T>(
+        &self,
+        protocol: &StreamProtocol,
+        io: &mut T,
+        what: &str,
+    ) -> io::Result<Vec<u8>>
     where
         T: AsyncRead + Unpin + Send,
     {
         let mut prefix = [0u8; LENGTH_PREFIX_BYTES];
         io.read_exact(&mut prefix).await?;
+        self.received(protocol, LENGTH_PREFIX_BYTES);
         let length = u32::from_be_bytes(prefix) as usize;
         if length > self.message_bytes_max {
             // libp2p reports a failed read only at debug level, without
@@ -75,10 +98,16 @@ impl WireCodec {
         }
         let mut message = vec![0u8; length];
         io.read_exact(&mut message).await?;
+        self.received(protocol, length);
         Ok(message)
     }
 
-    async fn write_message<T>(&self, io: &mut T, message: Vec<u8>) -> io::Result<()>
+    async fn write_message<T>(
+        &self,
+        protocol: &StreamProtocol,
+        io: &mut T,
+        message: Vec<u8>,
+    ) -> io::Result<()>
     where
         T: AsyncWrite + Unpin + Send,
     {
@@ -98,6 +127,7 @@ impl WireCodec {
             })?;
         io.write_all(&length.to_be_bytes()).await?;
         io.write_all(&message).await?;
+        self.sent(protocol, LENGTH_PREFIX_BYTES + message.len());
         io.close().await
     }
 }
@@ -120,38 +150,38 @@ impl request_response::Codec for WireCodec {
     where
         T: AsyncRead + Unpin + Send,
     {
-        self.read_message(io, &format!("request on {p}")).await
+        self.read_message(p, io, &format!("request on {p}")).await
     }
 
     async fn read_response<T>(&mut self, p: &StreamProtocol, io: &mut T) -> io::Result<Vec<u8>>
     where
         T: AsyncRead + Unpin + Send,
     {
-        self.read_message(io, &format!("response on {p}")).await
+        self.read_message(p, io, &format!("response on {p}")).await
     }
 
     async fn write_request<T>(
         &mut self,
-        _: &StreamProtocol,
+        p: &StreamProtocol,
         io: &mut T,
         request: Vec<u8>,
     ) -> io::Result<()>
     where
         T: AsyncWrite + Unpin + Send,
     {
-        self.write_message(io, request).await
+        self.write_message(p, io, request).await
     }
 
     async fn write_response<T>(
         &mut self,
-        _: &StreamProtocol,
+        p: &StreamProtocol,
         io: &mut T,
         response: Vec<u8>,
     ) -> io::Result<()>
     where
         T: AsyncWrite + Unpin + Send,
     {
-        self.write_message(io, response).await
+        self.write_message(p, io, response).await
     }
 }
 
@@ -160,7 +190,10 @@ impl request_response::Codec for WireCodec {
 /// API): the swarm's own path needs a live connection.
 #[doc(hidden)]
 pub fn read_frame(wire: &[u8], message_bytes_max: usize) -> io::Result<Vec<u8>> {
-    let mut codec = WireCodec { message_bytes_max };
+    let mut codec = WireCodec {
+        message_bytes_max,
+        meter: None,
+    };
     let mut stream = libp2p::futures::io::Cursor::new(wire);
     libp2p::futures::executor::block_on(request_response::Codec::read_request(
         &mut codec,
@@ -194,8 +227,10 @@ mod tests {
 
     #[test]
     fn messages_round_trip_within_the_cap() {
+        let meter = Arc::new(Meter::new(std::time::Instant::now()));
         let mut codec = WireCodec {
             message_bytes_max: 16,
+            meter: Some(Arc::clone(&meter)),
         };
         let mut wire = Cursor::new(Vec::new());
         block_on(codec.write_request(&RAFT_PROTOCOL, &mut wire, b"hello".to_vec())).expect("write");
@@ -203,12 +238,16 @@ mod tests {
         wire.set_position(0);
         let back = block_on(codec.read_request(&RAFT_PROTOCOL, &mut wire)).expect("read");
         assert_eq!(back, b"hello");
+        // Both directions counted, length prefix included.
+        let raft = meter.traffic(std::time::Instant::now())[RAFT_PROTOCOL.as_ref()];
+        assert_eq!((raft.total_in, raft.total_out), (9, 9));
     }
 
     #[test]
     fn oversize_messages_are_refused_on_both_sides() {
         let mut codec = WireCodec {
             message_bytes_max: 4,
+            meter: None,
         };
         let mut wire = Cursor::new(Vec::new());
         let err = block_on(codec.write_request(&RAFT_PROTOCOL, &mut wire, vec![0; 5]))

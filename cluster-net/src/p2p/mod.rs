@@ -7,6 +7,7 @@
 //! - `handshake`: TCP + private network + noise + yamux, with a plain-words
 //!   refusal of peers holding another secret;
 //! - `codec`: the versioned protocol ids and the size-capped framing;
+//! - `meter`: bytes in and out per protocol, and their recent rates;
 //! - `peerstore`: known peers, dial back-off, the `peerstore` file;
 //! - `swarm`: the task that owns the libp2p swarm.
 //!
@@ -17,6 +18,7 @@ mod codec;
 mod config;
 mod handshake;
 mod key;
+mod meter;
 mod peerstore;
 mod secret;
 mod swarm;
@@ -152,7 +154,8 @@ impl Libp2pTransport {
             Duration::from_millis(config.connect_timeout_ms),
         )
         .map_err(|e| Libp2pError::Noise(e.to_string()))?;
-        let behaviour = swarm::Behaviour::new(&config, &key);
+        let meter = Arc::new(meter::Meter::new(std::time::Instant::now()));
+        let behaviour = swarm::Behaviour::new(&config, &key, Arc::clone(&meter));
         let mut swarm = libp2p::Swarm::new(
             transport,
             behaviour,
@@ -197,6 +200,7 @@ impl Libp2pTransport {
             handler: Mutex::new(None),
             node_handler: Mutex::new(None),
             peerstore: Mutex::new(store),
+            meter,
         });
         let (commands, queue) = mpsc::channel(config.command_queue_max.max(1));
         let task = Task::new(swarm, Arc::clone(&shared), config);
@@ -253,6 +257,12 @@ impl Libp2pTransport {
     pub fn unregister(&self) {
         *lock(&self.inner.shared.handler) = None;
         *lock(&self.inner.shared.node_handler) = None;
+    }
+
+    /// Bytes in and out per protocol since start, and their rates over the
+    /// last 10 s (see the `meter` module).
+    pub fn traffic(&self) -> std::collections::BTreeMap<String, crate::transport::Traffic> {
+        self.inner.shared.meter.traffic(std::time::Instant::now())
     }
 
     /// Known peers: addresses, connected or not, last seen, last error.
@@ -432,6 +442,10 @@ impl NodeRpc for Libp2pTransport {
                 reason,
             })
         })
+    }
+
+    fn traffic(&self) -> std::collections::BTreeMap<String, crate::transport::Traffic> {
+        Libp2pTransport::traffic(self)
     }
 }
 

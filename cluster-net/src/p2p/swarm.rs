@@ -19,6 +19,7 @@ use super::codec::{
 };
 use super::config::Libp2pConfig;
 use super::handshake::{error_chain, is_secret_mismatch};
+use super::meter::{self, Meter};
 use super::peerstore::{self, Peerstore};
 use crate::raft_glue::{RpcRequest, RpcResponse};
 use crate::transport::{NodeRpcHandler, RpcHandler, TransportError};
@@ -53,9 +54,14 @@ pub(crate) struct Behaviour {
 }
 
 impl Behaviour {
-    pub(crate) fn new(config: &Libp2pConfig, key: &libp2p::identity::Keypair) -> Behaviour {
+    pub(crate) fn new(
+        config: &Libp2pConfig,
+        key: &libp2p::identity::Keypair,
+        meter: Arc<Meter>,
+    ) -> Behaviour {
         let codec = WireCodec {
             message_bytes_max: config.message_bytes_max,
+            meter: Some(meter),
         };
         let rr = |protocol, timeout_ms| {
             request_response::Behaviour::with_codec(
@@ -117,6 +123,8 @@ pub(crate) struct Shared {
     pub(crate) handler: Mutex<Option<Arc<dyn RpcHandler>>>,
     pub(crate) node_handler: Mutex<Option<Arc<dyn NodeRpcHandler>>>,
     pub(crate) peerstore: Mutex<Peerstore>,
+    /// The traffic counters the codecs feed.
+    pub(crate) meter: Arc<Meter>,
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -176,6 +184,8 @@ impl Task {
         let mut redial =
             tokio::time::interval(Duration::from_millis(self.config.redial_interval_ms.max(1)));
         redial.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut sample = tokio::time::interval(meter::SAMPLE_EVERY);
+        sample.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 event = self.swarm.select_next_some() => self.on_swarm_event(event),
@@ -196,6 +206,7 @@ impl Task {
                 },
                 Some(answer) = answers.recv() => self.answer(answer),
                 _ = redial.tick() => self.redial(),
+                _ = sample.tick() => self.shared.meter.sample(Instant::now()),
             }
         }
         // Pending callers learn the transport is gone when their reply

@@ -57,6 +57,12 @@ impl ClusterIdCell {
         self.0.read().unwrap_or_else(|e| e.into_inner()).id
     }
 
+    /// True while this peer asked to join a cluster and has no id yet.
+    pub(crate) fn is_joining(&self) -> bool {
+        let slot = self.0.read().unwrap_or_else(|e| e.into_inner());
+        slot.id.is_none() && slot.joining
+    }
+
     /// Records (durably) that this peer asked to join a cluster; nothing to
     /// do when it already has a cluster id.
     pub(crate) fn begin_joining(&self, store: &dyn DurableStore) -> Result<(), StoreError> {

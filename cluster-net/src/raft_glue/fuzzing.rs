@@ -228,6 +228,8 @@ pub fn sample_messages() -> Vec<Vec<u8>> {
         request(RequestBody::Forward(batch())),
         request(RequestBody::Join(node(4))),
         request(RequestBody::Remove(node(3).peer_id)),
+        request(RequestBody::Identify),
+        request(RequestBody::Add(node(5))),
     ];
     let response = |body| RpcResponse { body };
     let responses = [

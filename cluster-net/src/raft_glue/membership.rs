@@ -197,6 +197,100 @@ impl ClusterRaft {
         self.adopt_cluster_id(cluster_id)
     }
 
+    /// Adds the running peer `peer` to the cluster as a voter, on its behalf
+    /// (IPFS Cluster's `POST /peers`): asks it who it is (its store's
+    /// incarnation names its Raft node), then has the leader add it as a
+    /// learner and promote it once it caught up, as for a join. Returns its
+    /// record. Works on any member; idempotent.
+    ///
+    /// The transport finds the peer by its id alone (the libp2p one through
+    /// its peerstore: connected peers and the addresses it learnt). The peer
+    /// must accept the cluster's traffic: a member of this cluster (a
+    /// removed one still running), or a peer waiting to join one; a peer of
+    /// another cluster or of none is refused before the membership changes.
+    pub async fn add_peer(&self, peer: &PeerId) -> Result<NodeInfo, MembershipError> {
+        let inner = &self.inner;
+        let Some(ours) = inner.cluster_id.get() else {
+            return Err(MembershipError::NotMember(inner.me.peer_id.clone()));
+        };
+        let node = if peer.as_str() == inner.me.peer_id {
+            inner.me.clone()
+        } else {
+            self.identify(peer, ours).await?
+        };
+        let limit = Duration::from_millis(inner.config.membership_timeout_ms);
+        inner
+            .membership_call(
+                None,
+                RequestBody::Add(node.clone()),
+                Attempts::Within(limit),
+            )
+            .await
+            .map_err(|e| match e {
+                MembershipError::NodeIdCollision {
+                    node_id, existing, ..
+                } => MembershipError::NodeIdCollision {
+                    peer: node.peer_id.clone(),
+                    node_id,
+                    existing,
+                },
+                other => other,
+            })?;
+        Ok(node)
+    }
+
+    /// Asks `peer` for its record, and checks it would take this cluster's
+    /// (`ours`) traffic.
+    async fn identify(&self, peer: &PeerId, ours: u128) -> Result<NodeInfo, MembershipError> {
+        let inner = &self.inner;
+        let unreachable = |reason: String| MembershipError::Unreachable {
+            peer: peer.to_string(),
+            reason,
+        };
+        // No address: the transport looks the peer up by its id.
+        let target = NodeInfo {
+            peer_id: peer.to_string(),
+            addr: String::new(),
+            incarnation: 0,
+        };
+        let request = super::rpc::RpcRequest {
+            cluster_id: Some(ours),
+            target_incarnation: 0,
+            body: RequestBody::Identify,
+        };
+        let attempt = Duration::from_millis(inner.config.membership_attempt_timeout_ms);
+        let answer = runtime::timeout(attempt, inner.transport.call(&target, request))
+            .await
+            .ok_or_else(|| unreachable(format!("no answer within {} ms", attempt.as_millis())))?
+            .map_err(|e| unreachable(e.to_string()))?;
+        let (node, theirs, joining) = match answer.body {
+            ResponseBody::Identity {
+                node,
+                cluster_id,
+                joining,
+            } => (node, cluster_id, joining),
+            ResponseBody::Failed(reason) => return Err(unreachable(reason)),
+            other => {
+                return Err(MembershipError::Raft(format!(
+                    "unexpected answer {other:?}"
+                )))
+            }
+        };
+        if node.peer_id != peer.as_str() {
+            return Err(MembershipError::WrongPeer {
+                asked: peer.to_string(),
+                answered: node.peer_id,
+            });
+        }
+        match theirs {
+            Some(theirs) if theirs != ours => {
+                Err(MembershipError::ClusterMismatch { ours, theirs })
+            }
+            None if !joining => Err(MembershipError::NotJoining(peer.to_string())),
+            _ => Ok(node),
+        }
+    }
+
     /// Removes `peer` (alive or dead) from the cluster. Works on any member.
     /// Idempotent: removing a peer that is no longer a member succeeds.
     pub async fn remove_peer(&self, peer: &PeerId) -> Result<(), MembershipError> {
@@ -1202,5 +1296,95 @@ mod tests {
             other => panic!("expected a collision refusal, got {other:?}"),
         }
         raft.shutdown().await;
+    }
+
+    /// `add_peer` (IPFS Cluster's `POST /peers`): a removed member that is
+    /// still running comes back, a peer waiting to join is added, and a
+    /// peer of no cluster or one nobody can reach is refused with the
+    /// membership untouched.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn add_peer_brings_back_a_removed_member_and_adds_a_joining_peer_only() {
+        let router = InProcRouter::new();
+        let start = |n: u64| {
+            let router = router.clone();
+            async move {
+                let peer = PeerId::synthetic(n);
+                let raft = ClusterRaft::start(
+                    &peer,
+                    format!("inproc/{n}"),
+                    RaftConfig::fast_for_tests(),
+                    crate::Boot::CreateIfEmpty {
+                        incarnation: u128::from(n) + 100,
+                    },
+                    MemStore::new(),
+                    router.transport(peer.as_str()),
+                )
+                .await
+                .expect("start");
+                router.register(peer.as_str(), raft.rpc_handler());
+                raft
+            }
+        };
+        let a = start(1).await;
+        a.initialize(5).await.expect("initialize");
+        a.wait_for_leader(Duration::from_secs(5))
+            .await
+            .expect("leader");
+        let b = start(2).await;
+        b.join(a.node_info()).await.expect("join b");
+        let c = start(3).await;
+        c.join(a.node_info()).await.expect("join c");
+        let id = |r: &ClusterRaft| PeerId::parse(&r.node_info().peer_id).expect("id");
+
+        // Removed, still running: added back through a follower.
+        a.remove_peer(&id(&c)).await.expect("remove c");
+        assert_eq!(a.members().len(), 2);
+        let node = b.add_peer(&id(&c)).await.expect("add c back");
+        assert_eq!(&node, c.node_info());
+        let mut members = a.members();
+        members.sort();
+        let mut want = vec![id(&a), id(&b), id(&c)];
+        want.sort();
+        assert_eq!(members, want);
+        // Again: nothing to do.
+        a.add_peer(&id(&c)).await.expect("add c again");
+        assert_eq!(a.members().len(), 3);
+
+        // A fresh peer that never asked to join would refuse the cluster.
+        let d = start(4).await;
+        match a.add_peer(&id(&d)).await {
+            Err(MembershipError::NotJoining(p)) => assert_eq!(p, d.node_info().peer_id),
+            other => panic!("expected NotJoining, got {other:?}"),
+        }
+        assert_eq!(a.members().len(), 3);
+        // Once it waits to join (its contact was unreachable), it is added.
+        let nowhere = NodeInfo {
+            peer_id: PeerId::synthetic(9).to_string(),
+            addr: "inproc/9".into(),
+            incarnation: 0,
+        };
+        assert!(d.join_once(&nowhere).await.is_err());
+        a.add_peer(&id(&d)).await.expect("add d");
+        assert_eq!(a.members().len(), 4);
+        assert_eq!(d.cluster_id(), Some(5));
+
+        // Another cluster's peer, and a peer nobody can reach.
+        let e = start(5).await;
+        e.initialize(6).await.expect("another cluster");
+        assert!(matches!(
+            a.add_peer(&id(&e)).await,
+            Err(MembershipError::ClusterMismatch { ours: 5, theirs: 6 })
+        ));
+        let ghost = PeerId::synthetic(77);
+        match a.add_peer(&ghost).await {
+            Err(e @ MembershipError::Unreachable { .. }) => {
+                assert!(e.to_string().contains(ghost.as_str()), "{e}")
+            }
+            other => panic!("expected Unreachable, got {other:?}"),
+        }
+        assert_eq!(a.members().len(), 4);
+        for raft in [a, b, c, d, e] {
+            raft.shutdown().await;
+        }
     }
 }

@@ -464,6 +464,14 @@ impl Inner {
         if let Err(refusal) = self.check_incarnation(&request) {
             return refusal;
         }
+        if matches!(request.body, RequestBody::Identify) {
+            // Before the cluster check: a peer of no cluster answers too.
+            return ResponseBody::Identity {
+                node: self.me.clone(),
+                cluster_id: self.cluster_id.get(),
+                joining: self.cluster_id.is_joining(),
+            };
+        }
         if let Err(refusal) = self.check_cluster(&request) {
             return refusal;
         }
@@ -506,6 +514,16 @@ impl Inner {
                 return Err(ResponseBody::Refused(RefusedReason::JoinForAnotherPeer {
                     sender: from.to_string(),
                     named: node.peer_id.clone(),
+                }));
+            }
+            RequestBody::Add(node) => {
+                // Only a member adds peers on their behalf.
+                if self.membership().0.values().any(|n| n.peer_id == from) {
+                    return Ok(());
+                }
+                tracing::warn!(peer = %self.me, sender = %from, named = %node.peer_id, "refusing to add a peer on behalf of a non-member");
+                return Err(ResponseBody::Refused(RefusedReason::NotFromMember {
+                    sender: from.to_string(),
                 }));
             }
             RequestBody::AppendEntries(r) => (r.vote.leader_id().voted_for(), r.vote),
@@ -607,7 +625,9 @@ impl Inner {
     pub(crate) async fn serve_at_leader(self: &Arc<Self>, body: RequestBody) -> ResponseBody {
         match body {
             RequestBody::Forward(entries) => write_path::serve_forward(self, entries).await,
-            RequestBody::Join(node) => super::membership::serve_join(self, node).await,
+            RequestBody::Join(node) | RequestBody::Add(node) => {
+                super::membership::serve_join(self, node).await
+            }
             RequestBody::Remove(peer) => super::membership::serve_remove(self, &peer).await,
             _ => ResponseBody::Failed("not a leader request".to_string()),
         }

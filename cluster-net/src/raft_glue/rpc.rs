@@ -69,6 +69,8 @@ impl RpcRequest {
             RequestBody::Forward(_) => "forward",
             RequestBody::Join(_) => "join",
             RequestBody::Remove(_) => "remove",
+            RequestBody::Identify => "identify",
+            RequestBody::Add(_) => "add",
         }
     }
 }
@@ -95,6 +97,12 @@ pub(crate) enum RequestBody {
     Join(NodeInfo),
     /// Remove a peer (its peer id string) from the cluster.
     Remove(String),
+    /// Who are you: the receiver's record and its cluster (answered by any
+    /// peer, member or not). What a member asks before adding a peer.
+    Identify,
+    /// Add this (running, identified) peer to the cluster, sent by a member
+    /// on behalf of it (IPFS Cluster's `POST /peers`).
+    Add(NodeInfo),
 }
 
 impl RequestBody {
@@ -144,6 +152,14 @@ pub(crate) enum ResponseBody {
     Refused(RefusedReason),
     /// The request failed at the receiver.
     Failed(String),
+    /// The answer to `Identify`: the receiver's record, its cluster if it
+    /// has one, and whether it asked to join one. (Variants are appended:
+    /// postcard numbers them, and older peers read the others unchanged.)
+    Identity {
+        node: NodeInfo,
+        cluster_id: Option<u128>,
+        joining: bool,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

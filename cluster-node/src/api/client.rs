@@ -43,10 +43,11 @@ use serde::de::DeserializeOwned;
 
 use super::time::Timestamp;
 use super::types::{
-    AddedOutput, Alert, ApiPin, ConnectGraph, ErrorBody, GlobalPinInfo, GlobalRepoGc, IdInfo,
-    Metric, Version,
+    AddedOutput, Alert, ApiPin, BandwidthByProtocol, ConnectGraph, ErrorBody, GlobalPinInfo,
+    GlobalRepoGc, IdInfo, Metric, Version,
 };
 use super::upload::{AddFiles, UploadBody};
+use crate::ipfs::IpfsPath;
 
 /// Largest non-streamed answer read, in bytes.
 pub const ANSWER_MAX_BYTES: usize = 64 << 20;
@@ -186,6 +187,29 @@ fn join<T: ToString>(items: &[T]) -> String {
         .map(ToString::to_string)
         .collect::<Vec<_>>()
         .join(",")
+}
+
+/// `/pins/<namespace>/<segments…>`, each segment percent-encoded.
+pub fn pins_path(path: &IpfsPath) -> String {
+    let mut out = format!("/pins/{}/{}", path.namespace.as_str(), segment(&path.root));
+    for part in &path.rest {
+        out.push('/');
+        out.push_str(&segment(part));
+    }
+    out
+}
+
+/// One path segment with everything but unreserved characters escaped.
+fn segment(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
 }
 
 /// Pin options as query parameters (rest-api.md §6.1).
@@ -330,6 +354,17 @@ impl Client {
         path: &str,
         query: &str,
     ) -> Result<Response<Incoming>, ClientError> {
+        self.send_body(method, path, query, None).await
+    }
+
+    /// Sends one request with an optional JSON `body`.
+    async fn send_body(
+        &self,
+        method: Method,
+        path: &str,
+        query: &str,
+        body: Option<Bytes>,
+    ) -> Result<Response<Incoming>, ClientError> {
         let uri = if query.is_empty() {
             format!("{}{path}", self.base)
         } else {
@@ -342,8 +377,11 @@ impl Client {
         if let Some(auth) = &self.authorization {
             request = request.header(header::AUTHORIZATION, auth.clone());
         }
+        if body.is_some() {
+            request = request.header(header::CONTENT_TYPE, "application/json");
+        }
         let request = request
-            .body(Full::new(Bytes::new()))
+            .body(Full::new(body.unwrap_or_default()))
             .map_err(|e| ClientError::Config(format!("request {uri}: {e}")))?;
         match tokio::time::timeout(self.timeout, self.http.request(request)).await {
             Err(_) => Err(ClientError::Timeout(self.timeout)),
@@ -536,6 +574,20 @@ impl Client {
         Ok(all)
     }
 
+    /// `POST /peers`: adds `peer` (running, and connected to the contacted
+    /// peer) to the cluster; answers its ID.
+    pub async fn add_peer(&self, peer: &PeerId) -> Result<IdInfo, ClientError> {
+        let body = serde_json::json!({ "peer_id": peer.as_str() }).to_string();
+        let response = self
+            .send_body(Method::POST, "/peers", "", Some(Bytes::from(body)))
+            .await?;
+        if !response.status().is_success() {
+            return Err(self.api_error(response).await);
+        }
+        let bytes = self.read_all(response).await?;
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode(format!("/peers: {e}")))
+    }
+
     /// `DELETE /peers/{peer}`.
     pub async fn remove_peer(&self, peer: &PeerId) -> Result<(), ClientError> {
         self.call_empty(Method::DELETE, &format!("/peers/{peer}"))
@@ -556,6 +608,23 @@ impl Client {
             &pin_query(options),
         )
         .await
+    }
+
+    /// `POST /pins/{ipfs|ipns|ipld}/{path}` with `options`: pins what the
+    /// path resolves to.
+    pub async fn pin_by_path(
+        &self,
+        path: &IpfsPath,
+        options: &PinOptions,
+    ) -> Result<ApiPin, ClientError> {
+        self.call(Method::POST, &pins_path(path), &pin_query(options))
+            .await
+    }
+
+    /// `DELETE /pins/{ipfs|ipns|ipld}/{path}`: unpins what the path
+    /// resolves to; the pin as it was stored.
+    pub async fn unpin_by_path(&self, path: &IpfsPath) -> Result<ApiPin, ClientError> {
+        self.call(Method::DELETE, &pins_path(path), "").await
     }
 
     /// `DELETE /pins/{cid}`: the pin as it was stored.
@@ -667,6 +736,11 @@ impl Client {
     /// `GET /health/alerts`.
     pub async fn alerts(&self) -> Result<Vec<Alert>, ClientError> {
         self.call(Method::GET, "/health/alerts", "").await
+    }
+
+    /// `GET /health/bandwidth`: this peer's cluster traffic by protocol.
+    pub async fn bandwidth(&self) -> Result<BandwidthByProtocol, ClientError> {
+        self.call(Method::GET, "/health/bandwidth", "").await
     }
 
     /// `GET /health/graph`.

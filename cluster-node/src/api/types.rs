@@ -68,6 +68,37 @@ impl ApiPin {
     /// from the depth, `metadata` null when empty, `origins` `[]`,
     /// `user_allocations` null).
     pub fn stored(pin: &Pin) -> ApiPin {
+        ApiPin::from_stored(pin.clone())
+    }
+
+    /// [`stored`](Self::stored) taking the pin by value: a listing moves its
+    /// fields instead of copying them.
+    pub fn from_stored(pin: Pin) -> ApiPin {
+        let mode = pin.mode();
+        let o = pin.options;
+        ApiPin {
+            replication_factor_min: o.replication_factor_min,
+            replication_factor_max: o.replication_factor_max,
+            name: o.name,
+            mode,
+            shard_size: o.shard_size,
+            user_allocations: None,
+            expire_at: Timestamp(o.expire_at),
+            metadata: (!o.metadata.is_empty()).then_some(o.metadata),
+            pin_update: o.pin_update,
+            origins: Some(o.origins),
+            cid: pin.cid,
+            pin_type: pin.pin_type,
+            allocations: pin.allocations,
+            max_depth: pin.max_depth,
+            reference: pin.reference,
+            timestamp: Timestamp::at(pin.timestamp),
+        }
+    }
+
+    /// The field-by-field reading of §5.2 that [`from_stored`] must match.
+    #[cfg(test)]
+    fn stored_via_submitted(pin: &Pin) -> ApiPin {
         let mut api = ApiPin::submitted(pin);
         api.mode = pin.mode();
         api.user_allocations = None;
@@ -212,6 +243,9 @@ pub struct Alert {
     pub triggered_at: Timestamp,
 }
 
+/// `GET /health/bandwidth`: this peer's traffic by libp2p protocol id.
+pub type BandwidthByProtocol = BTreeMap<String, cluster_net::Traffic>;
+
 /// `GET /health/graph` (§5.9).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct ConnectGraph {
@@ -280,4 +314,39 @@ pub struct AddedOutput {
 
 fn is_zero(n: &u64) -> bool {
     *n == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use cluster_core::{Millis, PinOptions};
+
+    use super::*;
+
+    #[test]
+    fn a_pin_moved_into_the_api_form_reads_as_the_copied_one() {
+        let cid =
+            Cid::parse("bafkreiaaaakevi66arijx2jdd2iqxzkllwgmn4tl42gh5hht765vtak2re").expect("cid");
+        let peer =
+            PeerId::parse("12D3KooWG1aenKP6tEXto3pN2z7PRNNaiR2BuJKpATfQssXTLLLr").expect("peer");
+        let full = PinOptions {
+            replication_factor_min: 1,
+            replication_factor_max: 2,
+            name: "a name".into(),
+            mode: PinMode::Direct,
+            expire_at: Some(Millis(2_000_000_000_000)),
+            metadata: BTreeMap::from([("k".into(), "v".into())]),
+            pin_update: Some(cid.clone()),
+            origins: vec!["/ip4/127.0.0.1/tcp/4001".into()],
+            ..PinOptions::default()
+        };
+        for options in [PinOptions::default(), full] {
+            let mut pin = Pin::new(cid.clone(), options, Millis(1_700_000_000_123));
+            pin.allocations = vec![peer.clone()];
+            assert_eq!(
+                ApiPin::from_stored(pin.clone()),
+                ApiPin::stored_via_submitted(&pin)
+            );
+            assert_eq!(ApiPin::stored(&pin), ApiPin::stored_via_submitted(&pin));
+        }
+    }
 }

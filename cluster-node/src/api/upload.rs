@@ -254,7 +254,7 @@ mod tests {
             .expect("body")
             .to_bytes();
         assert_eq!(sent.load(Ordering::Relaxed), 10);
-        let parts = crate::ipfs::mem_add::parts(&ct, &body).expect("parts");
+        let parts = crate::ipfs::multipart::parts(&ct, &body).expect("parts");
         let names: Vec<_> = parts.iter().map(|p| (p.name.as_str(), p.is_dir)).collect();
         assert_eq!(
             names,

@@ -339,6 +339,8 @@ enum HealthCommand {
     Alerts,
     /// Prints the cluster's connections as Graphviz DOT.
     Graph,
+    /// Shows the contacted peer's cluster traffic per protocol.
+    Bandwidth,
 }
 
 #[derive(Subcommand)]
@@ -452,6 +454,7 @@ fn run(global: &GlobalOptions, command: Command) -> Result<(), CliError> {
             }
             Command::Health(HealthCommand::Alerts) => session.health_alerts().await,
             Command::Health(HealthCommand::Graph) => session.health_graph().await,
+            Command::Health(HealthCommand::Bandwidth) => session.health_bandwidth().await,
             Command::Ipfs(IpfsCommand::Gc { local }) => session.ipfs_gc(local).await,
         }
     })

@@ -9,7 +9,9 @@ use cluster_core::{PinMode, PinType};
 use serde::Serialize;
 
 use super::humanize;
-use crate::api::types::{Alert, ApiPin, ConnectGraph, GlobalPinInfo, GlobalRepoGc, IdInfo, Metric};
+use crate::api::types::{
+    Alert, ApiPin, BandwidthByProtocol, ConnectGraph, GlobalPinInfo, GlobalRepoGc, IdInfo, Metric,
+};
 
 /// `value` as indented JSON and a newline (upstream's `MarshalIndent`).
 pub fn json<T: Serialize>(value: &T) -> String {
@@ -17,7 +19,7 @@ pub fn json<T: Serialize>(value: &T) -> String {
     let formatter = serde_json::ser::PrettyFormatter::with_indent(b"    ");
     let mut ser = serde_json::Serializer::with_formatter(&mut out, formatter);
     // Serializing the API's own types into memory cannot fail: their maps
-    // have string keys and they hold no floats.
+    // have string keys and their floats (traffic rates) are finite.
     if value.serialize(&mut ser).is_err() {
         return "null\n".to_string();
     }
@@ -155,6 +157,23 @@ pub fn alert(a: &Alert, now_nanos: i64) -> String {
         a.metric.name,
         humanize::relative(a.metric.expire, now_nanos)
     )
+}
+
+/// `health bandwidth`: one line per protocol, sorted, as upstream's
+/// `%25s: In: %7s. Out: %7s. RateIn: %.2fB/s. RateOut: %.2fB/s`.
+pub fn bandwidth(traffic: &BandwidthByProtocol) -> String {
+    let mut out = String::new();
+    for (protocol, t) in traffic {
+        let _ = writeln!(
+            out,
+            "{protocol:>25}: In: {:>7}. Out: {:>7}. RateIn: {:.2}B/s. RateOut: {:.2}B/s",
+            humanize::bytes(t.total_in),
+            humanize::bytes(t.total_out),
+            t.rate_in,
+            t.rate_out
+        );
+    }
+    out
 }
 
 /// `ipfs gc`: per peer (sorted by id) its name, then the removed CIDs.
@@ -408,5 +427,27 @@ mod tests {
         let dot = graph(&g);
         assert!(dot.starts_with("digraph cluster {"), "{dot}");
         assert!(dot.contains("C0 -> I0"), "{dot}");
+    }
+
+    #[test]
+    fn bandwidth_lines_follow_upstreams_format_sorted_by_protocol() {
+        let mut traffic = BandwidthByProtocol::new();
+        traffic.insert(
+            "/ipfscluster/1.0/rpc".into(),
+            cluster_net::Traffic {
+                total_in: 120_345,
+                total_out: 99_812,
+                rate_in: 12.5,
+                rate_out: 9.1,
+            },
+        );
+        traffic.insert("/a".into(), cluster_net::Traffic::default());
+        assert_eq!(
+            bandwidth(&traffic),
+            concat!(
+                "                       /a: In:     0 B. Out:     0 B. RateIn: 0.00B/s. RateOut: 0.00B/s\n",
+                "     /ipfscluster/1.0/rpc: In:  120 kB. Out:  100 kB. RateIn: 12.50B/s. RateOut: 9.10B/s\n",
+            )
+        );
     }
 }

@@ -550,6 +550,12 @@ impl<W: Write> Session<W> {
         })
     }
 
+    /// `health bandwidth`: the contacted peer's traffic per protocol.
+    pub async fn health_bandwidth(&mut self) -> Result<(), CliError> {
+        let traffic = self.api(self.client.bandwidth().await)?;
+        self.emit(&traffic, format::bandwidth)
+    }
+
     /// `health graph`: the cluster's connections as Graphviz DOT.
     pub async fn health_graph(&mut self) -> Result<(), CliError> {
         let graph = self.api(self.client.graph().await)?;

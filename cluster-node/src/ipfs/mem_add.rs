@@ -10,117 +10,13 @@ use std::hash::Hasher;
 
 use cluster_core::Cid;
 
+use super::multipart::{parts, Part};
 use super::{AddRequest, AddedFile, IpfsError};
 
 /// Multicodec of raw leaves.
 const RAW: u8 = 0x55;
 /// Multicodec of UnixFS directories (dag-pb).
 const DAG_PB: u8 = 0x70;
-
-/// One part of a multipart body.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Part {
-    /// Its file name, percent-decoded (a path within the upload).
-    pub name: String,
-    /// True for an `application/x-directory` part.
-    pub is_dir: bool,
-    /// Its content.
-    pub data: Vec<u8>,
-}
-
-/// The boundary named by a `multipart/…; boundary=…` content type.
-pub fn boundary(content_type: &str) -> Option<&str> {
-    let (kind, params) = content_type.split_once(';')?;
-    let kind = kind.trim().to_ascii_lowercase();
-    if kind != "multipart/form-data" && kind != "multipart/mixed" {
-        return None;
-    }
-    params.split(';').find_map(|p| {
-        let (k, v) = p.trim().split_once('=')?;
-        k.trim()
-            .eq_ignore_ascii_case("boundary")
-            .then(|| v.trim().trim_matches('"'))
-            .filter(|b| !b.is_empty())
-    })
-}
-
-/// Splits a whole multipart body into its parts.
-pub fn parts(content_type: &str, body: &[u8]) -> Result<Vec<Part>, String> {
-    let boundary = boundary(content_type).ok_or("not a multipart content type")?;
-    let delimiter = format!("--{boundary}");
-    let mut out = Vec::new();
-    let mut rest = body;
-    // Skip the preamble up to the first delimiter.
-    let start = find(rest, delimiter.as_bytes()).ok_or("no multipart boundary in the body")?;
-    rest = &rest[start + delimiter.len()..];
-    loop {
-        if rest.starts_with(b"--") {
-            return Ok(out);
-        }
-        rest = rest
-            .strip_prefix(b"\r\n")
-            .ok_or("malformed part delimiter")?;
-        let head_end = find(rest, b"\r\n\r\n").ok_or("part without headers' end")?;
-        let head = String::from_utf8_lossy(&rest[..head_end]).into_owned();
-        rest = &rest[head_end + 4..];
-        let next = format!("\r\n{delimiter}");
-        let end = find(rest, next.as_bytes()).ok_or("part without closing boundary")?;
-        out.push(part(&head, &rest[..end])?);
-        rest = &rest[end + next.len()..];
-    }
-}
-
-fn part(head: &str, data: &[u8]) -> Result<Part, String> {
-    let mut name = None;
-    let mut is_dir = false;
-    for line in head.split("\r\n") {
-        let Some((key, value)) = line.split_once(':') else {
-            continue;
-        };
-        let key = key.trim().to_ascii_lowercase();
-        if key == "content-type" {
-            is_dir = value.trim().eq_ignore_ascii_case("application/x-directory");
-        } else if key == "content-disposition" {
-            name = value.split(';').find_map(|p| {
-                let (k, v) = p.trim().split_once('=')?;
-                (k.trim() == "filename").then(|| percent_decode(v.trim().trim_matches('"')))
-            });
-        }
-    }
-    Ok(Part {
-        name: name.ok_or("part without a file name")?,
-        is_dir,
-        data: data.to_vec(),
-    })
-}
-
-/// Decodes `%XX` escapes (invalid ones are kept as they are).
-pub fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (bytes[i], hex) {
-            (b'%', Some(b)) => {
-                out.push(b);
-                i += 3;
-            }
-            (b, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
-}
 
 /// A stand-in CIDv1 for `content` (sha2-256 shaped, std hashes inside).
 fn stand_in_cid(codec: u8, content: &[u8]) -> Result<Cid, String> {
@@ -254,19 +150,6 @@ mod tests {
         }
         out.push_str(&format!("--{boundary}--\r\n"));
         out.into_bytes()
-    }
-
-    #[test]
-    fn parts_are_split_and_names_decoded() {
-        let ct = "multipart/form-data; boundary=\"XyZ\"";
-        let b = body("XyZ", &[("d", true, ""), ("d%2Fa%20b", false, "hello\r\n")]);
-        let got = parts(ct, &b).expect("parts");
-        assert_eq!(got.len(), 2);
-        assert!(got[0].is_dir);
-        assert_eq!(got[1].name, "d/a b");
-        assert_eq!(got[1].data, b"hello\r\n");
-        assert!(parts("text/plain", &b).is_err());
-        assert!(parts(ct, b"--XyZ\r\nno end").is_err());
     }
 
     #[test]

@@ -18,6 +18,10 @@ pub use cluster_net::transport::BoxFuture;
 #[cfg(feature = "kubo")]
 pub mod kubo;
 pub mod mem_add;
+pub mod multipart;
+pub mod path;
+
+pub use path::{IpfsPath, Namespace, PathError};
 
 #[cfg(all(feature = "embedded-ipfs", not(madsim)))]
 pub mod embedded;
@@ -172,6 +176,17 @@ pub trait IpfsConnector: Send + Sync + 'static {
                 reason: "this IPFS connector cannot garbage-collect (repo/gc)".into(),
             })
         })
+    }
+
+    /// The CID `path` leads to (`resolve`): the root of the immutable path
+    /// an `/ipns` name or a sub-path resolves to. This default resolves a
+    /// bare `/ipfs/<cid>` and refuses the rest, for connectors that cannot
+    /// ask a daemon (the simulator's).
+    fn resolve(&self, path: &IpfsPath) -> BoxFuture<Result<Cid, IpfsError>> {
+        let answer = path.bare_cid().ok_or_else(|| IpfsError::Config {
+            reason: format!("this IPFS connector cannot resolve {path}"),
+        });
+        Box::pin(async move { answer })
     }
 
     /// Stores the files of `request` in the daemon without pinning them

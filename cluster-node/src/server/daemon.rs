@@ -10,7 +10,8 @@
 //! - fresh, no other peer in `cluster_peers` or `--bootstrap`: it starts a
 //!   new single-peer cluster;
 //! - fresh, with other peers listed: it joins through them, in turn, going
-//!   round again until `consensus.raft.membership_timeout`;
+//!   round again until `consensus.raft.membership_timeout` (meanwhile a
+//!   member that reaches it may add it with `POST /peers`);
 //! - fresh, started together with the peers it lists in `cluster_peers`
 //!   (each listing the others), none of which belongs to a cluster yet:
 //!   the one with the lowest peer id starts the cluster once it has heard
@@ -215,10 +216,14 @@ pub async fn start(
         net.shutdown().await;
         return Err(e);
     }
-    let started = match connect_ipfs(config, &config_dir.join(IPFS_RECORD_DIR)).await {
-        Ok(ipfs) => start_node(ipfs, config, &raft, &net, &peer),
-        Err(e) => Err(e),
-    };
+    // In embedded mode, the node's RPC API (what the proxy forwards to).
+    let (started, ipfs_rpc_url) =
+        match connect_ipfs(config, &config_dir.join(IPFS_RECORD_DIR)).await {
+            Ok((ipfs, rpc_url)) => (start_node(ipfs, config, &raft, &net, &peer), rpc_url),
+            Err(e) => (Err(e), None),
+        };
+    #[cfg(not(feature = "proxy"))]
+    drop(ipfs_rpc_url);
     let (ctx, drivers) = match started {
         Ok(started) => started,
         Err(e) => {
@@ -228,7 +233,7 @@ pub async fn start(
         }
     };
     #[cfg(feature = "proxy")]
-    let proxy = match start_proxy(config, ctx.clone(), drivers.clone()).await {
+    let proxy = match start_proxy(config, ctx.clone(), drivers.clone(), ipfs_rpc_url).await {
         Ok(proxy) => proxy,
         Err(e) => {
             raft.shutdown().await;
@@ -310,19 +315,23 @@ async fn start_pinsvc(
 
 /// Binds the IPFS proxy on `ipfs_proxy.listen_address` and serves it on a
 /// task, forwarding to `ipfs_proxy.node_multiaddress` (default: the
-/// connector's daemon).
+/// connector's daemon, or `embedded_rpc`, the embedded node's RPC API).
 #[cfg(feature = "proxy")]
 async fn start_proxy(
     config: &ServerConfig,
     ctx: PeerContext,
     drivers: Drivers,
+    embedded_rpc: Option<String>,
 ) -> Result<Served, DaemonError> {
     use crate::api::proxy::{IpfsProxy, ProxyConfig};
     let listen = crate::api::rest::parse_listen(&config.ipfs_proxy.listen_address)
         .map_err(|e| DaemonError::Proxy(format!("ipfs_proxy.listen_address: {e}")))?;
     let proxy_config = ProxyConfig {
         listen,
-        node_url: config.ipfs_proxy_node_url()?,
+        node_url: match (&config.ipfs_proxy.node_multiaddress, embedded_rpc) {
+            (None, Some(url)) => url,
+            _ => config.ipfs_proxy_node_url()?,
+        },
         default_replication_min: config.cluster.replication_factor_min,
         default_replication_max: config.cluster.replication_factor_max,
         allocator: config.allocator_config(),
@@ -512,6 +521,18 @@ async fn start_new_cluster(config_dir: &Path, raft: &ClusterRaft) -> Result<(), 
     Ok(())
 }
 
+/// True (and recorded) once a member added this waiting peer to its
+/// cluster (`POST /peers`): the cluster's first Raft message gave it the
+/// cluster's id while it was still asking its contacts.
+fn added_by_a_member(config_dir: &Path, raft: &ClusterRaft) -> Result<bool, DaemonError> {
+    let Some(cluster_id) = raft.cluster_id() else {
+        return Ok(false);
+    };
+    tracing::info!("added to cluster {cluster_id:032x} by one of its members");
+    member::record(config_dir, cluster_id)?;
+    Ok(true)
+}
+
 /// Joins through the listed peers, asking each in turn (one attempt each)
 /// and going round again with back-off until `limit`.
 ///
@@ -539,6 +560,9 @@ async fn join_or_start_together(
         let mut last = None;
         let mut without_cluster = 0;
         for via in others {
+            if added_by_a_member(config_dir, raft)? {
+                return Ok(());
+            }
             if !told {
                 tracing::info!("joining the cluster through {}", via.full);
             }
@@ -582,6 +606,9 @@ async fn join_or_start_together(
             return start_new_cluster(config_dir, raft).await;
         }
         if tokio::time::Instant::now() + delay >= deadline {
+            if added_by_a_member(config_dir, raft)? {
+                return Ok(());
+            }
             let (via, source) = last.unwrap_or_else(|| {
                 let names: Vec<&str> = others.iter().map(|o| o.full.as_str()).collect();
                 (names.join(", "), MembershipError::NoCluster)
@@ -635,24 +662,26 @@ fn start_node(
 async fn connect_ipfs(
     config: &ServerConfig,
     data_dir: &Path,
-) -> Result<Arc<dyn IpfsConnector>, DaemonError> {
+) -> Result<(Arc<dyn IpfsConnector>, Option<String>), DaemonError> {
     match config.ipfs.mode {
         crate::config::IpfsMode::External => {
             tracing::info!(
                 "IPFS daemon expected at {}",
                 config.ipfs_http.node_multiaddress
             );
-            connect_kubo(config, data_dir)
+            Ok((connect_kubo(config, data_dir)?, None))
         }
         crate::config::IpfsMode::Embedded => start_embedded(config, data_dir).await,
     }
 }
 
+/// Starts the embedded node and its RPC API on a loopback port of its own;
+/// answers the connector and the API's URL.
 #[cfg(feature = "embedded-ipfs")]
 async fn start_embedded(
     config: &ServerConfig,
     data_dir: &Path,
-) -> Result<Arc<dyn IpfsConnector>, DaemonError> {
+) -> Result<(Arc<dyn IpfsConnector>, Option<String>), DaemonError> {
     use crate::ipfs::embedded::{EmbeddedConfig, EmbeddedConnector};
     let http = &config.ipfs_http;
     let mut embedded = EmbeddedConfig::new(data_dir);
@@ -674,14 +703,19 @@ async fn start_embedded(
         id.addresses.join(", "),
         data_dir.display()
     );
-    Ok(Arc::new(node))
+    let rpc_addr = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    let rpc_url = crate::ipfs::embedded::rpc::start(node.clone(), rpc_addr)
+        .await
+        .map_err(|e| DaemonError::Ipfs(e.to_string()))?;
+    tracing::info!("embedded IPFS node's RPC API at {rpc_url} (behind the IPFS proxy)");
+    Ok((Arc::new(node), Some(rpc_url)))
 }
 
 #[cfg(not(feature = "embedded-ipfs"))]
 async fn start_embedded(
     _config: &ServerConfig,
     _data_dir: &Path,
-) -> Result<Arc<dyn IpfsConnector>, DaemonError> {
+) -> Result<(Arc<dyn IpfsConnector>, Option<String>), DaemonError> {
     Err(DaemonError::Ipfs(
         "ipfs.mode is \"embedded\" but this build has no embedded IPFS node (cluster-node \
          feature `embedded-ipfs`)"

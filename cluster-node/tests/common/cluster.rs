@@ -492,11 +492,26 @@ impl Cluster {
         self.peers[i].client()
     }
 
-    /// Pins through peer `via`.
+    /// Pins through peer `via`. A refusal for want of peers with fresh
+    /// metrics is retried until [`WAIT`]: on a loaded machine a metrics
+    /// push can come later than the tests' 3 s TTL, and that is not what
+    /// the tests check.
     pub fn pin(&self, via: usize, cid_text: &str, options: &PinOptions) -> ApiPin {
-        self.rt
-            .block_on(self.client(via).pin(&cid(cid_text), options))
-            .unwrap_or_else(|e| panic!("pin {cid_text} via peer {via}: {e}"))
+        let deadline = Instant::now() + WAIT;
+        loop {
+            match self
+                .rt
+                .block_on(self.client(via).pin(&cid(cid_text), options))
+            {
+                Ok(pin) => return pin,
+                Err(e)
+                    if e.to_string().contains("not enough peers") && Instant::now() < deadline =>
+                {
+                    std::thread::sleep(Duration::from_millis(250));
+                }
+                Err(e) => panic!("pin {cid_text} via peer {via}: {e}"),
+            }
+        }
     }
 
     pub fn unpin(&self, via: usize, cid_text: &str) -> ApiPin {

@@ -42,6 +42,9 @@ pub struct MemIpfs {
     pub pins: Mutex<BTreeMap<Cid, ListedPin>>,
     pub failing: Mutex<BTreeSet<Cid>>,
     pub pin_delay: Mutex<Option<Duration>>,
+    /// What `resolve` answers, by path text; other paths fail as a daemon
+    /// that finds no link would.
+    pub resolved: Mutex<BTreeMap<String, Cid>>,
 }
 
 pub struct Conn(pub Arc<MemIpfs>);
@@ -117,6 +120,19 @@ impl IpfsConnector for Conn {
 
     fn swarm_connect(&self, _multiaddr: &str) -> BoxFuture<Result<(), IpfsError>> {
         Box::pin(async move { Ok(()) })
+    }
+
+    fn resolve(&self, path: &cluster_node::ipfs::IpfsPath) -> BoxFuture<Result<Cid, IpfsError>> {
+        let text = path.to_string();
+        let found = self.0.resolved.lock().expect("lock").get(&text).cloned();
+        let answer = match (path.bare_cid(), found) {
+            (Some(cid), _) | (None, Some(cid)) => Ok(cid),
+            (None, None) => Err(IpfsError::Daemon {
+                path: "resolve".into(),
+                message: format!("no link named in {text} (test)"),
+            }),
+        };
+        Box::pin(async move { answer })
     }
 
     fn add(
@@ -265,6 +281,25 @@ pub async fn serve_api(api: RestApi) -> (SocketAddr, oneshot::Sender<()>) {
         let _ = stopped.await;
     }));
     (addr, stop)
+}
+
+/// `n` peers in one cluster: the first starts it, the others join through
+/// it; each with its drivers and REST API on default settings.
+pub async fn start_cluster(n: u64, router: &InProcRouter, net: &Arc<NodeNet>) -> Vec<Peer> {
+    let first = start_raft(1, router).await;
+    first.initialize(CLUSTER_ID).await.expect("initialize");
+    first.wait_for_leader(WAIT).await.expect("leader");
+    let mut rafts = vec![first.clone()];
+    for i in 2..=n {
+        let raft = start_raft(i, router).await;
+        raft.join(first.node_info()).await.expect("join");
+        rafts.push(raft);
+    }
+    let mut peers = Vec::new();
+    for raft in rafts {
+        peers.push(start_peer(raft, net, |_| {}).await);
+    }
+    peers
 }
 
 pub async fn start_peer(

@@ -3,6 +3,7 @@
 
 mod allocations;
 mod converged;
+mod durable_acks;
 mod election_safety;
 mod expiry;
 mod handover;
@@ -12,12 +13,14 @@ mod liveness;
 mod metrics_reach;
 mod pin_modes;
 mod replica_safety;
+mod stale_reallocation;
 mod tag_spread;
 mod tracker_status;
 mod user_pins;
 
 pub use allocations::check_allocations;
 pub use converged::check_replicas_converged;
+pub use durable_acks::check_durable_acknowledgements;
 pub use election_safety::Leaders;
 pub use expiry::{check_expired_removed, ExpiringPin};
 pub use handover::{check_handover, check_replicas_pinned};
@@ -27,6 +30,7 @@ pub use liveness::check_liveness;
 pub use metrics_reach::check_metrics_reach;
 pub use pin_modes::check_pin_modes;
 pub use replica_safety::{check_replica_safety, ReplicaSample};
+pub use stale_reallocation::{check_reallocation_base, Base, Landed};
 pub use tag_spread::check_tag_spread;
 pub use tracker_status::{check_tracker_status, StatusCounts};
 pub use user_pins::check_user_pins;

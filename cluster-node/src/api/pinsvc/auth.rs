@@ -11,18 +11,13 @@ use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::Response;
-use base64::Engine;
 
 use super::error::error_response;
 use super::PinSvcState;
+use crate::api::rest::auth::{basic_matches, same};
 use crate::api::rest::jwt;
 
 const REALM: &str = "Restricted IPFS Cluster API";
-
-/// Equality whose time does not depend on where equal-length inputs differ.
-fn same(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
 
 /// Who is allowed in.
 #[derive(Clone, Default)]
@@ -115,19 +110,9 @@ impl Gate {
     }
 
     fn admits_basic(&self, encoded: &str) -> bool {
-        let Some((user, pass)) = &self.basic else {
-            return false;
-        };
-        let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(encoded) else {
-            return false;
-        };
-        let Some(colon) = decoded.iter().position(|b| *b == b':') else {
-            return false;
-        };
-        let (given_user, given_pass) = (&decoded[..colon], &decoded[colon + 1..]);
-        let user_ok = same(given_user, user.as_bytes());
-        let pass_ok = same(given_pass, pass.as_bytes());
-        !given_user.is_empty() && !given_pass.is_empty() && user_ok & pass_ok
+        self.basic
+            .as_ref()
+            .is_some_and(|(user, pass)| basic_matches(encoded, user, pass))
     }
 }
 
@@ -180,6 +165,8 @@ pub async fn require(
 
 #[cfg(test)]
 mod tests {
+    use base64::Engine;
+
     use super::*;
 
     fn basic(s: &str) -> String {

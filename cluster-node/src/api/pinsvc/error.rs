@@ -1,10 +1,11 @@
 //! The Pinning Service API's errors and their answers: the status and the
 //! `{"error":{"reason":…}}` body (pinning-service-api.md §2).
 
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
 use super::types::{ErrorBody, ErrorDetail};
+use crate::api::rest::error::encode_json;
 use crate::api::rest::ApiError;
 
 /// Upstream's reason for a request id whose pin does not exist.
@@ -76,16 +77,8 @@ pub fn error_response(status: StatusCode, reason: String, details: Option<String
 
 /// `value` as a JSON answer.
 pub fn json_response<T: serde::Serialize>(status: StatusCode, value: &T) -> Response {
-    match serde_json::to_vec(value) {
-        Ok(mut bytes) => {
-            bytes.push(b'\n');
-            let mut response = (status, bytes).into_response();
-            response.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            );
-            response
-        }
+    match encode_json(status, value) {
+        Ok(response) => response,
         // Our own types always encode; answer something valid regardless.
         Err(e) => {
             tracing::error!(error = %e, "pinning service: an answer does not encode");

@@ -213,13 +213,7 @@ impl PinSvcApi {
         if let Ok(addr) = listener.local_addr() {
             tracing::info!(%addr, "pinning service api listening");
         }
-        use axum::serve::ListenerExt;
-        // Small answers: without TCP_NODELAY each waits on delayed ACKs.
-        let listener = listener.tap_io(|tcp| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::debug!("pinning service api: TCP_NODELAY: {e}");
-            }
-        });
+        let listener = crate::api::rest::no_delay(listener, "pinning service api");
         axum::serve(listener, self.router())
             .with_graceful_shutdown(shutdown)
             .await

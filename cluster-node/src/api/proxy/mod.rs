@@ -169,12 +169,7 @@ impl IpfsProxy {
         if let Ok(addr) = listener.local_addr() {
             tracing::info!(%addr, daemon = self.state.upstream.base(), "ipfs proxy listening");
         }
-        use axum::serve::ListenerExt;
-        let listener = listener.tap_io(|tcp| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::debug!("ipfs proxy: TCP_NODELAY: {e}");
-            }
-        });
+        let listener = crate::api::rest::no_delay(listener, "ipfs proxy");
         let app = self.router();
         axum::serve(
             listener,

@@ -25,7 +25,7 @@ use super::pins::{allocate_for, commit, with_defaults};
 use super::state::ApiState;
 use super::stream::ndjson_now;
 use crate::api::types::AddedOutput;
-use crate::ipfs::mem_add::boundary;
+use crate::ipfs::multipart::boundary;
 use crate::ipfs::{AddRequest, AddedFile};
 
 /// Upload chunks buffered between the connection and the daemon.

@@ -40,22 +40,29 @@ impl Credentials {
 
     /// True when the `Authorization: Basic …` value names this user.
     fn admits_basic(&self, encoded: &str) -> bool {
-        let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(encoded.trim()) else {
-            return false;
-        };
-        let Some(colon) = decoded.iter().position(|b| *b == b':') else {
-            return false;
-        };
-        let (user, pass) = (&decoded[..colon], &decoded[colon + 1..]);
-        // Both checks always run: the time taken says nothing about which failed.
-        let user_ok = same(user, self.user.as_bytes());
-        let pass_ok = same(pass, self.pass.as_bytes());
-        !user.is_empty() && !pass.is_empty() && user_ok & pass_ok
+        basic_matches(encoded, &self.user, &self.pass)
     }
 }
 
+/// True when `encoded`, the credentials of an `Authorization: Basic` value,
+/// are `user` and `pass` (both non-empty). The Pinning Service API checks
+/// its basic credentials the same way.
+pub(crate) fn basic_matches(encoded: &str, user: &str, pass: &str) -> bool {
+    let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(encoded.trim()) else {
+        return false;
+    };
+    let Some(colon) = decoded.iter().position(|b| *b == b':') else {
+        return false;
+    };
+    let (given_user, given_pass) = (&decoded[..colon], &decoded[colon + 1..]);
+    // Both checks always run: the time taken says nothing about which failed.
+    let user_ok = same(given_user, user.as_bytes());
+    let pass_ok = same(given_pass, pass.as_bytes());
+    !given_user.is_empty() && !given_pass.is_empty() && user_ok & pass_ok
+}
+
 /// Equality whose time does not depend on where equal-length inputs differ.
-fn same(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 

@@ -32,6 +32,17 @@ pub enum ApiError {
     /// The request body is not what the route takes.
     #[error("{0}")]
     BadBody(String),
+    /// An IPFS path in the route did not parse.
+    #[error("error parsing path: {0}")]
+    BadPath(String),
+    /// IPFS could not resolve a path (upstream: 500).
+    #[error("error resolving {path}: {source}")]
+    Resolve {
+        /// The path.
+        path: String,
+        /// What the daemon said.
+        source: crate::ipfs::IpfsError,
+    },
     /// A `filter` names nothing known.
     #[error("invalid filter value: {0:?}")]
     BadFilter(String),
@@ -92,6 +103,7 @@ impl ApiError {
             | ApiError::BadPeer(_)
             | ApiError::BadParam { .. }
             | ApiError::BadBody(_)
+            | ApiError::BadPath(_)
             | ApiError::BadFilter(_) => StatusCode::BAD_REQUEST,
             ApiError::NotInPinset | ApiError::UnknownPeer(_) | ApiError::NoRoute => {
                 StatusCode::NOT_FOUND
@@ -105,6 +117,7 @@ impl ApiError {
             | ApiError::Allocation(_)
             | ApiError::Write(_)
             | ApiError::Membership(_)
+            | ApiError::Resolve { .. }
             | ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -127,18 +140,26 @@ pub fn error_response(status: StatusCode, message: String) -> Response {
     json_response(status, &body)
 }
 
+/// `value` as a JSON answer followed by a newline (as Go's encoder writes),
+/// or why it does not encode. Every API of the peer answers JSON this way.
+pub fn encode_json<T: serde::Serialize>(
+    status: StatusCode,
+    value: &T,
+) -> Result<Response, serde_json::Error> {
+    let mut bytes = serde_json::to_vec(value)?;
+    bytes.push(b'\n');
+    let mut response = (status, bytes).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    Ok(response)
+}
+
 /// `value` as a JSON answer followed by a newline (as Go's encoder writes).
 pub fn json_response<T: serde::Serialize>(status: StatusCode, value: &T) -> Response {
-    match serde_json::to_vec(value) {
-        Ok(mut bytes) => {
-            bytes.push(b'\n');
-            let mut response = (status, bytes).into_response();
-            response.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            );
-            response
-        }
+    match encode_json(status, value) {
+        Ok(response) => response,
         // Our own types always encode; answer something valid regardless.
         Err(e) => error_response(
             StatusCode::INTERNAL_SERVER_ERROR,

@@ -14,9 +14,14 @@
 //!   `limit` and `after` (a CID cursor) page them. `GET /pins` asks every
 //!   peer for each page's statuses.
 //! - Writes without a leader answer 503, not 500.
-//! - `/pins/{ipns|ipld}/…` and sub-paths of `/pins/ipfs/…` need IPFS
-//!   `resolve`, which the connector lacks, so they answer 501. `POST /peers` and
-//!   `GET /health/bandwidth` are not served yet (404/405).
+//! - `POST /peers` asks the peer who it is before changing the membership
+//!   and refuses one that would not take the cluster's traffic (of another
+//!   cluster, or of none and not waiting to join): upstream's Raft
+//!   `AddVoter` adds any id. It then waits up to `peer_call_timeout` for
+//!   the new peer to answer (it starts serving once it sees it is a member).
+//! - `GET /health/bandwidth` counts this peer's cluster protocols (Raft,
+//!   peer RPC, node RPC) in their codec, rates over the last 10 s; upstream
+//!   reports every libp2p protocol of the host with moving averages.
 //! - `shard-size` is stored with the pin and otherwise ignored: the pinset
 //!   refuses sharded pins until sharding exists.
 //! - Peer names: ours from the settings, other peers by id;
@@ -240,7 +245,7 @@ impl RestApi {
         let router = Router::new()
             .route("/id", get(peers::id))
             .route("/version", get(peers::version))
-            .route("/peers", get(peers::peers))
+            .route("/peers", get(peers::peers).post(peers::add_peer))
             .route("/peers/{peer}", delete(peers::remove_peer))
             .route("/add", post(add::add))
             .route("/token", post(token))
@@ -262,21 +267,22 @@ impl RestApi {
             .route("/pins/{cid}/recover", post(status::recover_one))
             .route(
                 "/pins/ipfs/{*path}",
-                post(pins::pin_path).delete(pins::unpin_path),
+                post(pins::pin_ipfs).delete(pins::unpin_ipfs),
             )
             .route(
                 "/pins/ipns/{*path}",
-                post(pins::resolve_unsupported).delete(pins::resolve_unsupported),
+                post(pins::pin_ipns).delete(pins::unpin_ipns),
             )
             .route(
                 "/pins/ipld/{*path}",
-                post(pins::resolve_unsupported).delete(pins::resolve_unsupported),
+                post(pins::pin_ipld).delete(pins::unpin_ipld),
             )
             .route("/monitor/metrics", get(monitor::metric_names))
             .route("/monitor/metrics/{name}", get(monitor::metrics))
             .route("/health", get(monitor::health))
             .route("/health/graph", get(monitor::graph))
             .route("/health/alerts", get(monitor::alerts))
+            .route("/health/bandwidth", get(monitor::bandwidth))
             .route("/ipfs/gc", post(monitor::gc))
             .route_layer(axum::middleware::from_fn_with_state(
                 Arc::clone(&self.state.observations),
@@ -331,18 +337,29 @@ impl RestApi {
         if let Ok(addr) = listener.local_addr() {
             tracing::info!(%addr, "rest api listening");
         }
-        use axum::serve::ListenerExt;
-        // Answers are small and written in pieces: without TCP_NODELAY,
-        // Nagle's algorithm and delayed ACKs hold each one back ~40 ms.
-        let listener = listener.tap_io(|tcp| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::debug!("rest api: TCP_NODELAY: {e}");
-            }
-        });
-        axum::serve(listener, self.router())
+        axum::serve(no_delay(listener, "rest api"), self.router())
             .with_graceful_shutdown(shutdown)
             .await
     }
+}
+
+/// `listener` with `TCP_NODELAY` on every connection it accepts. The APIs'
+/// answers are small and written in pieces: without it, Nagle's algorithm
+/// and delayed ACKs hold each one back ~40 ms. `api` names the server in
+/// the log.
+pub(crate) fn no_delay(
+    listener: tokio::net::TcpListener,
+    api: &'static str,
+) -> axum::serve::TapIo<
+    tokio::net::TcpListener,
+    impl FnMut(&mut tokio::net::TcpStream) + Send + 'static,
+> {
+    use axum::serve::ListenerExt;
+    listener.tap_io(move |tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!("{api}: TCP_NODELAY: {e}");
+        }
+    })
 }
 
 #[cfg(test)]

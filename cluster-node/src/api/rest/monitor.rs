@@ -1,5 +1,6 @@
 //! Metrics and health: `GET /monitor/metrics[/{name}]`, `GET /health`,
-//! `GET /health/graph`, `GET /health/alerts`, `POST /ipfs/gc`.
+//! `GET /health/graph`, `GET /health/alerts`, `GET /health/bandwidth`,
+//! `POST /ipfs/gc`.
 //!
 //! Everything comes from this peer's metrics board: the latest figures
 //! every peer pushed, stamped on arrival, dropped when their TTL ran out.
@@ -24,6 +25,13 @@ use crate::api::types::{Alert, ConnectGraph, GlobalRepoGc, IpldKey, Metric, Repo
 use crate::drivers::metrics::Received;
 use crate::ipfs::GcEntry;
 use crate::rpc::{self, IPFS_REPO_GC};
+
+/// `GET /health/bandwidth`: bytes in and out per protocol of this peer's
+/// cluster transport since it started, and their rates over the last 10 s
+/// (`{}` on a transport that does not measure, such as in-process ones).
+pub async fn bandwidth(State(state): State<Arc<ApiState>>) -> Response {
+    json_response(StatusCode::OK, &state.ctx.rpc.traffic())
+}
 
 /// The metric names every pushed report carries (tags come on top).
 pub const METRIC_NAMES: [&str; 4] = ["ping", "freespace", "numpin", "pinqueue"];

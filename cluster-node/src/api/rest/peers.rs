@@ -1,5 +1,5 @@
 //! This peer and its cluster: `GET /id`, `GET /version`, `GET /peers`,
-//! `DELETE /peers/{peer}`.
+//! `POST /peers`, `DELETE /peers/{peer}`.
 //!
 //! Other peers are described from what this one knows (the membership and
 //! the metrics they pushed) after a liveness call over the node RPC: a
@@ -68,6 +68,80 @@ pub async fn peers(State(state): State<Arc<ApiState>>) -> Response {
         Ok(())
     })
     .await
+}
+
+/// The body of `POST /peers`.
+#[derive(Debug, serde::Deserialize)]
+struct AddPeerBody {
+    peer_id: String,
+}
+
+/// The peer a `POST /peers` body names; 400 errors as upstream words them.
+pub fn parse_add_peer(body: &[u8]) -> Result<PeerId, ApiError> {
+    let body: AddPeerBody = serde_json::from_slice(body)
+        .map_err(|e| ApiError::BadBody(format!("error decoding request body: {e}")))?;
+    PeerId::parse(&body.peer_id)
+        .map_err(|e| ApiError::BadBody(format!("error decoding peer_id: {e}")))
+}
+
+/// How often an added peer is asked whether it answers yet.
+const ANSWER_POLL: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// `POST /peers` (`{"peer_id":…}`): adds a running peer to the cluster
+/// (learner, then voter once caught up; see `ClusterRaft::add_peer` for
+/// which peers take it), then answers its ID once it answers over the
+/// node RPC (500 when it does not within the peer-call timeout), with
+/// this peer in its `cluster_peers`.
+pub async fn add_peer(
+    State(state): State<Arc<ApiState>>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let peer = parse_add_peer(&body)?;
+    let node = state.ctx.raft.add_peer(&peer).await?;
+    tracing::info!(peer = %peer, "rest api: peer added");
+    // This peer's view of the membership may trail the leader's a little.
+    let deadline = tokio::time::Instant::now() + state.config.peer_call_timeout;
+    let info = loop {
+        if let Some(info) = state.member_infos().remove(peer.as_str()) {
+            break info;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            break node;
+        }
+        tokio::time::sleep(ANSWER_POLL).await;
+    };
+    let mut id = answered_id(&state, info, deadline).await.map_err(|e| {
+        ApiError::Internal(format!("peer {peer} was added but did not answer: {e}"))
+    })?;
+    let me = state.ctx.id.to_string();
+    if !id.cluster_peers.contains(&me) {
+        id.cluster_peers.push(me);
+    }
+    Ok(json_response(StatusCode::OK, &id))
+}
+
+/// `info`'s ID once it answers a liveness call, asked again until
+/// `deadline` (a peer just added starts serving node RPCs once it saw
+/// that it is a member).
+async fn answered_id(
+    state: &Arc<ApiState>,
+    info: NodeInfo,
+    deadline: tokio::time::Instant,
+) -> Result<IdInfo, String> {
+    if state.is_me(&info.peer_id) {
+        return Ok(own_id(state).await);
+    }
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let id = describe(Arc::clone(state), info.clone()).await;
+        if id.error.is_empty() {
+            return Ok(id);
+        }
+        if left < ANSWER_POLL {
+            return Err(id.error);
+        }
+        tokio::time::sleep(ANSWER_POLL).await;
+    }
 }
 
 /// `DELETE /peers/{peer}`: removes a member (its pins are re-allocated by

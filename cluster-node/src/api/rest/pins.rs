@@ -1,5 +1,9 @@
-//! Pinning and unpinning (`POST`/`DELETE /pins/{cid}`, `/pins/ipfs/{path}`)
-//! and reading the shared state (`GET /allocations[/{cid}]`).
+//! Pinning and unpinning (`POST`/`DELETE /pins/{cid}`,
+//! `/pins/{ipfs|ipns|ipld}/{path}`) and reading the shared state
+//! (`GET /allocations[/{cid}]`).
+//!
+//! A path is resolved through this peer's IPFS daemon (`resolve`), except a
+//! bare `/ipfs/<cid>`, and the CID it leads to is pinned or unpinned.
 //!
 //! A pin is allocated here, by the peer that took the request, from the
 //! metrics its own drivers received (the simulator's client path does the
@@ -20,6 +24,7 @@ use super::options::{parse_cid, Query};
 use super::state::ApiState;
 use super::stream::ndjson;
 use crate::api::types::ApiPin;
+use crate::ipfs::{IpfsPath, Namespace};
 
 /// Pins read from the pinset per lock of a listing.
 pub const LIST_PAGE_PINS: usize = 256;
@@ -38,28 +43,49 @@ pub async fn pin_cid(
     Ok(json_response(StatusCode::OK, &pin))
 }
 
-/// `POST /pins/ipfs/{path}`: a bare `/ipfs/<cid>` (what `ipfs-cluster-ctl
-/// pin add` sends); sub-paths need IPFS `resolve`, which the connector
-/// does not offer yet.
-pub async fn pin_path(
+/// `POST /pins/ipfs/{path}`.
+pub async fn pin_ipfs(
+    state: State<Arc<ApiState>>,
+    path: Path<String>,
+    query: RawQuery,
+) -> Result<Response, ApiError> {
+    pin_path(Namespace::Ipfs, state, path, query).await
+}
+
+/// `POST /pins/ipns/{path}`.
+pub async fn pin_ipns(
+    state: State<Arc<ApiState>>,
+    path: Path<String>,
+    query: RawQuery,
+) -> Result<Response, ApiError> {
+    pin_path(Namespace::Ipns, state, path, query).await
+}
+
+/// `POST /pins/ipld/{path}`.
+pub async fn pin_ipld(
+    state: State<Arc<ApiState>>,
+    path: Path<String>,
+    query: RawQuery,
+) -> Result<Response, ApiError> {
+    pin_path(Namespace::Ipld, state, path, query).await
+}
+
+/// Pins what the path in `namespace` resolves to (a bare `/ipfs/<cid>`,
+/// what `ipfs-cluster-ctl pin add` sends, without asking IPFS).
+async fn pin_path(
+    namespace: Namespace,
     State(state): State<Arc<ApiState>>,
     Path(path): Path<String>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
     let started = std::time::Instant::now();
-    let cid = path_cid(&path)?;
+    let path = parse_path(namespace, &path)?;
+    // Options first: a bad one is a 400 without a call to IPFS.
     let options = Query::parse(query.as_deref())?.pin_options(state.now())?;
+    let cid = resolve(&state, &path).await?;
     let pin = pin(&state, cid, options).await?;
     state.observations.pin.observe(started.elapsed());
     Ok(json_response(StatusCode::OK, &pin))
-}
-
-/// `POST /pins/{ipns|ipld}/{path}`: needs resolving through IPFS.
-pub async fn resolve_unsupported() -> ApiError {
-    ApiError::NotImplemented(
-        "resolving /ipns and /ipld paths needs IPFS resolve, which this node's IPFS \
-         connector does not offer yet: pin the CID",
-    )
 }
 
 /// `DELETE /pins/{cid}`.
@@ -74,12 +100,39 @@ pub async fn unpin_cid(
 }
 
 /// `DELETE /pins/ipfs/{path}`.
-pub async fn unpin_path(
+pub async fn unpin_ipfs(
+    state: State<Arc<ApiState>>,
+    path: Path<String>,
+) -> Result<Response, ApiError> {
+    unpin_path(Namespace::Ipfs, state, path).await
+}
+
+/// `DELETE /pins/ipns/{path}`.
+pub async fn unpin_ipns(
+    state: State<Arc<ApiState>>,
+    path: Path<String>,
+) -> Result<Response, ApiError> {
+    unpin_path(Namespace::Ipns, state, path).await
+}
+
+/// `DELETE /pins/ipld/{path}`.
+pub async fn unpin_ipld(
+    state: State<Arc<ApiState>>,
+    path: Path<String>,
+) -> Result<Response, ApiError> {
+    unpin_path(Namespace::Ipld, state, path).await
+}
+
+/// Unpins what the path in `namespace` resolves to.
+async fn unpin_path(
+    namespace: Namespace,
     State(state): State<Arc<ApiState>>,
     Path(path): Path<String>,
 ) -> Result<Response, ApiError> {
     let started = std::time::Instant::now();
-    let pin = unpin(&state, path_cid(&path)?).await?;
+    let path = parse_path(namespace, &path)?;
+    let cid = resolve(&state, &path).await?;
+    let pin = unpin(&state, cid).await?;
     state.observations.unpin.observe(started.elapsed());
     Ok(json_response(StatusCode::OK, &pin))
 }
@@ -116,19 +169,14 @@ pub async fn allocations(
                 .with_pinset(|p| p.page(after.as_ref(), LIST_PAGE_PINS));
             let last = pins.len() < LIST_PAGE_PINS;
             after = pins.last().map(|p| p.cid.clone());
-            for pin in pins {
-                if left == 0 {
-                    return Ok(());
-                }
-                if !types.is_empty() && !types.contains(&pin.pin_type) {
-                    continue;
-                }
-                if !sink.send(&ApiPin::stored(&pin)).await {
-                    return Ok(());
-                }
-                left -= 1;
-            }
-            if last {
+            let wanted: Vec<ApiPin> = pins
+                .into_iter()
+                .filter(|pin| types.is_empty() || types.contains(&pin.pin_type))
+                .take(left)
+                .map(ApiPin::from_stored)
+                .collect();
+            left -= wanted.len();
+            if !sink.send_page(&wanted).await || left == 0 || last {
                 return Ok(());
             }
         }
@@ -136,16 +184,27 @@ pub async fn allocations(
     .await)
 }
 
-/// The CID of an `/ipfs/<cid>` path (without the `/ipfs/`).
-fn path_cid(path: &str) -> Result<Cid, ApiError> {
-    let path = path.trim_end_matches('/');
-    match path.split_once('/') {
-        None => parse_cid(path),
-        Some(_) => Err(ApiError::NotImplemented(
-            "pinning a sub-path needs IPFS resolve, which this node's IPFS connector does not \
-             offer yet: pin the CID",
-        )),
+/// The path a route captured (what follows `/pins/<namespace>/`).
+pub fn parse_path(namespace: Namespace, captured: &str) -> Result<IpfsPath, ApiError> {
+    IpfsPath::parse(&format!("/{}/{captured}", namespace.as_str()))
+        .map_err(|e| ApiError::BadPath(e.to_string()))
+}
+
+/// The CID `path` names: a bare CID directly, anything else through the
+/// IPFS daemon's `resolve`.
+async fn resolve(state: &ApiState, path: &IpfsPath) -> Result<Cid, ApiError> {
+    if let Some(cid) = path.bare_cid() {
+        return Ok(cid);
     }
+    state
+        .ctx
+        .ipfs
+        .resolve(path)
+        .await
+        .map_err(|source| ApiError::Resolve {
+            path: path.to_string(),
+            source,
+        })
 }
 
 /// Allocates and replicates a pin of `cid` with `options`; answers the pin

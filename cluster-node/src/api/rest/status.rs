@@ -67,36 +67,63 @@ pub async fn status_all(
         if let Some(cids) = cids {
             for chunk in cids.chunks(LIST_PAGE_PINS) {
                 let pins = with_pins(&state, chunk.to_vec());
-                for info in statuses(&state, pins, local, &filter).await {
-                    if left == 0 || !sink.send(&info).await {
-                        return Ok(());
-                    }
-                    left -= 1;
+                let mut infos = statuses(&state, pins, local, &filter).await;
+                infos.truncate(left);
+                left -= infos.len();
+                if !sink.send_page(&infos).await || left == 0 {
+                    return Ok(());
                 }
             }
             return Ok(());
         }
-        let mut after = page.after;
-        loop {
-            let page = state
-                .ctx
-                .raft
-                .with_pinset(|p| p.page(after.as_ref(), LIST_PAGE_PINS));
-            let last = page.len() < LIST_PAGE_PINS;
-            after = page.last().map(|p| p.cid.clone());
-            let pins = page.into_iter().map(|p| (p.cid.clone(), Some(p))).collect();
-            for info in statuses(&state, pins, local, &filter).await {
-                if left == 0 || !sink.send(&info).await {
-                    return Ok(());
-                }
-                left -= 1;
-            }
-            if last {
-                return Ok(());
+        // The next page's statuses are asked for while this one is sent:
+        // the trackers' answers, not the encoding, are the slow part.
+        let filter = Arc::new(filter);
+        let ahead = |after| {
+            tokio::spawn(page_statuses(
+                Arc::clone(&state),
+                after,
+                local,
+                Arc::clone(&filter),
+            ))
+        };
+        let mut next = Some(ahead(page.after));
+        while let Some(asked) = next.take() {
+            let (mut infos, after) = asked.await.map_err(|e| format!("status page: {e}"))?;
+            let more = after.is_some();
+            next = after.map(|a| ahead(Some(a)));
+            infos.truncate(left);
+            left -= infos.len();
+            if !sink.send_page(&infos).await || left == 0 || !more {
+                break;
             }
         }
+        // A page asked ahead and no longer wanted is dropped unread.
+        if let Some(asked) = next {
+            asked.abort();
+        }
+        Ok(())
     })
     .await)
+}
+
+/// The statuses of the page of the pinset after `after`, and where the
+/// next page starts (`None`: this was the last).
+async fn page_statuses(
+    state: Arc<ApiState>,
+    after: Option<Cid>,
+    local: bool,
+    filter: Arc<Vec<TrackerStatus>>,
+) -> (Vec<GlobalPinInfo>, Option<Cid>) {
+    let page = state
+        .ctx
+        .raft
+        .with_pinset(|p| p.page(after.as_ref(), LIST_PAGE_PINS));
+    let next = (page.len() == LIST_PAGE_PINS)
+        .then(|| page.last().map(|p| p.cid.clone()))
+        .flatten();
+    let pins = page.into_iter().map(|p| (p.cid.clone(), Some(p))).collect();
+    (statuses(&state, pins, local, &filter).await, next)
 }
 
 /// `POST /pins/{cid}/recover` (`local`): asks the allocated peers' trackers

@@ -40,7 +40,10 @@
 //! other nodes included), `unpin_timeout` for an unpin, `request_timeout`
 //! otherwise. The node has no `pin/update`, progress or pin names.
 
+pub mod import;
 mod node;
+pub mod rpc;
+mod tar;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -53,7 +56,8 @@ use futures_util::StreamExt;
 use rust_ipfs::{Ipfs, Keypair, Multiaddr, PeerId, PinKind, PinMode, Protocol};
 
 use super::kubo::marks::Marks;
-use super::{BoxFuture, IpfsConnector, IpfsError, IpfsId, RepoStat};
+use super::{AddRequest, BoxFuture, GcEntry, IpfsConnector, IpfsError, IpfsId, IpfsPath, RepoStat};
+use import::ImportOptions;
 
 pub use node::REPO_DIR;
 
@@ -130,21 +134,21 @@ enum Held {
     Direct,
 }
 
-fn daemon(path: &str, e: impl std::fmt::Display) -> IpfsError {
+pub(crate) fn daemon(path: &str, e: impl std::fmt::Display) -> IpfsError {
     IpfsError::Daemon {
         path: path.into(),
         message: e.to_string(),
     }
 }
 
-fn to_node_cid(cid: &Cid) -> Result<NodeCid, IpfsError> {
+pub(crate) fn to_node_cid(cid: &Cid) -> Result<NodeCid, IpfsError> {
     NodeCid::try_from(cid.as_bytes()).map_err(|e| IpfsError::BadAnswer {
         path: "cid".into(),
         reason: format!("{cid} is not a CID the node takes: {e}"),
     })
 }
 
-fn from_node_cid(path: &str, cid: &NodeCid) -> Result<Cid, IpfsError> {
+pub(crate) fn from_node_cid(path: &str, cid: &NodeCid) -> Result<Cid, IpfsError> {
     Cid::from_bytes(&cid.to_bytes()).map_err(|e| IpfsError::BadAnswer {
         path: path.into(),
         reason: format!("{cid}: {e}"),
@@ -221,27 +225,44 @@ impl EmbeddedConnector {
         lock(&self.inner.marks).get(cid).is_some()
     }
 
-    /// Adds `data` as a UnixFS file named `name` (not pinned: the cluster
-    /// pins through its own operation) and returns the root CID.
-    pub async fn add(&self, name: &str, data: &[u8]) -> Result<Cid, IpfsError> {
-        let i = &self.inner;
-        let bytes = bytes::Bytes::copy_from_slice(data);
-        let stream = futures_util::stream::once(async move { Ok(bytes) }).boxed();
-        let opt = rust_ipfs::unixfs::AddOpt::StreamWithName(name.to_string(), stream);
-        let added = async {
-            let path = i
-                .node
-                .add_unixfs(opt)
-                .pin(false)
-                .await
-                .map_err(|e| daemon("add", e))?;
-            let root = path.root().cid().ok_or_else(|| IpfsError::BadAnswer {
-                path: "add".into(),
-                reason: format!("no CID in {path}"),
-            })?;
-            from_node_cid("add", root)
-        };
-        within("add", i.config.request_timeout, added).await
+    /// Adds `data` as a UnixFS file named `name` with Kubo's default
+    /// options (not pinned: the cluster pins through its own operation) and
+    /// returns the root CID.
+    pub async fn add_bytes(&self, name: &str, data: &[u8]) -> Result<Cid, IpfsError> {
+        let boundary = "embedded-add-boundary-7d1f";
+        let mut body = format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; \
+             filename=\"{}\"\r\nContent-Type: application/octet-stream\r\n\r\n",
+            name.replace('/', "%2F")
+        )
+        .into_bytes();
+        body.extend_from_slice(data);
+        body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+        let (tx, mut rx) = tokio::sync::mpsc::channel(16);
+        let content_type = format!("multipart/form-data; boundary={boundary}");
+        let stream = futures_util::stream::iter([Ok(body)]);
+        let options = ImportOptions::default();
+        let import = import::import(self.inner.node.repo(), &options, &content_type, stream, &tx);
+        within("add", self.inner.config.request_timeout, import).await?;
+        drop(tx);
+        let mut root = None;
+        while let Some(file) = rx.recv().await {
+            root = Some(file.cid);
+        }
+        root.ok_or_else(|| IpfsError::BadAnswer {
+            path: "add".into(),
+            reason: "nothing added".into(),
+        })
+    }
+
+    /// The node itself, for the RPC API served beside it.
+    pub fn node(&self) -> &Ipfs {
+        &self.inner.node
+    }
+
+    /// The node's call deadlines.
+    pub fn config(&self) -> &EmbeddedConfig {
+        &self.inner.config
     }
 
     /// The peer ids of the nodes this one is connected to.
@@ -437,6 +458,19 @@ impl Inner {
         })
     }
 
+    /// The CID an `/ipfs/…` path (a CID and links below it) leads to.
+    async fn resolve(&self, path: &str) -> Result<Cid, IpfsError> {
+        let parsed: rust_ipfs::IpfsPath = path.parse().map_err(|e| daemon("resolve", e))?;
+        let (node, _) = self
+            .node
+            .dag()
+            .resolve(parsed, true, &[], false)
+            .await
+            .map_err(|e| daemon("resolve", e))?;
+        let cid = node.source();
+        from_node_cid("resolve", cid)
+    }
+
     async fn swarm_connect(&self, multiaddr: &str) -> Result<(), IpfsError> {
         let path = "swarm/connect";
         let mut addr: Multiaddr = multiaddr.parse().map_err(|e| daemon(path, e))?;
@@ -536,6 +570,54 @@ impl IpfsConnector for EmbeddedConnector {
         Box::pin(async move {
             let limit = inner.config.request_timeout;
             within("swarm/connect", limit, inner.swarm_connect(&addr)).await
+        })
+    }
+
+    fn repo_gc(&self) -> BoxFuture<Result<Vec<GcEntry>, IpfsError>> {
+        let inner = Arc::clone(&self.inner);
+        Box::pin(async move {
+            let limit = inner.config.request_timeout;
+            let removed = within("repo/gc", limit, async {
+                inner.node.gc().await.map_err(|e| daemon("repo/gc", e))
+            })
+            .await?;
+            Ok(removed
+                .iter()
+                .map(|cid| GcEntry {
+                    key: Some(cid.to_string()),
+                    error: None,
+                })
+                .collect())
+        })
+    }
+
+    fn resolve(&self, path: &IpfsPath) -> BoxFuture<Result<Cid, IpfsError>> {
+        let (inner, text) = (Arc::clone(&self.inner), path.to_string());
+        Box::pin(async move {
+            let limit = inner.config.request_timeout;
+            within("resolve", limit, inner.resolve(&text)).await
+        })
+    }
+
+    fn add(&self, request: AddRequest) -> BoxFuture<Result<(), IpfsError>> {
+        let inner = Arc::clone(&self.inner);
+        Box::pin(async move {
+            let params = request
+                .options
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()));
+            let options = ImportOptions::from_params(params).map_err(|e| daemon("add", e))?;
+            let mut body = request.body;
+            let stream = futures_util::stream::poll_fn(move |cx| body.poll_recv(cx));
+            let content_type = request.content_type;
+            import::import(
+                inner.node.repo(),
+                &options,
+                &content_type,
+                stream,
+                &request.added,
+            )
+            .await
         })
     }
 }

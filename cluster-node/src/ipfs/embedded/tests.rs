@@ -30,7 +30,7 @@ async fn pins_and_marks_survive_a_restart_under_a_new_identity() {
         .iter()
         .all(|a| a.starts_with("/ip4/127.0.0.1/tcp/")));
     let cid = node
-        .add("a.txt", b"kept across restarts")
+        .add_bytes("a.txt", b"kept across restarts")
         .await
         .expect("add");
     node.pin(&cid, -1).await.expect("pin");
@@ -55,7 +55,7 @@ async fn pins_and_marks_survive_a_restart_under_a_new_identity() {
 async fn a_users_pin_is_not_the_clusters_and_unpin_leaves_it() {
     let dir = tempfile::tempdir().expect("tempdir");
     let node = started(dir.path()).await;
-    let cid = node.add("u.txt", b"the user's").await.expect("add");
+    let cid = node.add_bytes("u.txt", b"the user's").await.expect("add");
     node.inner
         .node
         .insert_pin(to_node_cid(&cid).expect("cid"))
@@ -80,7 +80,7 @@ async fn a_users_pin_is_not_the_clusters_and_unpin_leaves_it() {
 async fn direct_pins_and_repo_stat() {
     let dir = tempfile::tempdir().expect("tempdir");
     let node = started(dir.path()).await;
-    let cid = node.add("d.txt", &[7u8; 1000]).await.expect("add");
+    let cid = node.add_bytes("d.txt", &[7u8; 1000]).await.expect("add");
     node.pin(&cid, 0).await.expect("direct pin");
     let pins = node.list_pins().await.expect("list");
     assert_eq!(mine(&pins, &cid), Some((IpfsPinType::Direct, true)));
@@ -106,7 +106,7 @@ async fn content_moves_between_two_nodes_by_bitswap() {
     let (a, b) = (started(da.path()).await, started(db.path()).await);
     // Bigger than one chunk: a DAG of several blocks.
     let data: Vec<u8> = (0..600_000u32).map(|i| (i % 251) as u8).collect();
-    let cid = a.add("big.bin", &data).await.expect("add");
+    let cid = a.add_bytes("big.bin", &data).await.expect("add");
     let ida = a.id().await.expect("id");
     let target = format!("{}/p2p/{}", ida.addresses[0], ida.peer_id);
     b.swarm_connect(&target).await.expect("connect");
@@ -178,11 +178,11 @@ async fn a_restarted_node_fetches_new_content_from_a_node_it_knew() {
     );
     let a = started(da.path()).await;
     let before = a
-        .add("before", b"held before the restart")
+        .add_bytes("before", b"held before the restart")
         .await
         .expect("add");
     let after = a
-        .add("after", b"asked after the restart")
+        .add_bytes("after", b"asked after the restart")
         .await
         .expect("add");
     let b = started(db.path()).await;

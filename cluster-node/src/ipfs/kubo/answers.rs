@@ -367,5 +367,17 @@ pub fn added_line(line: &[u8]) -> Result<Option<crate::ipfs::AddedFile>, AnswerE
     }))
 }
 
+#[derive(Deserialize)]
+struct ResolveBody {
+    #[serde(rename = "Path")]
+    path: String,
+}
+
+/// `resolve`: `{"Path":"/ipfs/<cid>[/…]"}`; the path's root CID.
+pub fn resolved(body: &[u8]) -> Result<Cid, AnswerError> {
+    let b: ResolveBody = one(body)?;
+    crate::ipfs::path::resolved_root(&b.path).map_err(malformed)
+}
+
 #[cfg(test)]
 mod tests;

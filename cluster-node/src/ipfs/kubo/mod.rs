@@ -44,7 +44,9 @@ pub use answers::DaemonVersion;
 use http::{CallError, Limit, Rpc};
 use marks::Marks;
 
-use super::{AddRequest, BoxFuture, IpfsConnector, IpfsError, IpfsId, RepoStat};
+use super::{
+    AddRequest, BoxFuture, IpfsConnector, IpfsError, IpfsId, IpfsPath, Namespace, RepoStat,
+};
 
 /// The connector's settings (upstream's `ipfs_connector.ipfshttp`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -296,6 +298,36 @@ impl Inner {
         lock(&self.marks).get(cid).is_some()
     }
 
+    /// `resolve?arg=<path>`, skipped for a bare `/ipfs/<cid>` (as upstream).
+    async fn resolve(&self, path: &IpfsPath) -> Result<Cid, IpfsError> {
+        if let Some(cid) = path.bare_cid() {
+            return Ok(cid);
+        }
+        match self.resolve_call(path).await {
+            // js-ipfs's `resolve` refuses `/ipld` paths ("invalid argument
+            // /ipld/…"), and its `dag/resolve` stops at the first link of a
+            // dag-cbor node; its `/ipfs` pathing walks the IPLD links of
+            // non-UnixFS nodes, so the same segments are resolved there.
+            Err(CallError::Daemon { message, .. })
+                if path.namespace == Namespace::Ipld && message.contains("invalid argument") =>
+            {
+                self.resolve_call(&path.with_namespace(Namespace::Ipfs))
+                    .await
+                    .map_err(|e| e.into_ipfs("resolve"))
+            }
+            other => other.map_err(|e| e.into_ipfs("resolve")),
+        }
+    }
+
+    async fn resolve_call(&self, path: &IpfsPath) -> Result<Cid, CallError> {
+        let arg = path.to_string();
+        let body = self
+            .rpc
+            .call("resolve", &[("arg", arg.as_str())], None, self.total())
+            .await?;
+        answers::resolved(&body).map_err(|e| CallError::BadAnswer(e.to_string()))
+    }
+
     /// `pin/add` as upstream calls it for `max_depth`.
     async fn pin_add(&self, cid: &Cid, max_depth: i32) -> Result<(), IpfsError> {
         let arg = cid.to_string();
@@ -544,6 +576,11 @@ impl IpfsConnector for KuboConnector {
             let body = inner.call("id", &[], inner.total()).await?;
             parsed("id", answers::id(&body))
         })
+    }
+
+    fn resolve(&self, path: &IpfsPath) -> BoxFuture<Result<Cid, IpfsError>> {
+        let (inner, path) = (Arc::clone(&self.inner), path.clone());
+        Box::pin(async move { inner.resolve(&path).await })
     }
 
     fn swarm_connect(&self, multiaddr: &str) -> BoxFuture<Result<(), IpfsError>> {

@@ -332,3 +332,20 @@ fn gc_entries_are_keys_or_errors() {
     assert_eq!(repo_gc(b""), Ok(Vec::new()));
     assert!(repo_gc(b"[1]").is_err());
 }
+
+#[test]
+fn resolve_answers_give_the_root_cid_in_either_daemons_form() {
+    let v0 = "QmXeTAQMkiEmcLsgQMeMmqZb9BNks8UymiFiAn2d6rVYw8";
+    // Kubo, and js-ipfs for a sub-path.
+    let body = format!(r#"{{"Path":"/ipfs/{v0}"}}"#);
+    assert_eq!(resolved(body.as_bytes()), Ok(cid(v0)));
+    // js-ipfs for a bare CIDv0: base58 with a multibase prefix.
+    let body = format!(r#"{{"Path":"/ipfs/z{v0}"}}"#);
+    assert_eq!(resolved(body.as_bytes()), Ok(cid(v0)));
+    assert!(resolved(br#"{"Path":"/ipns/example.com"}"#).is_err());
+    assert!(resolved(br#"{"Path":7}"#).is_err());
+    assert!(matches!(
+        resolved(br#"{"Message":"no link named \"x\"","Code":0,"Type":"error"}"#),
+        Err(AnswerError::StreamedError(_))
+    ));
+}
