@@ -164,6 +164,7 @@ struct Peer {
     id: String,
     contact: String,
     rest: String,
+    proxy: String,
     process: Option<Process>,
 }
 
@@ -187,7 +188,8 @@ impl Peer {
         config["cluster"]["listen_multiaddress"] = serde_json::json!([cluster_addr]);
         config["cluster"]["cluster_peers"] = serde_json::json!(contacts);
         config["rest_api"]["listen_address"] = rest.clone().into();
-        config["ipfs_proxy"]["listen_address"] = format!("127.0.0.1:{}", free_port()).into();
+        let proxy = format!("127.0.0.1:{}", free_port());
+        config["ipfs_proxy"]["listen_address"] = proxy.clone().into();
         config["pinning_service"]["listen_address"] = format!("127.0.0.1:{}", free_port()).into();
         config["metrics"]["interval"] = "1s".into();
         config["metrics"]["ttl"] = "3s".into();
@@ -204,6 +206,7 @@ impl Peer {
             contact: format!("{cluster_addr}/p2p/{id}"),
             id,
             rest,
+            proxy,
             process: None,
         }
     }
@@ -531,4 +534,234 @@ fn acknowledged_pins_are_pinned_after_a_peer_is_killed_during_pin_adds() {
     for c in &acked {
         cluster.wait_pinned(1, c, &ids);
     }
+}
+
+/// The js-ipfs command-line client of the test recipe (`e2e/ipfs`).
+fn jsipfs_bin() -> PathBuf {
+    let bin =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../e2e/ipfs/node_modules/.bin/jsipfs");
+    assert!(
+        bin.exists(),
+        "{} is missing: run scripts/ipfs-install.sh",
+        bin.display()
+    );
+    bin
+}
+
+/// Runs `jsipfs <args>` with `repo` as its own repo (`--api` in `args`
+/// makes it a client of that API; without, it works offline on `repo`).
+fn jsipfs(repo: &Path, cwd: &Path, args: &[&str]) -> Output {
+    Command::new(jsipfs_bin())
+        .args(args)
+        .current_dir(cwd)
+        .env("NODE_ENV", "test")
+        .env("IPFS_PATH", repo)
+        .output()
+        .expect("run jsipfs")
+}
+
+fn jsipfs_ok(repo: &Path, cwd: &Path, args: &[&str]) -> String {
+    let out = jsipfs(repo, cwd, args);
+    assert!(
+        out.status.success(),
+        "jsipfs {args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The `added <cid> <name>` lines of a `jsipfs add` as (name, cid).
+fn added_lines(out: &str) -> BTreeMap<String, String> {
+    out.lines()
+        .filter_map(|l| {
+            let mut words = l.split_whitespace();
+            (words.next() == Some("added")).then_some(())?;
+            let cid = words.next()?.to_string();
+            Some((words.collect::<Vec<_>>().join(" "), cid))
+        })
+        .collect()
+}
+
+/// A real IPFS client (js-ipfs' `jsipfs --api`) against the proxy of a peer
+/// in embedded mode: what it adds gets the CIDs a real js-ipfs computes for
+/// the same files and options, is pinned in the cluster and read back with
+/// `cat` and `get` from another peer; `pin add|ls|rm` go to the cluster;
+/// a call the embedded node does not serve gets the clear error.
+#[test]
+fn a_real_ipfs_client_uses_the_proxy_of_an_embedded_peer() {
+    let _serial = serial();
+    let cluster = Cluster::start(|_, _| {});
+    let ids = cluster.all_ids();
+    let work = tempfile::tempdir().expect("temp dir");
+    let w = work.path();
+    // Offline js-ipfs: the reference CIDs.
+    let offline = w.join("offline-repo");
+    jsipfs_ok(&offline, w, &["init", "--empty-repo"]);
+    let client_repo = w.join("client-repo");
+    std::fs::write(w.join("small.txt"), b"hello from a real ipfs client\n").expect("write");
+    std::fs::write(w.join("big.bin"), big_file("proxy")).expect("write");
+    std::fs::create_dir_all(w.join("tree/sub")).expect("mkdir");
+    std::fs::write(w.join("tree/a.txt"), b"a").expect("write");
+    std::fs::write(w.join("tree/sub/b.txt"), big_file("tree")).expect("write");
+    let api0 = {
+        let (host, port) = cluster.peers[0].proxy.split_once(':').expect("host:port");
+        format!("/ip4/{host}/tcp/{port}")
+    };
+    let api1 = {
+        let (host, port) = cluster.peers[1].proxy.split_once(':').expect("host:port");
+        format!("/ip4/{host}/tcp/{port}")
+    };
+
+    // Same files and options, same CIDs as js-ipfs computes them.
+    for options in [&[][..], &["--cid-version", "1"][..], &["-w"][..]] {
+        for file in ["small.txt", "big.bin"] {
+            let mut args = vec!["add", "-Q"];
+            args.extend_from_slice(options);
+            args.push(file);
+            let mut offline_args = args.clone();
+            offline_args.insert(1, "-n");
+            let want = jsipfs_ok(&offline, w, &offline_args);
+            let mut via = vec!["--api", api0.as_str()];
+            via.extend_from_slice(&args);
+            let got = jsipfs_ok(&client_repo, w, &via);
+            assert_eq!(got.trim(), want.trim(), "add {options:?} {file}");
+        }
+    }
+    let want = added_lines(&jsipfs_ok(
+        &offline,
+        w,
+        &["add", "-r", "-n", "--progress=false", "tree"],
+    ));
+    let got = added_lines(&jsipfs_ok(
+        &client_repo,
+        w,
+        &["--api", &api0, "add", "-r", "--progress=false", "tree"],
+    ));
+    assert_eq!(got, want, "add -r tree");
+    let tree = got.get("tree").expect("the root").clone();
+
+    // The adds were pinned in the cluster (everywhere): fetched by the
+    // other peers' nodes, then read back through peer 1's proxy.
+    cluster.wait_pinned(1, &tree, &ids);
+    let small = jsipfs_ok(&client_repo, w, &["--api", &api0, "add", "-Q", "small.txt"]);
+    let small = small.trim().to_string();
+    cluster.wait_pinned(2, &small, &ids);
+    let cat = jsipfs(&client_repo, w, &["--api", &api1, "cat", &small]);
+    assert!(
+        cat.status.success(),
+        "cat: {}",
+        String::from_utf8_lossy(&cat.stderr)
+    );
+    assert_eq!(cat.stdout, b"hello from a real ipfs client\n");
+    let out = w.join("got");
+    std::fs::create_dir_all(&out).expect("mkdir");
+    jsipfs_ok(
+        &client_repo,
+        &out,
+        &["--api", &api1, "get", &tree, "-o", "tree-copy"],
+    );
+    // js-ipfs' client writes the archive's root (named after the CID)
+    // under the `-o` directory.
+    let copy = out.join("tree-copy").join(&tree);
+    assert_eq!(
+        std::fs::read(copy.join("sub/b.txt")).expect("got sub/b.txt"),
+        big_file("tree")
+    );
+    assert_eq!(std::fs::read(copy.join("a.txt")).expect("got a.txt"), b"a");
+
+    // Content added without a pin, then pinned, listed and unpinned by
+    // the client: all cluster operations.
+    std::fs::write(w.join("later.txt"), b"pinned later by hand\n").expect("write");
+    let later = jsipfs_ok(
+        &client_repo,
+        w,
+        &["--api", &api0, "add", "-Q", "--pin=false", "later.txt"],
+    );
+    let later = later.trim().to_string();
+    let status = cluster.status(0, &later);
+    assert!(
+        status.values().all(|s| *s == TrackerStatus::Unpinned),
+        "added with --pin=false but the cluster has it: {status:?}"
+    );
+    let said = jsipfs_ok(&client_repo, w, &["--api", &api0, "pin", "add", &later]);
+    assert!(said.contains(&later), "pin add said {said}");
+    cluster.wait_pinned(1, &later, &ids);
+    let listed = jsipfs_ok(
+        &client_repo,
+        w,
+        &["--api", &api1, "pin", "ls", "--type", "recursive"],
+    );
+    for cid in [&later, &small, &tree] {
+        assert!(
+            listed.contains(cid.as_str()),
+            "pin ls lacks {cid}:\n{listed}"
+        );
+    }
+    jsipfs_ok(&client_repo, w, &["--api", &api1, "pin", "rm", &later]);
+    wait_for("the unpin to reach every peer", || {
+        let s = cluster.status(2, &later);
+        s.values()
+            .all(|s| *s == TrackerStatus::Unpinned)
+            .then_some(())
+    });
+
+    // A call the embedded node does not serve: Kubo's error shape, clearly worded.
+    let refused = jsipfs(
+        &client_repo,
+        w,
+        &["--api", &api0, "name", "publish", &small],
+    );
+    assert!(!refused.status.success(), "name publish succeeded");
+    let said = String::from_utf8_lossy(&refused.stderr).to_string()
+        + &String::from_utf8_lossy(&refused.stdout);
+    assert!(
+        said.contains("needs an external IPFS daemon"),
+        "unclear refusal: {said}"
+    );
+}
+
+/// `ipfscluster add` (the REST API's `/add`) on a peer in embedded mode: the
+/// file is imported by the peer's own node, pinned with replication 2 and
+/// fetched by its allocations; the CID is the one js-ipfs computes.
+#[test]
+fn the_cli_adds_a_file_to_a_cluster_in_embedded_mode() {
+    let _serial = serial();
+    let cluster = Cluster::start(|_, _| {});
+    let work = tempfile::tempdir().expect("temp dir");
+    let w = work.path();
+    let file = w.join("report.bin");
+    std::fs::write(&file, big_file("cli add")).expect("write");
+    let offline = w.join("offline-repo");
+    jsipfs_ok(&offline, w, &["init", "--empty-repo"]);
+    let want = jsipfs_ok(&offline, w, &["add", "-Q", "-n", "report.bin"]);
+    let cli = PathBuf::from(env!("CARGO_BIN_EXE_ipfscluster"));
+    let out = Command::new(cli)
+        .args(["--host", &format!("http://{}", cluster.peers[2].rest)])
+        .args(["add", "-Q", "--rmin", "2", "--rmax", "2"])
+        .arg(&file)
+        .output()
+        .expect("run ipfscluster");
+    assert!(
+        out.status.success(),
+        "ipfscluster add: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cid = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert_eq!(
+        cid,
+        want.trim(),
+        "the embedded node's CID differs from js-ipfs'"
+    );
+    let pin = cluster
+        .rt
+        .block_on(
+            cluster.peers[0]
+                .client()
+                .allocation(&Cid::parse(&cid).expect("cid")),
+        )
+        .expect("the pin");
+    let holders: BTreeSet<String> = pin.allocations.iter().map(|a| a.to_string()).collect();
+    assert_eq!(holders.len(), 2, "{holders:?}");
+    cluster.wait_pinned(0, &cid, &holders);
 }

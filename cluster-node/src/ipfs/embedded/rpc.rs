@@ -388,6 +388,7 @@ async fn get(node: &EmbeddedConnector, params: &Params) -> Result<Response, RpcE
             "get: compression needs an external IPFS daemon",
         ));
     }
+    // Kubo names the archive's root after the path's last component.
     let base = arg
         .trim_end_matches('/')
         .rsplit('/')
@@ -395,79 +396,80 @@ async fn get(node: &EmbeddedConnector, params: &Params) -> Result<Response, RpcE
         .unwrap_or_default()
         .to_string();
     let timeout = node.config().request_timeout;
-    let mut entries = node.node().ls_unixfs(path.clone()).timeout(timeout);
-    let first = entries.next().await;
-    let (tx, rx) = mpsc::channel(STREAM_BUFFER);
-    let node = node.clone();
+    let mut listing = node.node().ls_unixfs(path).timeout(timeout);
     // A path that does not exist fails before the answer starts.
+    let first = listing.next().await;
     if let Some(rust_ipfs::unixfs::Entry::Error { error: e }) = &first {
         return Err(internal(e));
     }
+    let root = futures_util::stream::iter(first).chain(listing).boxed();
+    let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+    let node = node.clone();
     tokio::spawn(async move {
-        let send = |b: Vec<u8>| {
-            let tx = tx.clone();
-            async move { tx.send(Ok(Bytes::from(b))).await.is_ok() }
-        };
-        let mut next = first;
-        let mut is_dir = false;
-        while let Some(entry) = next.take() {
-            use rust_ipfs::unixfs::Entry;
-            let (name, cid, kind) = match entry {
-                Entry::RootDirectory { cid, .. } => {
-                    is_dir = true;
-                    (base.clone(), cid, Kind::Dir)
-                }
-                Entry::Directory { cid, path } => (format!("{base}/{path}"), cid, Kind::Dir),
-                Entry::File { cid, file, size } => {
-                    let name = if is_dir {
-                        format!("{base}/{file}")
-                    } else {
-                        base.clone()
-                    };
-                    (name, cid, Kind::File(size as u64))
-                }
-                Entry::Error { error } => {
-                    let _ = tx.send(Err(error.to_string())).await;
-                    return;
-                }
-            };
-            if !send(tar::entry_header(&name, kind)).await {
-                return;
-            }
-            if let Kind::File(size) = kind {
-                let mut written = 0u64;
-                let mut content = node.node().cat_unixfs(cid).timeout(timeout);
-                while let Some(chunk) = content.next().await {
-                    match chunk {
-                        Ok(c) => {
-                            written += c.len() as u64;
-                            if tx.send(Ok(c)).await.is_err() {
-                                return;
-                            }
-                        }
-                        Err(e) => {
-                            let _ = tx.send(Err(e.to_string())).await;
-                            return;
-                        }
-                    }
-                }
-                if written != size {
-                    let _ = tx
-                        .send(Err(format!(
-                            "{name}: {written} bytes read, {size} expected"
-                        )))
-                        .await;
-                    return;
-                }
-                if !send(vec![0u8; tar::padding(size)]).await {
-                    return;
-                }
-            }
-            next = entries.next().await;
+        if let Err(e) = send_tar(&node, root, base, &tx).await {
+            let _ = tx.send(Err(e)).await;
         }
-        let _ = send(tar::end()).await;
     });
     Ok(streamed("application/x-tar", rx))
+}
+
+type Listing = futures_util::stream::BoxStream<'static, rust_ipfs::unixfs::Entry>;
+
+/// Writes the tar archive of the tree listed by `root` (named `base`) to
+/// `tx`: directories as they are met, each file's content after its
+/// header. Subdirectories are listed in turn (one listing may or may not
+/// reach below its directory; paths already written are skipped).
+async fn send_tar(
+    node: &EmbeddedConnector,
+    root: Listing,
+    base: String,
+    tx: &mpsc::Sender<Result<Bytes, String>>,
+) -> Result<(), String> {
+    use rust_ipfs::unixfs::Entry;
+    let timeout = node.config().request_timeout;
+    let gone = || "the client went away".to_string();
+    let send = |b: Vec<u8>| async move { tx.send(Ok(Bytes::from(b))).await.map_err(|_| gone()) };
+    let mut written = std::collections::BTreeSet::new();
+    let mut pending: Vec<(Listing, String)> = vec![(root, base)];
+    while let Some((mut listing, prefix)) = pending.pop() {
+        let mut in_dir = false;
+        while let Some(entry) = listing.next().await {
+            let (name, cid, kind) = match entry {
+                Entry::Error { error } => return Err(error.to_string()),
+                Entry::RootDirectory { cid, .. } => {
+                    in_dir = true;
+                    (prefix.clone(), cid, Kind::Dir)
+                }
+                Entry::Directory { cid, path } => {
+                    let full = format!("{prefix}/{path}");
+                    let sub = node.node().ls_unixfs(cid).timeout(timeout).boxed();
+                    pending.push((sub, full.clone()));
+                    (full, cid, Kind::Dir)
+                }
+                Entry::File { cid, file, size } if in_dir => {
+                    (format!("{prefix}/{file}"), cid, Kind::File(size as u64))
+                }
+                Entry::File { cid, size, .. } => (prefix.clone(), cid, Kind::File(size as u64)),
+            };
+            if !written.insert(name.clone()) {
+                continue;
+            }
+            send(tar::entry_header(&name, kind)).await?;
+            let Kind::File(size) = kind else { continue };
+            let mut got = 0u64;
+            let mut content = node.node().cat_unixfs(cid).timeout(timeout);
+            while let Some(chunk) = content.next().await {
+                let chunk = chunk.map_err(|e| format!("{name}: {e}"))?;
+                got += chunk.len() as u64;
+                tx.send(Ok(chunk)).await.map_err(|_| gone())?;
+            }
+            if got != size {
+                return Err(format!("{name}: {got} bytes read, {size} expected"));
+            }
+            send(vec![0u8; tar::padding(size)]).await?;
+        }
+    }
+    send(tar::end()).await
 }
 
 async fn fetch_block(node: &EmbeddedConnector, arg: &str) -> Result<Block, RpcError> {
