@@ -765,3 +765,47 @@ fn the_cli_adds_a_file_to_a_cluster_in_embedded_mode() {
     assert_eq!(holders.len(), 2, "{holders:?}");
     cluster.wait_pinned(0, &cid, &holders);
 }
+
+/// A peer stopped for good: the pins allocated to it are re-allocated to
+/// the peer left out, whose embedded node fetches them by bitswap from the
+/// remaining holder.
+#[test]
+fn pins_of_a_peer_stopped_for_good_are_reallocated_and_pinned_elsewhere() {
+    let _serial = serial();
+    let mut cids = Vec::new();
+    let mut cluster = Cluster::start(|peers, rt| {
+        cids = peers[0].add_offline(rt, &[big_file("moved")]);
+    });
+    let cid = &cids[0];
+    let first: BTreeSet<String> = cluster.pin(0, cid, &replicated(2, 2)).into_iter().collect();
+    assert_eq!(first.len(), 2, "{first:?}");
+    cluster.wait_pinned(0, cid, &first);
+    // Stop an allocation that is not peer 0 (peer 0's API is asked below).
+    let gone = cluster
+        .peers
+        .iter()
+        .position(|p| p.id != cluster.peers[0].id && first.contains(&p.id))
+        .expect("an allocation besides peer 0");
+    let gone_id = cluster.peers[gone].id.clone();
+    cluster.peers[gone]
+        .process
+        .take()
+        .expect("running")
+        .terminate();
+    let moved = wait_for(
+        "the pin to be re-allocated away from the stopped peer",
+        || {
+            let pin = cluster
+                .rt
+                .block_on(
+                    cluster.peers[0]
+                        .client()
+                        .allocation(&Cid::parse(cid).expect("cid")),
+                )
+                .ok()?;
+            let now: BTreeSet<String> = pin.allocations.iter().map(|a| a.to_string()).collect();
+            (now.len() == 2 && !now.contains(&gone_id)).then_some(now)
+        },
+    );
+    cluster.wait_pinned(0, cid, &moved);
+}

@@ -108,6 +108,13 @@ pub fn init(config_dir: &Path, options: &InitOptions) -> Result<InitReport, Init
     })
 }
 
+/// Writes `config` as the `server.json` of `config_dir`, owner-only and
+/// atomically, after checking it.
+pub fn write_config(config_dir: &Path, config: &ServerConfig) -> Result<(), InitError> {
+    config.validate()?;
+    write_private(&config_dir.join(CONFIG_FILE), config.to_json().as_bytes())
+}
+
 /// Writes `bytes` to `path` readable by the owner only (it holds the secret).
 fn write_private(path: &Path, bytes: &[u8]) -> Result<(), InitError> {
     use std::io::Write;

@@ -10,6 +10,7 @@
 
 pub mod daemon;
 pub mod init;
+pub mod local;
 pub mod lock;
 pub mod member;
 pub mod pin_json;
