@@ -809,3 +809,86 @@ fn pins_of_a_peer_stopped_for_good_are_reallocated_and_pinned_elsewhere() {
     );
     cluster.wait_pinned(0, cid, &moved);
 }
+
+/// `ipfscluster-server local-cluster`: one command starts three peers with
+/// embedded nodes, pins the sample with replication 2 and keeps running;
+/// SIGTERM stops every peer cleanly; a second run on the same directory
+/// restarts the same cluster with the sample still pinned.
+#[test]
+fn local_cluster_runs_a_whole_cluster_and_restarts_it() {
+    let _serial = serial();
+    let root = tempfile::tempdir().expect("temp dir");
+    let dir = root.path().join("local");
+    let run = || {
+        let mut child = Command::new(BIN)
+            .args(["local-cluster", "--base-port", "23094", "--dir"])
+            .arg(&dir)
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn local-cluster");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut said = String::new();
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                said.push_str(&line);
+                said.push('\n');
+                if line.starts_with("Press Ctrl-C") {
+                    let _ = tx.send(said.clone());
+                }
+            }
+        });
+        let said = rx.recv_timeout(WAIT).expect("local-cluster running");
+        (child, said)
+    };
+    let (mut child, said) = run();
+    let cid = said
+        .lines()
+        .find_map(|l| {
+            l.split_once("sample.txt: ")
+                .map(|(_, c)| c.trim().to_string())
+        })
+        .unwrap_or_else(|| panic!("no sample CID in:\n{said}"));
+    let pinned = said.lines().filter(|l| l.ends_with(": pinned")).count();
+    assert!(pinned >= 2, "sample pinned on {pinned} peers:\n{said}");
+    let pids_of_peers = || -> Vec<String> {
+        let out = Command::new("pgrep")
+            .args(["-f", &format!("{}/peer-", dir.display())])
+            .output()
+            .expect("pgrep");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(String::from)
+            .collect()
+    };
+    assert_eq!(pids_of_peers().len(), 3, "three peer processes");
+    let term = |child: &mut Child| {
+        let pid = child.id().to_string();
+        assert!(Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .is_ok_and(|s| s.success()));
+        let status = child.wait().expect("wait");
+        assert_eq!(status.code(), Some(0), "local-cluster exit");
+    };
+    term(&mut child);
+    assert!(
+        pids_of_peers().is_empty(),
+        "peers left running: {:?}",
+        pids_of_peers()
+    );
+
+    // Again: the same cluster, the sample still pinned on two peers.
+    let (mut child, said) = run();
+    assert!(said.contains(&format!("sample.txt: {cid}")), "{said}");
+    let client = Client::new(ClientConfig {
+        base_url: "http://127.0.0.1:23194".into(),
+        ..ClientConfig::default()
+    })
+    .expect("client");
+    let peers = runtime().block_on(client.peers()).expect("peers");
+    assert_eq!(peers.len(), 3);
+    term(&mut child);
+}

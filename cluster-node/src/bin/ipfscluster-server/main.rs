@@ -14,6 +14,9 @@ use cluster_node::server::lock::ConfigLock;
 use cluster_node::server::state::{self, PeerPaths};
 use cluster_node::server::{config_dir, VERSION};
 
+#[cfg(feature = "client")]
+mod local_cluster;
+
 /// An IPFS Cluster peer: keeps a pinset replicated with Raft among the
 /// cluster's peers and has its IPFS daemon pin what is allocated to it.
 #[derive(Parser)]
@@ -56,6 +59,24 @@ enum Command {
     State {
         #[command(subcommand)]
         command: StateCommand,
+    },
+    /// Runs a whole cluster on this machine: PEERS peers on 127.0.0.1, each
+    /// with an embedded IPFS node, adds a sample file pinned with
+    /// replication 2, shows its status and keeps running until Ctrl-C.
+    /// Running it again on the same directory restarts the same cluster.
+    #[cfg(feature = "client")]
+    LocalCluster {
+        /// Where the peers' configs, data and logs go [default:
+        /// ~/.ipfs-cluster-local].
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+        /// How many peers.
+        #[arg(long, default_value_t = cluster_node::server::local::DEFAULT_PEERS)]
+        peers: usize,
+        /// Peer 0's REST API port; peer i uses BASE+100*i and the next three
+        /// ports (IPFS proxy, cluster swarm, Pinning Service API).
+        #[arg(long, value_name = "BASE", default_value_t = cluster_node::server::local::DEFAULT_BASE_PORT)]
+        base_port: u16,
     },
     /// Prints the version.
     Version,
@@ -111,6 +132,28 @@ fn init_tracing() {
 }
 
 fn run(cli: Cli) -> Result<()> {
+    #[cfg(feature = "client")]
+    if let Command::LocalCluster {
+        dir,
+        peers,
+        base_port,
+    } = &cli.command
+    {
+        let home = std::env::var_os("HOME").map(PathBuf::from);
+        let Some(dir) = dir
+            .clone()
+            .or_else(|| home.map(|h| h.join(".ipfs-cluster-local")))
+        else {
+            bail!("no directory for the local cluster: give --dir DIR (HOME is not set)");
+        };
+        let options = cluster_node::server::local::LocalOptions {
+            dir,
+            peers: *peers,
+            base_port: *base_port,
+        };
+        let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+        return runtime.block_on(local_cluster::run(&options, stop_signal()));
+    }
     let Some(dir) = config_dir(cli.config.as_deref()) else {
         bail!("no config directory: give --config DIR or set IPFS_CLUSTER_PATH (HOME is not set)");
     };
@@ -162,6 +205,8 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::State { command } => state_command(&dir, command),
+        #[cfg(feature = "client")]
+        Command::LocalCluster { .. } => unreachable!("handled before the config directory"),
     }
 }
 
