@@ -9,6 +9,7 @@
 
 pub mod cid;
 pub mod kubo_answers;
+pub mod multipart;
 pub mod node_rpc;
 pub mod p2p_wire;
 pub mod pin_import;
@@ -109,6 +110,11 @@ pub const TARGETS: &[Target] = &[
         name: "proxy_request",
         run: proxy_request::run,
         dictionary: proxy_request::DICTIONARY,
+    },
+    Target {
+        name: "multipart",
+        run: multipart::run,
+        dictionary: multipart::DICTIONARY,
     },
 ];
 

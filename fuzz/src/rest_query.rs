@@ -9,7 +9,7 @@ use cluster_node::api::rest::add::AddJob;
 use cluster_node::api::rest::options::{parse_cid, Query};
 use cluster_node::api::rest::peers::parse_add_peer;
 use cluster_node::api::rest::pins::parse_path;
-use cluster_node::ipfs::mem_add::boundary;
+use cluster_node::ipfs::multipart::boundary;
 use cluster_node::ipfs::{IpfsPath, Namespace};
 
 /// Parses `data` as a query string and reads it every way a route does.

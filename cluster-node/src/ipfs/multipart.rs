@@ -173,16 +173,18 @@ impl Splitter {
                     self.buf.drain(..eol + 2);
                     self.state = State::Headers;
                 }
+                // A part without headers has its blank line right away
+                // (whatever a later blank line would seem to close).
+                State::Headers if self.buf.starts_with(b"\r\n") => {
+                    return Err("part without a file name".into());
+                }
+                State::Headers if self.buf.len() < 2 => return Ok(()),
                 State::Headers => match find(&self.buf, b"\r\n\r\n") {
                     Some(end) => {
                         let head = String::from_utf8_lossy(&self.buf[..end]).into_owned();
                         out.push(part_start(&head)?);
                         self.buf.drain(..end + 4);
                         self.state = State::Body;
-                    }
-                    // A part without headers has its blank line right away.
-                    None if self.buf.starts_with(b"\r\n") => {
-                        return Err("part without a file name".into());
                     }
                     None if self.buf.len() > MAX_PART_HEADERS => {
                         return Err("part headers too long".into());
@@ -303,6 +305,23 @@ mod tests {
         assert!(parts(ct, b"no boundary at all").is_err());
         let cut = &b[..b.len() - 12];
         assert!(parts(ct, cut).is_err(), "a body cut short is refused");
+    }
+
+    /// Found by the `multipart` fuzz target: fed whole, an empty header
+    /// block was read up to a later blank line (a part named by the next
+    /// part's headers); fed in chunks, it was refused.
+    #[test]
+    fn an_empty_header_block_is_refused_however_the_body_is_cut() {
+        let body = b"\r\n--XyZ\r\n\r\n--XyZ--\r\nContent-Disposition: form-data; \
+                     filename=\"x\"\r\n\r\n\r\n--XyZ--";
+        let ct = "multipart/form-data; boundary=XyZ";
+        assert!(parts(ct, body).is_err(), "read whole");
+        let mut splitter = Splitter::new(ct).expect("splitter");
+        let mut events = Vec::new();
+        let fed = body
+            .iter()
+            .try_for_each(|b| splitter.push(std::slice::from_ref(b), &mut events));
+        assert!(fed.is_err(), "read a byte at a time");
     }
 
     #[test]
