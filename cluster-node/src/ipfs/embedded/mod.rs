@@ -106,6 +106,9 @@ struct Inner {
     node: Ipfs,
     config: EmbeddedConfig,
     marks: Arc<Mutex<Marks>>,
+    /// Held (shared) by every import and pin, (exclusive) by a garbage
+    /// collection: blocks stored but not pinned yet are never collected.
+    gc_lock: tokio::sync::RwLock<()>,
 }
 
 /// The connector to the peer's embedded IPFS node. Cheap to clone; the node
@@ -206,6 +209,7 @@ impl EmbeddedConnector {
                 node,
                 config,
                 marks: Arc::new(Mutex::new(marks)),
+                gc_lock: tokio::sync::RwLock::new(()),
             }),
         })
     }
@@ -242,6 +246,7 @@ impl EmbeddedConnector {
         let content_type = format!("multipart/form-data; boundary={boundary}");
         let stream = futures_util::stream::iter([Ok(body)]);
         let options = ImportOptions::default();
+        let _no_gc = self.hold_off_gc().await;
         let import = import::import(self.inner.node.repo(), &options, &content_type, stream, &tx);
         within("add", self.inner.config.request_timeout, import).await?;
         drop(tx);
@@ -253,6 +258,12 @@ impl EmbeddedConnector {
             path: "add".into(),
             reason: "nothing added".into(),
         })
+    }
+
+    /// Keeps garbage collection away while the caller stores blocks it
+    /// has not pinned yet (dropped: collection may run).
+    pub async fn hold_off_gc(&self) -> tokio::sync::RwLockReadGuard<'_, ()> {
+        self.inner.gc_lock.read().await
     }
 
     /// The node itself, for the RPC API served beside it.
@@ -319,6 +330,7 @@ impl Inner {
 
     /// Pins `cid` in the node, fetching what is missing from connected nodes.
     async fn pin_add(&self, cid: &NodeCid, max_depth: i32) -> Result<(), IpfsError> {
+        let _no_gc = self.gc_lock.read().await;
         let limit = self.config.pin_timeout;
         let mut pin = self.node.insert_pin(cid).timeout(limit);
         if max_depth != 0 {
@@ -458,6 +470,39 @@ impl Inner {
         })
     }
 
+    /// Removes every block no pin holds. rust-ipfs 0.16's own `gc` compares
+    /// whole CIDs, and its block store lists blocks as CIDv1: every block
+    /// of a CIDv0 pin (Kubo's default) would be removed. Blocks are kept by
+    /// multihash here.
+    async fn gc(&self) -> Result<Vec<GcEntry>, IpfsError> {
+        let _exclusive = self.gc_lock.write().await;
+        let repo = self.node.repo();
+        let mut keep = std::collections::HashSet::new();
+        let mut pins = repo.list_pins(None).await;
+        while let Some(pin) = pins.next().await {
+            let (cid, _) = pin.map_err(|e| daemon("repo/gc", e))?;
+            keep.insert(cid.hash().to_bytes());
+        }
+        let mut removed = Vec::new();
+        let mut blocks = repo.list_blocks().await;
+        while let Some(cid) = blocks.next().await {
+            if keep.contains(&cid.hash().to_bytes()) {
+                continue;
+            }
+            removed.push(match repo.remove_block(cid, false).await {
+                Ok(_) => GcEntry {
+                    key: Some(cid.to_string()),
+                    error: None,
+                },
+                Err(e) => GcEntry {
+                    key: None,
+                    error: Some(format!("removing {cid}: {e}")),
+                },
+            });
+        }
+        Ok(removed)
+    }
+
     /// The CID an `/ipfs/…` path (a CID and links below it) leads to.
     async fn resolve(&self, path: &str) -> Result<Cid, IpfsError> {
         let parsed: rust_ipfs::IpfsPath = path.parse().map_err(|e| daemon("resolve", e))?;
@@ -577,17 +622,7 @@ impl IpfsConnector for EmbeddedConnector {
         let inner = Arc::clone(&self.inner);
         Box::pin(async move {
             let limit = inner.config.request_timeout;
-            let removed = within("repo/gc", limit, async {
-                inner.node.gc().await.map_err(|e| daemon("repo/gc", e))
-            })
-            .await?;
-            Ok(removed
-                .iter()
-                .map(|cid| GcEntry {
-                    key: Some(cid.to_string()),
-                    error: None,
-                })
-                .collect())
+            within("repo/gc", limit, inner.gc()).await
         })
     }
 
@@ -610,6 +645,7 @@ impl IpfsConnector for EmbeddedConnector {
             let mut body = request.body;
             let stream = futures_util::stream::poll_fn(move |cx| body.poll_recv(cx));
             let content_type = request.content_type;
+            let _no_gc = inner.gc_lock.read().await;
             import::import(
                 inner.node.repo(),
                 &options,

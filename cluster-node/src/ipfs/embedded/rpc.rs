@@ -6,7 +6,8 @@
 //! `version`, `swarm/peers|connect`, `repo/stat`, `repo/gc` and `resolve`.
 //! (The proxy answers `pin/*` itself.) Every other command answers a
 //! Kubo-shaped error (`{"Message","Code","Type"}`, HTTP 501) saying it needs
-//! an external IPFS daemon.
+//! an external IPFS daemon. Requests from browsers (with an `Origin`) are
+//! refused, as Kubo's default configuration does.
 
 use std::net::SocketAddr;
 
@@ -219,11 +220,22 @@ pub fn router(node: EmbeddedConnector) -> Router {
     Router::new().fallback(dispatch).with_state(node)
 }
 
-async fn dispatch(
+/// Routes one call (what the router does for every request).
+pub(crate) async fn dispatch(
     State(node): State<EmbeddedConnector>,
     RawQuery(query): RawQuery,
     request: Request,
 ) -> Response {
+    // As Kubo's default API config: no browser page may call the node (a
+    // cross-site request to a loopback port is a request all the same).
+    if let Some(origin) = request.headers().get(header::ORIGIN) {
+        let origin = origin.to_str().unwrap_or("(not text)").to_string();
+        return error(
+            StatusCode::FORBIDDEN,
+            &format!("cross-origin request from {origin} refused"),
+        )
+        .into_response();
+    }
     if request.method() != Method::POST {
         return error(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -283,6 +295,8 @@ async fn add(
     let (tx, rx) = mpsc::channel(STREAM_BUFFER);
     let importer = node.clone();
     tokio::spawn(async move {
+        // No collection between storing the blocks and pinning the roots.
+        let _no_gc = importer.hold_off_gc().await;
         let repo = importer.node().repo().clone();
         let work = async move {
             let r = import(&repo, &options, &ct, body, &added_tx).await;
@@ -533,6 +547,7 @@ async fn put_block(
         ::cid::Cid::new_v1(codec, hash)
     };
     let block = Block::new(cid, data).map_err(internal)?;
+    let _no_gc = node.hold_off_gc().await;
     node.node().put_block(&block).await.map_err(internal)?;
     if pin {
         node.node()

@@ -210,3 +210,87 @@ async fn a_restarted_node_fetches_new_content_from_a_node_it_knew() {
     a.shutdown().await;
     b.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gc_removes_what_no_pin_holds_and_keeps_pinned_content() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = started(dir.path()).await;
+    let kept = node.add_bytes("kept", &[1u8; 300_000]).await.expect("add");
+    let loose = node.add_bytes("loose", &[2u8; 300_000]).await.expect("add");
+    node.pin(&kept, -1).await.expect("pin");
+    let removed = node.repo_gc().await.expect("gc");
+    // The repo keys blocks by multihash: removed keys come as CIDv1.
+    let loose_v1 = to_node_cid(&loose).expect("cid").into_v1().expect("v1");
+    let keys: Vec<String> = removed.iter().filter_map(|e| e.key.clone()).collect();
+    assert!(
+        keys.iter().any(|k| k
+            .parse::<NodeCid>()
+            .ok()
+            .map(|c| c.hash() == loose_v1.hash())
+            == Some(true)),
+        "gc kept {loose}: {keys:?}"
+    );
+    let has = |cid: &Cid| {
+        let cid = to_node_cid(cid).expect("cid");
+        let repo = node.node().repo().clone();
+        async move { repo.contains(&cid).await.expect("contains") }
+    };
+    assert!(has(&kept).await);
+    assert!(!has(&loose).await);
+    // Every block of the pinned file is still there.
+    let content: Vec<u8> = node
+        .node()
+        .cat_unixfs(to_node_cid(&kept).expect("cid"))
+        .local()
+        .map(|chunk| chunk.expect("a kept block").to_vec())
+        .concat()
+        .await;
+    assert_eq!(content, vec![1u8; 300_000]);
+    // A sub-path resolves to the CID it names; the root to itself.
+    let path = IpfsPath::parse(&format!("/ipfs/{kept}")).expect("path");
+    assert_eq!(node.resolve(&path).await.expect("resolve"), kept);
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rpc_api_refuses_browsers_other_methods_and_unserved_commands() {
+    use axum::body::Body;
+    use axum::extract::{RawQuery, State};
+    use axum::http::{Request, StatusCode};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = started(dir.path()).await;
+    let call = |method: &str, path: &str, origin: Option<&str>| {
+        let mut r = Request::builder().method(method).uri(path);
+        if let Some(o) = origin {
+            r = r.header("origin", o);
+        }
+        let request = r.body(Body::empty()).expect("request");
+        let query = request.uri().query().map(String::from);
+        rpc::dispatch(State(node.clone()), RawQuery(query), request)
+    };
+    let body = |r: axum::response::Response| async move {
+        let bytes = axum::body::to_bytes(r.into_body(), 1 << 20)
+            .await
+            .expect("body");
+        serde_json::from_slice::<serde_json::Value>(&bytes).expect("json")
+    };
+    let ok = call("POST", "/api/v0/version", None).await;
+    assert_eq!(ok.status(), StatusCode::OK);
+    let from_a_page = call("POST", "/api/v0/version", Some("http://evil.example")).await;
+    assert_eq!(from_a_page.status(), StatusCode::FORBIDDEN);
+    assert_eq!(body(from_a_page).await["Type"], "error");
+    let get = call("GET", "/api/v0/version", None).await;
+    assert_eq!(get.status(), StatusCode::METHOD_NOT_ALLOWED);
+    let unserved = call("POST", "/api/v0/key/list", None).await;
+    assert_eq!(unserved.status(), StatusCode::NOT_IMPLEMENTED);
+    let said = body(unserved).await;
+    assert!(
+        said["Message"]
+            .as_str()
+            .is_some_and(|m| m.contains("needs an external IPFS daemon")),
+        "{said}"
+    );
+    let bad = call("POST", "/api/v0/block/stat?arg=not-a-cid", None).await;
+    assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+    node.shutdown().await;
+}
