@@ -328,9 +328,10 @@ pub async fn statuses(
             None => Ok(vec![None; pins.len()]),
         });
     }
-    let mut page = StatusPage::new(columns, state.now());
+    let mut page = StatusPage::new(pins, columns, state.now());
     let mut cells: Vec<Option<PinStatus>> = Vec::with_capacity(targets.len());
-    for (row, (cid, pin)) in pins.into_iter().enumerate() {
+    for row in 0..page.rows().len() {
+        let pin = &page.rows()[row].1;
         let mut any = false;
         cells.clear();
         cells.extend(targets.keys().zip(&mut by_peer).map(|(peer, answer)| {
@@ -340,7 +341,7 @@ pub async fn statuses(
                 attempts: 0,
                 priority: false,
             };
-            let cell = if !asked(&pin, peer) {
+            let cell = if !asked(pin, peer) {
                 short(TrackerStatus::Remote, String::new())
             } else {
                 match answer {
@@ -358,7 +359,7 @@ pub async fn statuses(
             keep.then_some(cell)
         }));
         if any || filter.is_empty() {
-            page.push(cid, pin, cells.drain(..));
+            page.keep(row, cells.drain(..));
         }
     }
     page

@@ -29,25 +29,30 @@ pub struct PeerColumn {
 /// The statuses of a page of CIDs on the peers asked.
 #[derive(Debug, Clone)]
 pub struct StatusPage {
-    /// Each entry's CID and pin (`None`: not in the state).
+    /// The page's CIDs and pins (`None`: not in the state), as asked:
+    /// kept whole rather than moved entry by entry (a pin is ~300 bytes).
     rows: Vec<(Cid, Option<Pin>)>,
+    /// The rows that are entries (the filter may leave some out), in order.
+    kept: Vec<usize>,
     /// The peers, in `peer_map` (peer id) order.
     peers: Vec<PeerColumn>,
-    /// `rows × peers`, row by row: one peer's status of one CID; `None`
-    /// where the filter left it out.
+    /// `kept × peers`, entry by entry: one peer's status of one CID;
+    /// `None` where the filter left it out.
     cells: Vec<Option<PinStatus>>,
     /// When the statuses were gathered (every entry's `timestamp`).
     now: Millis,
 }
 
 impl StatusPage {
-    /// An empty page over `peers` (sorted by id) gathered at `now`.
-    pub fn new(peers: Vec<PeerColumn>, now: Millis) -> StatusPage {
+    /// A page of `rows` over `peers` (sorted by id) gathered at `now`,
+    /// with no entry yet.
+    pub fn new(rows: Vec<(Cid, Option<Pin>)>, peers: Vec<PeerColumn>, now: Millis) -> StatusPage {
         debug_assert!(peers.windows(2).all(|w| w[0].id < w[1].id));
         StatusPage {
-            rows: Vec::new(),
+            kept: Vec::with_capacity(rows.len()),
+            cells: Vec::with_capacity(rows.len() * peers.len()),
+            rows,
             peers,
-            cells: Vec::new(),
             now,
         }
     }
@@ -57,13 +62,19 @@ impl StatusPage {
         &self.peers
     }
 
-    /// Adds an entry: one cell per peer, in the peers' order.
-    pub fn push(
-        &mut self,
-        cid: Cid,
-        pin: Option<Pin>,
-        cells: impl IntoIterator<Item = Option<PinStatus>>,
-    ) {
+    /// The page's CIDs and pins, entries or not.
+    pub fn rows(&self) -> &[(Cid, Option<Pin>)] {
+        &self.rows
+    }
+
+    /// Makes row `row` (after the last one kept) an entry: one cell per
+    /// peer, in the peers' order.
+    pub fn keep(&mut self, row: usize, cells: impl IntoIterator<Item = Option<PinStatus>>) {
+        assert!(row < self.rows.len(), "a row of the page");
+        assert!(
+            self.kept.last().is_none_or(|last| *last < row),
+            "rows in order"
+        );
         let before = self.cells.len();
         self.cells.extend(cells);
         assert_eq!(
@@ -71,29 +82,29 @@ impl StatusPage {
             self.peers.len(),
             "one cell per peer"
         );
-        self.rows.push((cid, pin));
+        self.kept.push(row);
     }
 
     /// Entries on the page.
     pub fn len(&self) -> usize {
-        self.rows.len()
+        self.kept.len()
     }
 
     /// True when the page has no entry.
     pub fn is_empty(&self) -> bool {
-        self.rows.is_empty()
+        self.kept.is_empty()
     }
 
     /// Keeps the first `n` entries.
     pub fn truncate(&mut self, n: usize) {
-        self.rows.truncate(n);
+        self.kept.truncate(n);
         // `n` is often "no limit" (usize::MAX).
         self.cells.truncate(n.saturating_mul(self.peers.len()));
     }
 
-    fn row_cells(&self, row: usize) -> &[Option<PinStatus>] {
+    fn entry_cells(&self, entry: usize) -> &[Option<PinStatus>] {
         let width = self.peers.len();
-        &self.cells[row * width..(row + 1) * width]
+        &self.cells[entry * width..(entry + 1) * width]
     }
 
     /// Appends each entry as one line of JSON: byte for byte what
@@ -106,10 +117,11 @@ impl StatusPage {
         encode::time(&mut stamp, Some(self.now));
         stamp.extend_from_slice(b",\"error\":");
         let mut created = TimeText::default();
-        for (row, (cid, pin)) in self.rows.iter().enumerate() {
+        for (entry, row) in self.kept.iter().enumerate() {
+            let (cid, pin) = &self.rows[*row];
             entry_head(out, cid, pin.as_ref(), &mut created);
             let mut first = true;
-            for (cell, head) in self.row_cells(row).iter().zip(&heads) {
+            for (cell, head) in self.entry_cells(entry).iter().zip(&heads) {
                 let Some(cell) = cell else { continue };
                 if !first {
                     out.push(b',');
@@ -136,9 +148,12 @@ impl StatusPage {
         let now = Timestamp::at(self.now);
         let mut cells = self.cells.into_iter();
         let peers = self.peers;
+        let mut kept = self.kept.into_iter().peekable();
         self.rows
             .into_iter()
-            .map(|(cid, pin)| {
+            .enumerate()
+            .filter(|(row, _)| kept.next_if_eq(row).is_some())
+            .map(|(_, (cid, pin))| {
                 let mut info = pin_part(cid, pin.as_ref());
                 for (peer, cell) in peers.iter().zip(cells.by_ref().take(width)) {
                     let Some(cell) = cell else { continue };
@@ -285,7 +300,7 @@ mod tests {
             })
             .collect();
         let width = peers.len();
-        let mut page = StatusPage::new(peers, Millis(1_700_000_000_000 + g.below(2) * 123));
+        let mut rows = Vec::new();
         for n in 0..g.below(6) {
             let pin = (g.below(3) > 0).then(|| {
                 let options = PinOptions {
@@ -298,6 +313,15 @@ mod tests {
                 pin.allocations = (0..g.below(3)).map(peer).collect();
                 pin
             });
+            rows.push((cid(n), pin));
+        }
+        let count = rows.len();
+        let mut page = StatusPage::new(rows, peers, Millis(1_700_000_000_000 + g.below(2) * 123));
+        for row in 0..count {
+            // Some rows are left out, as the filter leaves them.
+            if g.below(5) == 0 {
+                continue;
+            }
             let cells: Vec<_> = (0..width)
                 .map(|_| {
                     (g.below(4) > 0).then(|| PinStatus {
@@ -308,7 +332,7 @@ mod tests {
                     })
                 })
                 .collect();
-            page.push(cid(n), pin, cells);
+            page.keep(row, cells);
         }
         page
     }
