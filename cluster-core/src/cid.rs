@@ -12,6 +12,8 @@ use std::str::FromStr;
 use serde::de::{self, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::cid_text::{self, CidText};
+
 /// Longest binary CID kept inline; longer ones (e.g. sha2-512 digests) go to the heap.
 pub const CID_INLINE_MAX_BYTES: usize = 38;
 
@@ -122,8 +124,15 @@ impl Cid {
         self.as_bytes().first() == Some(&0x12)
     }
 
-    fn to_crate(&self) -> CrateCid {
-        CrateCid::try_from(self.as_bytes()).expect("invariant: Cid bytes were validated on entry")
+    /// The text form (what `Display` prints) without allocating: CIDv0 in
+    /// base58btc, CIDv1 in multibase base32 lower (`b…`), as the `cid`
+    /// crate prints them.
+    pub fn text(&self) -> CidText {
+        if self.is_v0() {
+            cid_text::base58btc(self.as_bytes())
+        } else {
+            cid_text::multibase_base32(self.as_bytes())
+        }
     }
 }
 
@@ -186,8 +195,7 @@ impl Hash for Cid {
 
 impl fmt::Display for Cid {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // CIDv0 prints as base58btc, CIDv1 as base32 lower: the usual forms.
-        fmt::Display::fmt(&self.to_crate(), f)
+        f.write_str(self.text().as_str())
     }
 }
 impl fmt::Debug for Cid {
@@ -206,7 +214,7 @@ impl FromStr for Cid {
 impl Serialize for Cid {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         if s.is_human_readable() {
-            s.collect_str(self)
+            s.serialize_str(self.text().as_str())
         } else {
             s.serialize_bytes(self.as_bytes())
         }
@@ -252,6 +260,32 @@ mod tests {
         }
         assert!(Cid::parse(V0).unwrap().is_v0());
         assert!(!Cid::parse(V1).unwrap().is_v0());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn text_is_what_the_cid_crate_prints(
+            digest in proptest::collection::vec(proptest::num::u8::ANY, 0..=64),
+            codec in proptest::num::u8::ANY,
+            code in proptest::sample::select(vec![0x00u32, 0x12, 0x13, 0x1b, 0x7f, 0xb220]),
+            v0 in proptest::bool::ANY,
+        ) {
+            let mut bytes = if v0 { vec![0x12, 0x20] } else { vec![0x01, codec & 0x7f] };
+            if !v0 {
+                // Multi-byte varints too (codes past 0x7f).
+                let mut c = code;
+                while c > 0x7f { bytes.push((c as u8 & 0x7f) | 0x80); c >>= 7; }
+                bytes.push(c as u8);
+                bytes.push(digest.len() as u8);
+            }
+            bytes.extend(if v0 { &digest[..digest.len().min(32)] } else { &digest[..] });
+            if let Ok(cid) = Cid::from_bytes(&bytes) {
+                let by_crate = CrateCid::try_from(cid.as_bytes()).unwrap().to_string();
+                let text = cid.text();
+                proptest::prop_assert_eq!(text.as_str(), by_crate.as_str());
+                proptest::prop_assert_eq!(cid.to_string(), by_crate);
+            }
+        }
     }
 
     #[test]

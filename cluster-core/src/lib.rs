@@ -13,6 +13,7 @@
 
 pub mod allocator;
 mod cid;
+mod cid_text;
 mod peer;
 pub mod pin;
 pub mod pinset;
@@ -24,6 +25,7 @@ pub mod tracker;
 mod transcript;
 
 pub use crate::cid::{Cid, CidError};
+pub use crate::cid_text::{CidText, CID_TEXT_MAX_BYTES};
 pub use peer::{PeerId, PeerIdError};
 pub use pin::{Pin, PinMode, PinOptions, PinType};
 pub use pinset::Pinset;

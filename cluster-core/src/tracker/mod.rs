@@ -301,6 +301,18 @@ pub struct PinStatus {
     pub priority: bool,
 }
 
+impl PinStatus {
+    /// Not pinned here and not in the state: a CID the tracker does not know.
+    fn unpinned() -> PinStatus {
+        PinStatus {
+            status: TrackerStatus::Unpinned,
+            error: String::new(),
+            attempts: 0,
+            priority: false,
+        }
+    }
+}
+
 /// Counters for metrics (`pinqueue`, `numpin`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct TrackerCounts {
@@ -427,14 +439,48 @@ impl Tracker {
 
     /// The status of `cid` on this peer.
     pub fn status(&self, cid: &Cid) -> PinStatus {
+        match self.items.get(cid) {
+            Some(item) => self.item_status(item),
+            None => PinStatus::unpinned(),
+        }
+    }
+
+    /// The statuses of `cids`, in their order. Ascending CIDs (a pinset
+    /// page, what listings ask) are found in one walk over the items
+    /// rather than a search each.
+    pub fn statuses_of(&self, cids: &[Cid]) -> Vec<PinStatus> {
+        /// Items stepped over before searching instead: the walk must
+        /// not crawl across a gap between two far-apart CIDs.
+        const WALK_MAX: usize = 8;
+        let ascending = cids.windows(2).all(|w| w[0] < w[1]);
+        let (Some(first), true) = (cids.first(), ascending) else {
+            return cids.iter().map(|c| self.status(c)).collect();
+        };
+        let mut items = self.items.range(first..).peekable();
+        cids.iter()
+            .map(|cid| {
+                let mut stepped = 0;
+                while items.next_if(|(k, _)| *k < cid).is_some() {
+                    stepped += 1;
+                    if stepped > WALK_MAX {
+                        items = self.items.range(cid..).peekable();
+                        break;
+                    }
+                }
+                match items.peek() {
+                    Some((k, item)) if *k == cid => self.item_status(item),
+                    _ => PinStatus::unpinned(),
+                }
+            })
+            .collect()
+    }
+
+    fn item_status(&self, item: &Item) -> PinStatus {
         let none = |status| PinStatus {
             status,
             error: String::new(),
             attempts: 0,
             priority: false,
-        };
-        let Some(item) = self.items.get(cid) else {
-            return none(TrackerStatus::Unpinned);
         };
         if let Some(op) = &item.op {
             let status = match (op.kind, &op.phase) {
@@ -509,7 +555,9 @@ impl Tracker {
 
     /// Every CID the tracker knows, in CID order, with its status.
     pub fn statuses(&self) -> impl Iterator<Item = (&Cid, PinStatus)> + '_ {
-        self.items.keys().map(|cid| (cid, self.status(cid)))
+        self.items
+            .iter()
+            .map(|(cid, item)| (cid, self.item_status(item)))
     }
 
     /// Queue and pin counters.

@@ -1060,3 +1060,39 @@ fn desire_and_desired_report_what_the_driver_fed() {
     let desired: Vec<Cid> = t.desired().cloned().collect();
     assert_eq!(desired, vec![cid(1), cid(2)]);
 }
+
+#[test]
+fn statuses_of_many_cids_are_each_cids_status_in_any_order() {
+    let mut t = Tracker::new(config(), 0, Millis(0)).expect("valid config");
+    // Every third CID of 0..300 is known, in a mix of states.
+    for n in (0..300).step_by(3) {
+        let desire = match n % 4 {
+            0 => Some(Desire::Remote),
+            1 => Some(Desire::Sharded),
+            _ => Some(Desire::Pin { max_depth: -1 }),
+        };
+        t.handle_input(
+            Input::Desired {
+                cid: cid(n),
+                desire,
+            },
+            Millis(0),
+        );
+    }
+    let (cmds, _) = drain(&mut t, Millis(0));
+    assert!(!cmds.is_empty());
+    let asks: Vec<Vec<u64>> = vec![
+        (0..300).collect(),
+        (0..300).step_by(3).collect(),
+        vec![1, 2, 299, 300, 1000],
+        vec![0, 297],
+        (0..300).rev().collect(),
+        vec![5, 5, 6],
+        vec![],
+    ];
+    for ask in asks {
+        let cids: Vec<Cid> = ask.into_iter().map(cid).collect();
+        let one_by_one: Vec<PinStatus> = cids.iter().map(|c| t.status(c)).collect();
+        assert_eq!(t.statuses_of(&cids), one_by_one);
+    }
+}

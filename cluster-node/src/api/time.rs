@@ -48,7 +48,10 @@ impl fmt::Display for Timestamp {
 
 impl Serialize for Timestamp {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
+        match self.0 {
+            None => s.serialize_str(ZERO_TIME),
+            Some(ms) => s.serialize_str(&format_millis(ms)),
+        }
     }
 }
 
@@ -63,15 +66,48 @@ impl<'de> Deserialize<'de> for Timestamp {
 
 /// `ms` as RFC 3339 in UTC (`2024-05-06T10:12:45.512Z`).
 pub fn format_millis(ms: Millis) -> String {
+    let mut out = Vec::with_capacity(24);
+    write_millis(&mut out, ms);
+    // Only ASCII digits and separators were written.
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// Appends `ms` as RFC 3339 in UTC to `out` (what [`format_millis`]
+/// returns), without the formatting machinery: listings print one or two
+/// times per line.
+pub fn write_millis(out: &mut Vec<u8>, ms: Millis) {
     let ms = i64::try_from(ms.0).unwrap_or(i64::MAX);
     let (days, in_day) = (ms.div_euclid(MS_PER_DAY), ms.rem_euclid(MS_PER_DAY));
     let (y, m, d) = civil_from_days(days);
     let (secs, frac) = (in_day / 1000, in_day % 1000);
     let (hh, mm, ss) = (secs / 3600, secs / 60 % 60, secs % 60);
-    if frac == 0 {
-        format!("{y:04}-{m:02}-{d:02}T{hh:02}:{mm:02}:{ss:02}Z")
+    if (0..10_000).contains(&y) {
+        digits(out, y, 4);
     } else {
-        format!("{y:04}-{m:02}-{d:02}T{hh:02}:{mm:02}:{ss:02}.{frac:03}Z")
+        // Past year 9999 (only from absurd inputs): as `{:04}` prints it.
+        out.extend_from_slice(y.to_string().as_bytes());
+    }
+    out.push(b'-');
+    digits(out, m, 2);
+    out.push(b'-');
+    digits(out, d, 2);
+    out.push(b'T');
+    digits(out, hh, 2);
+    out.push(b':');
+    digits(out, mm, 2);
+    out.push(b':');
+    digits(out, ss, 2);
+    if frac != 0 {
+        out.push(b'.');
+        digits(out, frac, 3);
+    }
+    out.push(b'Z');
+}
+
+/// `n` (0 ≤ n < 10^width) in `width` digits, zero-padded.
+fn digits(out: &mut Vec<u8>, n: i64, width: u32) {
+    for i in (0..width).rev() {
+        out.push(b'0' + (n / 10_i64.pow(i) % 10) as u8);
     }
 }
 
@@ -227,6 +263,11 @@ mod tests {
         assert_eq!(
             format_millis(Millis(1_714_990_365_512)),
             "2024-05-06T10:12:45.512Z"
+        );
+        assert_eq!(format_millis(Millis(5)), "1970-01-01T00:00:00.005Z");
+        assert_eq!(
+            format_millis(Millis(253_402_300_800_000)),
+            "10000-01-01T00:00:00Z"
         );
         // 2000-02-29 (a leap day in a century year).
         assert_eq!(

@@ -261,13 +261,10 @@ impl Driver {
             Msg::Input(input) => self.tracker.handle_input(input, self.ctx.clock.now()),
             Msg::Statuses { cids, reply } => {
                 let statuses = match cids {
-                    Some(cids) => cids
-                        .into_iter()
-                        .map(|c| {
-                            let s = self.tracker.status(&c);
-                            (c, s)
-                        })
-                        .collect(),
+                    Some(cids) => {
+                        let statuses = self.tracker.statuses_of(&cids);
+                        cids.into_iter().zip(statuses).collect()
+                    }
                     None => self
                         .tracker
                         .statuses()

@@ -226,7 +226,7 @@ impl Found {
         let mut by_cid: BTreeMap<Cid, Pin> =
             pins.iter().map(|p| (p.cid.clone(), p.clone())).collect();
         let asked = pins.into_iter().map(|p| (p.cid.clone(), Some(p))).collect();
-        for info in statuses(api, asked, false, &[]).await {
+        for info in statuses(api, asked, false, &[]).await.into_infos() {
             let Some(status) = service_status(info.peer_map.values().map(|p| p.status)) else {
                 continue;
             };

@@ -42,6 +42,7 @@
 pub mod add;
 pub mod auth;
 pub mod cors;
+pub mod encode;
 pub mod error;
 pub mod jwt;
 pub mod limits;
@@ -52,6 +53,7 @@ pub mod peers;
 pub mod pins;
 pub mod state;
 pub mod status;
+pub mod status_page;
 pub mod stream;
 
 use std::future::Future;

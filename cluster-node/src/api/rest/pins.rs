@@ -19,6 +19,7 @@ use cluster_core::allocator::{allocate, AllocationRequest};
 use cluster_core::pinset::Command;
 use cluster_core::{Cid, PeerId, Pin, PinOptions, PinType};
 
+use super::encode;
 use super::error::{json_response, ApiError};
 use super::options::{parse_cid, Query};
 use super::state::ApiState;
@@ -169,14 +170,20 @@ pub async fn allocations(
                 .with_pinset(|p| p.page(after.as_ref(), LIST_PAGE_PINS));
             let last = pins.len() < LIST_PAGE_PINS;
             after = pins.last().map(|p| p.cid.clone());
-            let wanted: Vec<ApiPin> = pins
+            let wanted: Vec<Pin> = pins
                 .into_iter()
                 .filter(|pin| types.is_empty() || types.contains(&pin.pin_type))
                 .take(left)
-                .map(ApiPin::from_stored)
                 .collect();
             left -= wanted.len();
-            if !sink.send_page(&wanted).await || left == 0 || last {
+            let write = |out: &mut Vec<u8>| {
+                let mut times = encode::TimeText::default();
+                for pin in &wanted {
+                    encode::stored_pin(out, pin, &mut times);
+                    out.push(b'\n');
+                }
+            };
+            if !sink.send_lines(&write).await || left == 0 || last {
                 return Ok(());
             }
         }

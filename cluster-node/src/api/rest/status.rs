@@ -22,9 +22,9 @@ use super::error::{json_response, ApiError};
 use super::options::{parse_cid, Query};
 use super::pins::LIST_PAGE_PINS;
 use super::state::ApiState;
+use super::status_page::{pin_part, PeerColumn, StatusPage};
 use super::stream::ndjson;
-use crate::api::time::Timestamp;
-use crate::api::types::{GlobalPinInfo, PinInfoShort};
+use crate::api::types::GlobalPinInfo;
 use crate::rpc::{self, RecoverQuery, StatusAnswer, StatusQuery, TRACKER_RECOVER, TRACKER_STATUS};
 
 /// `GET /pins/{cid}` (`local`).
@@ -67,10 +67,10 @@ pub async fn status_all(
         if let Some(cids) = cids {
             for chunk in cids.chunks(LIST_PAGE_PINS) {
                 let pins = with_pins(&state, chunk.to_vec());
-                let mut infos = statuses(&state, pins, local, &filter).await;
-                infos.truncate(left);
-                left -= infos.len();
-                if !sink.send_page(&infos).await || left == 0 {
+                let mut page = statuses(&state, pins, local, &filter).await;
+                page.truncate(left);
+                left -= page.len();
+                if !sink.send_lines(&|out| page.write_lines(out)).await || left == 0 {
                     return Ok(());
                 }
             }
@@ -89,12 +89,12 @@ pub async fn status_all(
         };
         let mut next = Some(ahead(page.after));
         while let Some(asked) = next.take() {
-            let (mut infos, after) = asked.await.map_err(|e| format!("status page: {e}"))?;
+            let (mut page, after) = asked.await.map_err(|e| format!("status page: {e}"))?;
             let more = after.is_some();
             next = after.map(|a| ahead(Some(a)));
-            infos.truncate(left);
-            left -= infos.len();
-            if !sink.send_page(&infos).await || left == 0 || !more {
+            page.truncate(left);
+            left -= page.len();
+            if !sink.send_lines(&|out| page.write_lines(out)).await || left == 0 || !more {
                 break;
             }
         }
@@ -114,7 +114,7 @@ async fn page_statuses(
     after: Option<Cid>,
     local: bool,
     filter: Arc<Vec<TrackerStatus>>,
-) -> (Vec<GlobalPinInfo>, Option<Cid>) {
+) -> (StatusPage, Option<Cid>) {
     let page = state
         .ctx
         .raft
@@ -177,7 +177,7 @@ pub async fn recover_all(
         let failed: Vec<Cid> = failed.into_iter().collect();
         for chunk in failed.chunks(LIST_PAGE_PINS) {
             let pins = with_pins(&state, chunk.to_vec());
-            for info in statuses(&state, pins, local, &[]).await {
+            for info in statuses(&state, pins, local, &[]).await.into_infos() {
                 if !sink.send(&info).await {
                     return Ok(());
                 }
@@ -191,8 +191,8 @@ pub async fn recover_all(
 /// The status of one CID on every member (or this peer).
 pub async fn status_of(state: &Arc<ApiState>, cid: Cid, local: bool) -> GlobalPinInfo {
     let pins = with_pins(state, vec![cid.clone()]);
-    let mut infos = statuses(state, pins, local, &[]).await;
-    infos.pop().unwrap_or_else(|| empty_info(cid, None))
+    let mut infos = statuses(state, pins, local, &[]).await.into_infos();
+    infos.pop().unwrap_or_else(|| pin_part(cid, None))
 }
 
 fn with_pins(state: &ApiState, cids: Vec<Cid>) -> Vec<(Cid, Option<Pin>)> {
@@ -274,20 +274,6 @@ async fn recover_on(state: &Arc<ApiState>, targets: Vec<NodeInfo>, cid: Option<C
     while calls.join_next().await.is_some() {}
 }
 
-fn empty_info(cid: Cid, pin: Option<&Pin>) -> GlobalPinInfo {
-    GlobalPinInfo {
-        cid,
-        name: pin.map(|p| p.options.name.clone()).unwrap_or_default(),
-        allocations: pin.map(|p| p.allocations.clone()).unwrap_or_default(),
-        origins: pin.map(|p| p.options.origins.clone()).unwrap_or_default(),
-        created: Timestamp(pin.map(|p| p.timestamp)),
-        metadata: pin
-            .filter(|p| !p.options.metadata.is_empty())
-            .map(|p| p.options.metadata.clone()),
-        peer_map: BTreeMap::new(),
-    }
-}
-
 /// The statuses of `pins` on every target, filtered by `filter` (empty:
 /// everything). A CID left with no matching peer is left out.
 pub async fn statuses(
@@ -295,79 +281,158 @@ pub async fn statuses(
     pins: Vec<(Cid, Option<Pin>)>,
     local: bool,
     filter: &[TrackerStatus],
-) -> Vec<GlobalPinInfo> {
+) -> StatusPage {
     let targets = targets(state, local);
+    // A pin not in the state is asked everywhere (a peer may still be
+    // unpinning it); an allocated one only where it is allocated.
+    let asked =
+        |pin: &Option<Pin>, peer: &PeerId| !matches!(pin, Some(p) if !p.is_allocated_to(peer));
     let mut asks = JoinSet::new();
     for (peer, info) in &targets {
-        // A pin not in the state is asked everywhere (a peer may still be
-        // unpinning it); an allocated one only where it is allocated.
         let cids: Vec<Cid> = pins
             .iter()
-            .filter(|(_, pin)| !matches!(pin, Some(p) if !p.is_allocated_to(peer)))
+            .filter(|(_, pin)| asked(pin, peer))
             .map(|(cid, _)| cid.clone())
             .collect();
         if !cids.is_empty() {
             asks.spawn(ask(Arc::clone(state), info.clone(), Some(cids)));
         }
     }
-    let mut answers: BTreeMap<String, Result<BTreeMap<Cid, PinStatus>, String>> = BTreeMap::new();
+    let mut answers: BTreeMap<String, Result<StatusAnswer, String>> = BTreeMap::new();
     while let Some(joined) = asks.join_next().await {
         match joined {
             Ok((peer, answer)) => {
-                answers.insert(peer, answer.map(|a| a.into_iter().collect()));
+                answers.insert(peer, answer);
             }
             Err(e) => tracing::warn!("rest api: a status call panicked: {e}"),
         }
     }
-    let now = Timestamp::at(state.now());
     let received = state.received();
-    let mut out = Vec::with_capacity(pins.len());
-    for (cid, pin) in pins {
-        let mut info = empty_info(cid.clone(), pin.as_ref());
-        for peer in targets.keys() {
-            let short = |status, error: String, attempts, priority| {
-                let ipfs = received.get(peer.as_str()).map(|r| &r.ipfs);
-                PinInfoShort {
-                    peername: state.peername(peer.as_str()),
-                    ipfs_peer_id: ipfs.map(|i| i.peer_id.clone()).filter(|i| !i.is_empty()),
-                    ipfs_peer_addresses: ipfs
-                        .map(|i| i.addresses.clone())
-                        .filter(|a| !a.is_empty()),
-                    status,
-                    timestamp: now,
-                    error,
-                    attempt_count: attempts,
-                    priority_pin: priority,
+    let mut columns = Vec::with_capacity(targets.len());
+    // Each peer's statuses in the pins' order (`None` where not asked).
+    let mut by_peer: Vec<Result<Vec<Option<PinStatus>>, String>> = Vec::new();
+    for peer in targets.keys() {
+        let ipfs = received.get(peer.as_str()).map(|r| &r.ipfs);
+        columns.push(PeerColumn {
+            id: peer.clone(),
+            peername: state.peername(peer.as_str()),
+            ipfs_peer_id: ipfs.map(|i| i.peer_id.clone()).filter(|i| !i.is_empty()),
+            ipfs_peer_addresses: ipfs.map(|i| i.addresses.clone()).filter(|a| !a.is_empty()),
+        });
+        let wanted: Vec<bool> = pins.iter().map(|(_, pin)| asked(pin, peer)).collect();
+        by_peer.push(match answers.remove(peer.as_str()) {
+            Some(Ok(answer)) => Ok(align(&pins, &wanted, answer)),
+            Some(Err(e)) => Err(e),
+            None if wanted.contains(&true) => Err("the peer's status call failed".into()),
+            // Asked for nothing: every pin of the page is remote there.
+            None => Ok(vec![None; pins.len()]),
+        });
+    }
+    let mut page = StatusPage::new(pins, columns, state.now());
+    let mut cells: Vec<Option<PinStatus>> = Vec::with_capacity(targets.len());
+    for row in 0..page.rows().len() {
+        let pin = &page.rows()[row].1;
+        let mut any = false;
+        cells.clear();
+        cells.extend(targets.keys().zip(&mut by_peer).map(|(peer, answer)| {
+            let short = |status, error: String| PinStatus {
+                status,
+                error,
+                attempts: 0,
+                priority: false,
+            };
+            let cell = if !asked(pin, peer) {
+                short(TrackerStatus::Remote, String::new())
+            } else {
+                match answer {
+                    Ok(statuses) => statuses[row].take().unwrap_or_else(|| {
+                        short(
+                            TrackerStatus::ClusterError,
+                            "the peer's answer left this CID out".into(),
+                        )
+                    }),
+                    Err(e) => short(TrackerStatus::ClusterError, e.clone()),
                 }
             };
-            // Asked only where allocated (see above): elsewhere it is remote.
-            let asked = !matches!(&pin, Some(p) if !p.is_allocated_to(peer));
-            let entry = match answers.get(peer.as_str()).filter(|_| asked) {
-                Some(Ok(statuses)) => match statuses.get(&cid) {
-                    Some(s) => short(s.status, s.error.clone(), s.attempts, s.priority),
-                    None => short(
-                        TrackerStatus::ClusterError,
-                        "the peer's answer left this CID out".into(),
-                        0,
-                        false,
-                    ),
-                },
-                Some(Err(e)) => short(TrackerStatus::ClusterError, e.clone(), 0, false),
-                None if asked => short(
-                    TrackerStatus::ClusterError,
-                    "the peer's status call failed".into(),
-                    0,
-                    false,
-                ),
-                None => short(TrackerStatus::Remote, String::new(), 0, false),
-            };
-            if filter.is_empty() || filter.iter().any(|f| entry.status.matches(*f)) {
-                info.peer_map.insert(peer.to_string(), entry);
-            }
-        }
-        if !info.peer_map.is_empty() || filter.is_empty() {
-            out.push(info);
+            let keep = filter.is_empty() || filter.iter().any(|f| cell.status.matches(*f));
+            any |= keep;
+            keep.then_some(cell)
+        }));
+        if any || filter.is_empty() {
+            page.keep(row, cells.drain(..));
         }
     }
-    out
+    page
+}
+
+/// A peer's `answer` for the pins marked `wanted`, in the pins' order.
+/// Answers come in the order asked; any other order is looked up.
+fn align(
+    pins: &[(Cid, Option<Pin>)],
+    wanted: &[bool],
+    answer: StatusAnswer,
+) -> Vec<Option<PinStatus>> {
+    let asked = pins.iter().zip(wanted).filter(|(_, w)| **w);
+    let in_order = answer.len() == wanted.iter().filter(|w| **w).count()
+        && asked
+            .zip(&answer)
+            .all(|(((cid, _), _), (got, _))| cid == got);
+    if in_order {
+        let mut answer = answer.into_iter().map(|(_, s)| s);
+        return wanted
+            .iter()
+            .map(|w| if *w { answer.next() } else { None })
+            .collect();
+    }
+    let mut by_cid: BTreeMap<Cid, PinStatus> = answer.into_iter().collect();
+    pins.iter()
+        .zip(wanted)
+        .map(|((cid, _), w)| if *w { by_cid.remove(cid) } else { None })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(attempts: u32) -> PinStatus {
+        PinStatus {
+            status: TrackerStatus::PinError,
+            error: format!("attempt {attempts}"),
+            attempts,
+            priority: false,
+        }
+    }
+
+    fn cid(n: u8) -> Cid {
+        let mut bytes = vec![0x12, 0x20];
+        bytes.extend([n; 32]);
+        Cid::from_bytes(&bytes).expect("cid")
+    }
+
+    #[test]
+    fn answers_are_aligned_with_the_pins_in_any_order() {
+        let pins: Vec<(Cid, Option<Pin>)> = (0..4).map(|n| (cid(n), None)).collect();
+        let wanted = [true, false, true, true];
+        let expected = vec![Some(status(0)), None, Some(status(2)), Some(status(3))];
+        let in_order = vec![
+            (cid(0), status(0)),
+            (cid(2), status(2)),
+            (cid(3), status(3)),
+        ];
+        assert_eq!(align(&pins, &wanted, in_order.clone()), expected);
+        let mut shuffled = in_order.clone();
+        shuffled.reverse();
+        assert_eq!(align(&pins, &wanted, shuffled), expected);
+        // A CID left out, or one not asked for, leaves a hole.
+        let short = vec![
+            (cid(0), status(0)),
+            (cid(1), status(1)),
+            (cid(3), status(3)),
+        ];
+        assert_eq!(
+            align(&pins, &wanted, short),
+            vec![Some(status(0)), None, None, Some(status(3))]
+        );
+    }
 }

@@ -11,6 +11,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 
 use axum::body::{Body, Bytes};
@@ -35,9 +36,19 @@ enum Msg {
 /// Where a producer puts its items.
 pub struct Sink {
     tx: mpsc::Sender<Msg>,
+    /// The largest page sent so far, in bytes: the next page's buffer
+    /// starts that big instead of growing (and copying) to it.
+    page_bytes: AtomicUsize,
 }
 
 impl Sink {
+    fn new(tx: mpsc::Sender<Msg>) -> Sink {
+        Sink {
+            tx,
+            page_bytes: AtomicUsize::new(0),
+        }
+    }
+
     /// Sends one item; false when the client went away (stop producing).
     pub async fn send<T: Serialize>(&self, item: &T) -> bool {
         match serde_json::to_vec(item) {
@@ -58,7 +69,7 @@ impl Sink {
     /// listing costs one channel hand-over and one allocation per page
     /// rather than per item. False when the client went away.
     pub async fn send_page<T: Serialize>(&self, items: impl IntoIterator<Item = T>) -> bool {
-        let mut lines = Vec::with_capacity(PAGE_BYTES_GUESS);
+        let mut lines = Vec::with_capacity(self.page_capacity());
         for item in items {
             if let Err(e) = serde_json::to_writer(&mut lines, &item) {
                 tracing::warn!("rest api: stream item does not encode: {e}");
@@ -66,9 +77,28 @@ impl Sink {
             }
             lines.push(b'\n');
         }
+        self.send_bytes(lines).await
+    }
+
+    /// Sends the lines `write` appends to a fresh page buffer (each ending
+    /// in a newline), as one message. False when the client went away.
+    pub async fn send_lines(&self, write: &(dyn Fn(&mut Vec<u8>) + Sync)) -> bool {
+        let mut lines = Vec::with_capacity(self.page_capacity());
+        write(&mut lines);
+        self.send_bytes(lines).await
+    }
+
+    fn page_capacity(&self) -> usize {
+        // A little over the largest page: pages of one listing differ a bit.
+        let largest = self.page_bytes.load(Ordering::Relaxed);
+        PAGE_BYTES_GUESS.max(largest + largest / 16)
+    }
+
+    async fn send_bytes(&self, lines: Vec<u8>) -> bool {
         if lines.is_empty() {
             return true;
         }
+        self.page_bytes.fetch_max(lines.len(), Ordering::Relaxed);
         self.tx.send(Msg::Line(Bytes::from(lines))).await.is_ok()
     }
 }
@@ -84,7 +114,7 @@ where
 {
     let (tx, mut rx) = mpsc::channel(STREAM_BUFFER_ITEMS);
     let end = tx.clone();
-    let work = produce(Sink { tx });
+    let work = produce(Sink::new(tx));
     tokio::spawn(async move {
         let result = work.await;
         let _ = end.send(Msg::End(result)).await;
@@ -129,7 +159,7 @@ where
 {
     let (tx, rx) = mpsc::channel(STREAM_BUFFER_ITEMS);
     let end = tx.clone();
-    let work = produce(Sink { tx });
+    let work = produce(Sink::new(tx));
     tokio::spawn(async move {
         let result = work.await;
         let _ = end.send(Msg::End(result)).await;
