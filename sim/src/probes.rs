@@ -41,6 +41,8 @@ pub const REQUIRED: &[&str] = &[
     "restart: corrupt disk refused at start-up",
     "restart: corrupt disk wiped by the operator",
     "client: re-pin of a CID being re-allocated",
+    "client: operator acted on an alert",
+    "client: re-pin after an alert",
     "repair: proposal already stale when sent",
     "net: snapshot sent",
     "net: message duplicated",

@@ -39,6 +39,48 @@ const EXPIRING_POOL_BASE: u64 = 1 << 40;
 const EXPIRY_GRACE_MS: u64 = 30_000;
 /// Attempts at joining or removing a peer before giving up.
 const JOIN_ATTEMPTS_MAX: usize = 20;
+/// Longest an operator takes to act on an alert, in ms.
+const ALERT_REACTION_MAX_MS: u64 = 300;
+/// Longest an operator's job re-pins the pins an alert left short, in ms.
+const ALERT_JOB_MAX_MS: u64 = 8_000;
+
+/// The clients' own pins `running` sees short of their minimum of live
+/// peers (members with fresh metrics), or allocated to a peer that left:
+/// what an alert about a peer tells an operator to look at, in the
+/// pinset's order.
+fn short_pins(running: &peer::Running) -> Vec<Cid> {
+    let now = running.clock.now();
+    let fresh: BTreeSet<PeerId> = running
+        .board
+        .current(now)
+        .into_iter()
+        .filter(|m| m.last_seen.0 + peer::METRIC_TTL_MS >= now.0)
+        .map(|m| m.peer)
+        .collect();
+    let members: BTreeSet<PeerId> = running.raft.members().into_iter().collect();
+    running.raft.with_pinset(|p| {
+        p.iter()
+            .filter(|pin| clients_own(pin) && !pin.is_everywhere())
+            .filter(|pin| {
+                let live = pin
+                    .allocations
+                    .iter()
+                    .filter(|a| fresh.contains(*a) && members.contains(*a))
+                    .count();
+                live < pin.options.replication_factor_min.max(0) as usize
+                    || pin.allocations.iter().any(|a| !members.contains(a))
+            })
+            .map(|pin| pin.cid)
+            .collect()
+    })
+}
+
+/// Whether `pin` is one of the clients' own CIDs (their writes name them
+/// so): the expiring pins and the liveness probe have checkers of their own.
+fn clients_own(pin: &Pin) -> bool {
+    let name = &pin.options.name;
+    name.starts_with("upd") || (name.starts_with('c') && pin.options.expire_at.is_none())
+}
 
 /// What to simulate.
 #[derive(Debug, Clone)]
@@ -614,18 +656,103 @@ impl Sim {
         while !self.stop_clients.load(Ordering::Relaxed) {
             serial += 1;
             sleep_ms(thread_rng().gen_range(10..300)).await;
-            self.one_request(client, serial).await;
+            self.one_request(client, serial, None, false).await;
         }
     }
 
-    async fn one_request(&self, client: u64, serial: u64) {
+    /// An operator (client `client`) watching the cluster's alerts: when a
+    /// member's metrics expire on the peer it asks, or a member leaves, a
+    /// job of theirs renames the pins left short (same factors and mode;
+    /// the REST API keeps their allocations), a few requests at a time in
+    /// the pinset's order, pass after pass until none is short or its time
+    /// is up. It acts on the very signal the leader's re-allocation acts
+    /// on, so its writes race the repair round's proposals, each computed
+    /// from the version the leader planned with: the state machine must
+    /// refuse those as stale.
+    async fn repin_on_alerts(self: Arc<Self>, client: u64) {
+        let mut serial = 0;
+        let mut alerted: BTreeSet<PeerId> = BTreeSet::new();
+        let mut members_before: BTreeSet<PeerId> = BTreeSet::new();
+        while !self.stop_clients.load(Ordering::Relaxed) {
+            sleep_ms(thread_rng().gen_range(50..200)).await;
+            let live = self.live();
+            let Some(running) = self.pick(&live).and_then(|i| self.registry.get(i)) else {
+                continue;
+            };
+            let now = running.clock.now();
+            let fresh: BTreeSet<PeerId> = running
+                .board
+                .current(now)
+                .into_iter()
+                .filter(|m| m.last_seen.0 + peer::METRIC_TTL_MS >= now.0)
+                .map(|m| m.peer)
+                .collect();
+            let members: BTreeSet<PeerId> = running.raft.members().into_iter().collect();
+            let expired: BTreeSet<PeerId> = members.difference(&fresh).cloned().collect();
+            // Alerts: a member's metrics expired, or a member left.
+            let fired = expired.difference(&alerted).next().is_some()
+                || members_before.difference(&members).next().is_some();
+            alerted = expired;
+            members_before = members;
+            if !fired {
+                continue;
+            }
+            probes::hit("client: operator acted on an alert");
+            sleep_ms(thread_rng().gen_range(0..ALERT_REACTION_MAX_MS)).await;
+            let (at_once, pause_ms, job_ms) = {
+                let mut rng = thread_rng();
+                (
+                    rng.gen_range(4..=16),
+                    rng.gen_range(0..30),
+                    rng.gen_range(2_000..ALERT_JOB_MAX_MS),
+                )
+            };
+            // The job passes over the pins the alert leaves short until they
+            // are fixed (by the leader) or its time is up.
+            let until = now_ms() + job_ms;
+            while now_ms() < until && !self.stop_clients.load(Ordering::Relaxed) {
+                let live = self.live();
+                let Some(running) = self.pick(&live).and_then(|i| self.registry.get(i)) else {
+                    break;
+                };
+                let cids = short_pins(&running);
+                if cids.is_empty() {
+                    break;
+                }
+                for batch in cids.chunks(at_once) {
+                    probes::add("client: re-pin after an alert", batch.len() as u64);
+                    let tasks: Vec<_> = batch
+                        .iter()
+                        .map(|cid| {
+                            serial += 1;
+                            let (sim, cid, serial) = (Arc::clone(&self), cid.clone(), serial);
+                            madsim::task::spawn(async move {
+                                sim.one_request(client, serial, Some(cid), true).await
+                            })
+                        })
+                        .collect();
+                    for task in tasks {
+                        // Each ends once its request is recorded.
+                        let _ = task.await;
+                    }
+                    sleep_ms(pause_ms).await;
+                }
+            }
+        }
+    }
+
+    /// One request; `moving` names a CID waiting for a re-allocation the
+    /// request must re-pin (or unpin), else the request draws its CID.
+    /// `renaming`: a re-pin of `moving` under a new name with the pin's
+    /// own factors and mode, nothing else.
+    async fn one_request(&self, client: u64, serial: u64, moving: Option<Cid>, renaming: bool) {
         let live = self.live();
         if live.is_empty() {
             return;
         }
         let (target, roll, n, m, rf, flavour) = {
             let mut rng = thread_rng();
-            let rf = [(-1, -1), (1, 1), (1, 2), (2, 3), (3, 3)][rng.gen_range(0..5)];
+            let rf = [(-1, -1), (1, 1), (1, 2), (2, 2), (2, 3), (3, 3)][rng.gen_range(0..6)];
             (
                 live[rng.gen_range(0..live.len())],
                 rng.gen_range(0..100),
@@ -638,14 +765,45 @@ impl Sim {
         let Some(running) = self.registry.get(target) else {
             return;
         };
-        let moving = if self.swarm.repin_moving && roll < 85 && flavour < 6 {
-            self.moving_cid(&running)
-        } else {
-            None
+        let moving = moving.or_else(|| {
+            if self.swarm.repin_moving && roll < 85 && flavour < 6 {
+                self.moving_cid(&running)
+            } else {
+                None
+            }
+        });
+        // Most re-pins of a moving CID keep its replication factors and
+        // mode (a user renaming or re-tagging it): options a re-allocation
+        // computed for the pin it replaced would still fit.
+        let mut current: Vec<PeerId> = Vec::new();
+        let (rf, flavour) = match moving.as_ref().and_then(|cid| {
+            running
+                .raft
+                .with_pinset(|p| p.get(cid))
+                .filter(|_| renaming || thread_rng().gen_range(0..4) != 0)
+        }) {
+            Some(pin) => {
+                let factors = (
+                    pin.options.replication_factor_min,
+                    pin.options.replication_factor_max,
+                );
+                // The REST API keeps a re-pin's current allocations that are
+                // still members (down or not) when they meet its minimum.
+                current = pin.allocations.clone();
+                let keep_mode = match (flavour, pin.options.mode) {
+                    (1, cluster_core::PinMode::Recursive) => 0,
+                    (2, _) if renaming => 0,
+                    (f, cluster_core::PinMode::Direct) if f != 1 => 1,
+                    (f, _) => f,
+                };
+                (factors, keep_mode)
+            }
+            None => (rf, flavour),
         };
         // A CID about to move is re-pinned with new options (most of the
         // time) or unpinned.
         let roll = match moving {
+            Some(_) if renaming => roll % 55,
             Some(_) if roll < 75 => roll % 55,
             _ => roll,
         };
@@ -684,7 +842,7 @@ impl Sim {
                 let request = AllocationRequest {
                     replication_factor_min: rf.0,
                     replication_factor_max: rf.1,
-                    current: &[],
+                    current: &current,
                     user_allocations: &[],
                     blacklist: &[],
                     members: &member_list,
@@ -701,8 +859,12 @@ impl Sim {
                             .filter(|m| m.last_seen.0 + peer::METRIC_TTL_MS >= peer_now.0)
                             .filter_map(|m| Some((m.peer.clone(), m.tags.get("group")?.clone())))
                             .collect();
-                        if let Err(v) = checkers::check_tag_spread(&allocations, &tags) {
-                            self.violation(v.checker, v.detail);
+                        // Kept allocations were spread when they were chosen,
+                        // over the peers of that moment.
+                        if current.is_empty() {
+                            if let Err(v) = checkers::check_tag_spread(&allocations, &tags) {
+                                self.violation(v.checker, v.detail);
+                            }
                         }
                         pin.allocations = allocations;
                     }
@@ -807,12 +969,6 @@ impl Sim {
                 .collect()
         };
         let members: BTreeSet<PeerId> = running.raft.members().into_iter().collect();
-        // Only the clients' own CIDs (their writes name them so): the
-        // expiring pins and the liveness probe have checkers of their own.
-        let clients_own = |pin: &Pin| {
-            let name = &pin.options.name;
-            name.starts_with("upd") || (name.starts_with('c') && pin.options.expire_at.is_none())
-        };
         let candidates: Vec<Cid> = running.raft.with_pinset(|p| {
             p.iter()
                 .filter(|pin| {
@@ -1719,6 +1875,7 @@ pub async fn run(params: Params) -> Report {
     let clients: Vec<_> = (0..swarm.clients as u64)
         .map(|c| madsim::task::spawn(Arc::clone(&sim).client(c)))
         .collect();
+    let operator = madsim::task::spawn(Arc::clone(&sim).repin_on_alerts(swarm.clients as u64));
     let expiring_writer = madsim::task::spawn(Arc::clone(&sim).write_expiring_pins());
     sim.chaos(now_ms() + params.chaos_secs * 1_000).await;
     sim.heal().await;
@@ -1746,6 +1903,7 @@ pub async fn run(params: Params) -> Report {
         let _ = c.await;
     }
     let _ = expiring_writer.await;
+    let _ = operator.await;
     if let Some(ipfs) = tail_outage {
         sim.end_tail_outage(&ipfs).await;
     }
