@@ -497,7 +497,9 @@ impl Inner {
     /// - a vote from a candidate whose log is ahead of this peer's (a
     ///   member added while this one was away);
     /// - AppendEntries / InstallSnapshot from a leader elected (committed
-    ///   vote) in this peer's current term or a later one.
+    ///   vote) in this peer's current term or a later one, or whose commit
+    ///   (snapshot) is past this peer's last log entry: Raft then refuses a
+    ///   lower term itself, and its answer carries this peer's higher term.
     ///
     /// So a removed or foreign peer can neither start elections here nor
     /// act as a stale leader, and no peer speaks for another's node id.
@@ -551,11 +553,32 @@ impl Inner {
             let m = metrics.borrow();
             (m.current_term, m.last_log_index)
         };
+        // Entries the sender holds that this peer lacks: it may be a leader
+        // this peer has not heard of (it joined while this peer was away).
+        let ahead_of_us = |theirs: Option<u64>| {
+            theirs.is_some_and(|t| our_last_index.is_none_or(|ours| t > ours))
+        };
         let behind = match &request.body {
             RequestBody::Vote(r) => r.last_log_id.is_some_and(|theirs| {
                 theirs.leader_id.term > our_term
                     || our_last_index.is_none_or(|ours| theirs.index > ours)
             }),
+            // A peer cut off for a while comes back with a term inflated by
+            // its lonely elections; a leader elected meanwhile has a lower
+            // one. Refused here, that leader would never learn of the higher
+            // term and this peer would never catch up. Raft itself refuses a
+            // lower term, and its answer makes the leader step down, so the
+            // next one (in a higher term) brings this peer up to date.
+            RequestBody::AppendEntries(r) => {
+                vote.is_committed()
+                    && (vote.leader_id().term >= our_term
+                        || ahead_of_us(r.leader_commit.map(|c| c.index)))
+            }
+            RequestBody::InstallSnapshot(r) => {
+                vote.is_committed()
+                    && (vote.leader_id().term >= our_term
+                        || ahead_of_us(r.meta.last_log_id.map(|c| c.index)))
+            }
             _ => vote.is_committed() && vote.leader_id().term >= our_term,
         };
         if behind {
