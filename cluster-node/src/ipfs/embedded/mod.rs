@@ -46,7 +46,7 @@ pub mod rpc;
 mod tar;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ::cid::Cid as NodeCid;
@@ -55,7 +55,7 @@ use cluster_core::Cid;
 use futures_util::StreamExt;
 use rust_ipfs::{Ipfs, Keypair, Multiaddr, PeerId, PinKind, PinMode, Protocol};
 
-use super::kubo::marks::Marks;
+use super::kubo::marks::{self, lock, Marks};
 use super::{AddRequest, BoxFuture, GcEntry, IpfsConnector, IpfsError, IpfsId, IpfsPath, RepoStat};
 use import::ImportOptions;
 
@@ -124,10 +124,6 @@ impl std::fmt::Debug for EmbeddedConnector {
             .field("dir", &self.inner.config.dir)
             .finish_non_exhaustive()
     }
-}
-
-fn lock(m: &Mutex<Marks>) -> MutexGuard<'_, Marks> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// How the node holds a CID with a pin of its own.
@@ -308,24 +304,11 @@ impl Inner {
     }
 
     async fn mark(&self, cid: &Cid, max_depth: i32) -> Result<(), IpfsError> {
-        let (marks, cid) = (Arc::clone(&self.marks), cid.clone());
-        // The record syncs to disk: off the async workers.
-        tokio::task::spawn_blocking(move || lock(&marks).add(&cid, max_depth))
-            .await
-            .map_err(|e| IpfsError::Storage {
-                reason: format!("marking task failed: {e}"),
-            })?
-            .map_err(IpfsError::from)
+        marks::add_off_thread(&self.marks, cid, max_depth).await
     }
 
     async fn unmark(&self, cid: &Cid) -> Result<(), IpfsError> {
-        let (marks, cid) = (Arc::clone(&self.marks), cid.clone());
-        tokio::task::spawn_blocking(move || lock(&marks).remove(&cid))
-            .await
-            .map_err(|e| IpfsError::Storage {
-                reason: format!("unmarking task failed: {e}"),
-            })?
-            .map_err(IpfsError::from)
+        marks::remove_off_thread(&self.marks, cid).await
     }
 
     /// Pins `cid` in the node, fetching what is missing from connected nodes.

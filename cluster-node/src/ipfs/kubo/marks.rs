@@ -187,6 +187,42 @@ impl Marks {
     }
 }
 
+/// The record shared by a connector's tasks (a poisoned lock is still the
+/// record: every change to it is one synced line).
+pub fn lock(m: &std::sync::Mutex<Marks>) -> std::sync::MutexGuard<'_, Marks> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Marks `cid` (pinned to `max_depth`) off the async workers: the record
+/// syncs to disk.
+pub async fn add_off_thread(
+    marks: &std::sync::Arc<std::sync::Mutex<Marks>>,
+    cid: &Cid,
+    max_depth: i32,
+) -> Result<(), crate::ipfs::IpfsError> {
+    let (marks, cid) = (std::sync::Arc::clone(marks), cid.clone());
+    tokio::task::spawn_blocking(move || lock(&marks).add(&cid, max_depth))
+        .await
+        .map_err(|e| crate::ipfs::IpfsError::Storage {
+            reason: format!("marking task failed: {e}"),
+        })?
+        .map_err(crate::ipfs::IpfsError::from)
+}
+
+/// Removes the mark of `cid` off the async workers.
+pub async fn remove_off_thread(
+    marks: &std::sync::Arc<std::sync::Mutex<Marks>>,
+    cid: &Cid,
+) -> Result<(), crate::ipfs::IpfsError> {
+    let (marks, cid) = (std::sync::Arc::clone(marks), cid.clone());
+    tokio::task::spawn_blocking(move || lock(&marks).remove(&cid))
+        .await
+        .map_err(|e| crate::ipfs::IpfsError::Storage {
+            reason: format!("unmarking task failed: {e}"),
+        })?
+        .map_err(crate::ipfs::IpfsError::from)
+}
+
 /// Replays a log's bytes: the marks, the number of complete lines, and the
 /// length of the valid prefix (everything up to the last newline).
 /// Public for the fuzz targets in `fuzz/` (not an API).

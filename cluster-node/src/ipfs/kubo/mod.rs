@@ -33,7 +33,7 @@ mod multipart;
 pub mod upload;
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cluster_core::tracker::{IpfsPinType, ListedPin};
@@ -42,7 +42,7 @@ use cluster_core::Cid;
 pub use addr::api_url_from_multiaddr;
 pub use answers::DaemonVersion;
 use http::{CallError, Limit, Rpc};
-use marks::Marks;
+use marks::{lock, Marks};
 
 use super::{
     AddRequest, BoxFuture, IpfsConnector, IpfsError, IpfsId, IpfsPath, Namespace, RepoStat,
@@ -107,10 +107,6 @@ impl std::fmt::Debug for KuboConnector {
             .field("data_dir", &self.inner.config.data_dir)
             .finish_non_exhaustive()
     }
-}
-
-fn lock(m: &Mutex<Marks>) -> MutexGuard<'_, Marks> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl KuboConnector {
@@ -274,24 +270,11 @@ impl Inner {
     }
 
     async fn mark(&self, cid: &Cid, max_depth: i32) -> Result<(), IpfsError> {
-        let (marks, cid) = (Arc::clone(&self.marks), cid.clone());
-        // The record syncs to disk: off the async workers.
-        tokio::task::spawn_blocking(move || lock(&marks).add(&cid, max_depth))
-            .await
-            .map_err(|e| IpfsError::Storage {
-                reason: format!("marking task failed: {e}"),
-            })?
-            .map_err(IpfsError::from)
+        marks::add_off_thread(&self.marks, cid, max_depth).await
     }
 
     async fn unmark(&self, cid: &Cid) -> Result<(), IpfsError> {
-        let (marks, cid) = (Arc::clone(&self.marks), cid.clone());
-        tokio::task::spawn_blocking(move || lock(&marks).remove(&cid))
-            .await
-            .map_err(|e| IpfsError::Storage {
-                reason: format!("unmarking task failed: {e}"),
-            })?
-            .map_err(IpfsError::from)
+        marks::remove_off_thread(&self.marks, cid).await
     }
 
     fn is_marked(&self, cid: &Cid) -> bool {
