@@ -9,9 +9,10 @@
 //!
 //! Tests run one at a time (each starts three peers).
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -20,6 +21,7 @@ use std::time::{Duration, Instant};
 use cluster_core::{Cid, PinOptions, TrackerStatus};
 use cluster_node::api::client::{Client, ClientConfig, ClientError};
 use cluster_node::ipfs::embedded::{EmbeddedConfig, EmbeddedConnector};
+use common::cluster::free_port;
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_ipfscluster-server");
@@ -30,26 +32,6 @@ const WAIT: Duration = Duration::from_secs(90);
 fn serial() -> MutexGuard<'static, ()> {
     static LOCK: Mutex<()> = Mutex::new(());
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// A port free now, below the kernel's ephemeral range (32768 and up): the
-/// peers bind their swarms, embedded nodes and RPC APIs on port 0 at every
-/// start, and a port picked from that range at `init` could be taken by
-/// one of them before the peer (re)starts and binds it.
-fn free_port() -> u16 {
-    use std::sync::atomic::{AtomicU16, Ordering};
-    const LOW: u16 = 24_000;
-    const SPAN: u16 = 8_000;
-    static NEXT: AtomicU16 = AtomicU16::new(0);
-    let offset = (std::process::id() % u32::from(SPAN)) as u16;
-    for _ in 0..SPAN {
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let port = LOW + (offset.wrapping_add(n) % SPAN);
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no free port in {LOW}..{}", LOW + SPAN)
 }
 
 fn runtime() -> tokio::runtime::Runtime {
