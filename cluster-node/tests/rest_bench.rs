@@ -18,8 +18,11 @@
 //! `BENCH_SERVER_BIN` runs another `ipfscluster-server` binary instead of
 //! this build's (e.g. an older commit's, to compare in the same minutes).
 
+mod common;
+
+use common::free_port;
+
 use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -40,13 +43,6 @@ fn env_usize(name: &str, default: usize) -> usize {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
 }
 
 fn cli(dir: &Path, args: &[&str]) -> Command {

@@ -4,8 +4,11 @@
 //! cluster through `cluster_peers`). IPFS is a closed port: these tests do
 //! not pin, and the drivers tolerate an unreachable daemon.
 
+mod common;
+
+use common::free_port;
+
 use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
@@ -49,13 +52,6 @@ fn refused(dir: &Path, args: &[&str], wanted: &[&str]) {
     for w in wanted {
         assert!(text.contains(w), "{args:?}: {w:?} not in {text}");
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
 }
 
 /// A plain HTTP/1.1 GET of `path` on `addr` (host:port): the raw answer.

@@ -5,7 +5,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -28,26 +27,7 @@ pub fn serial() -> MutexGuard<'static, ()> {
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// A port free now, never handed out before by this process, and below the
-/// kernel's ephemeral range (32768 and up). Asking the kernel for port 0
-/// twice can give the same port twice (the first listener is closed at
-/// once: a REST API and a proxy configured on one port), and a peer's own
-/// port-0 binds at start could take a port picked at `init`.
-pub fn free_port() -> u16 {
-    use std::sync::atomic::{AtomicU16, Ordering};
-    const LOW: u16 = 24_000;
-    const SPAN: u16 = 8_000;
-    static NEXT: AtomicU16 = AtomicU16::new(0);
-    let offset = (std::process::id() % u32::from(SPAN)) as u16;
-    for _ in 0..SPAN {
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let port = LOW + (offset.wrapping_add(n) % SPAN);
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no free port in {LOW}..{}", LOW + SPAN)
-}
+pub use super::free_port;
 
 /// Polls `check` until it returns `Some`, panicking with `what` (and the
 /// last value `describe` gives) after `WAIT`.
