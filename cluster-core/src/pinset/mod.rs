@@ -122,6 +122,38 @@ impl Pinset {
                 "invariant: an unpinned CID is gone"
             );
         }
+        if let Ok(Applied::PeerRemoved {
+            peer,
+            under_replicated,
+            ..
+        }) = result
+        {
+            self.assert_peer_removed(peer, *under_replicated);
+        }
+    }
+
+    /// Post-condition of a removal. It rewrites many pins at once, but it is
+    /// rare, so a pass over the pinset is affordable: no pin names the peer
+    /// and every short pin is flagged (a pin left short but unflagged would
+    /// make every snapshot taken before its repair fail to restore).
+    fn assert_peer_removed(&self, peer: &PeerId, answered_short: u64) {
+        let mut flagged = 0u64;
+        for (cid, stored) in &self.pins {
+            assert!(
+                !stored.allocations.contains(peer),
+                "invariant: removed peer {peer} is still allocated {cid}"
+            );
+            assert_eq!(
+                stored.under_replicated,
+                stored.is_short(),
+                "invariant: the under-replicated flag of {cid} after removing {peer}"
+            );
+            flagged += u64::from(stored.under_replicated);
+        }
+        assert!(
+            answered_short <= flagged,
+            "invariant: removal of {peer} answered {answered_short} pins short, {flagged} are flagged"
+        );
     }
 
     /// Records that log position `index` was consumed by an entry that does not
