@@ -128,5 +128,8 @@ mod tests {
         assert!(TrackerStatus::UnpinQueued.matches(TrackerStatus::Queued));
         assert!(!TrackerStatus::Pinned.matches(TrackerStatus::Queued));
         assert!(TrackerStatus::Pinned.matches(TrackerStatus::Undefined));
+        assert!(TrackerStatus::Pinned.matches(TrackerStatus::Pinned));
+        assert!(!TrackerStatus::Pinning.matches(TrackerStatus::Pinned));
+        assert!(!TrackerStatus::Pinned.matches(TrackerStatus::Remote));
     }
 }

@@ -100,6 +100,10 @@ pub(super) struct Item {
     /// unpin it). Wanting a CID does not make a user's pin of it ours.
     pub owner: Owner,
     pub op: Option<Op>,
+    /// Whether the tracker's pinned count includes this item: kept in step
+    /// with `ipfs` by `Tracker::reconcile_item`, so the count is not a pass
+    /// over every item (a million of them on a large peer).
+    pub counted_pinned: bool,
 }
 
 impl Item {

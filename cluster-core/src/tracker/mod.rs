@@ -361,6 +361,8 @@ pub struct Tracker {
     next_reconcile: Millis,
     list_wanted: bool,
     failed: usize,
+    /// Items whose IPFS view is pinned (see `Item::counted_pinned`).
+    pinned: usize,
     /// The driver said every desire is known (see [`Input::DesiredComplete`]).
     desired_complete: bool,
 }
@@ -401,6 +403,7 @@ impl Tracker {
             users_pins: BTreeMap::new(),
             list_wanted: true,
             failed: 0,
+            pinned: 0,
             desired_complete: false,
         })
     }
@@ -566,11 +569,7 @@ impl Tracker {
             queued: self.queued,
             in_flight: self.in_flight.len(),
             failed: self.failed,
-            pinned: self
-                .items
-                .values()
-                .filter(|i| matches!(i.ipfs, IpfsView::Pinned(_)))
-                .count(),
+            pinned: self.pinned,
         }
     }
 
@@ -840,8 +839,19 @@ impl Tracker {
             (Some(kind), None) => self.enqueue(cid, kind, 0, now),
             (None, None) => {}
         }
-        let item = self.items.get(cid).expect("invariant: item present");
+        let item = self.items.get_mut(cid).expect("invariant: item present");
+        // Every change of an item's IPFS view ends here, so the count follows.
+        let pinned = matches!(item.ipfs, IpfsView::Pinned(_));
+        if pinned != item.counted_pinned {
+            item.counted_pinned = pinned;
+            if pinned {
+                self.pinned += 1;
+            } else {
+                self.pinned -= 1;
+            }
+        }
         if item.is_idle_and_empty() {
+            self.pinned -= usize::from(item.counted_pinned);
             self.items.remove(cid);
         }
     }
@@ -1066,11 +1076,15 @@ impl Tracker {
 
     /// Checks the tracker's invariants; tests and the simulator call it after every step.
     pub fn check_invariants(&self) -> Result<(), String> {
-        let (mut queued, mut failed, mut pins, mut unpins) = (0, 0, 0, 0);
+        let (mut queued, mut failed, mut pins, mut unpins, mut pinned) = (0, 0, 0, 0, 0);
         for (cid, item) in &self.items {
             if item.is_idle_and_empty() {
                 return Err(format!("{cid}: empty item kept"));
             }
+            if item.counted_pinned != matches!(item.ipfs, IpfsView::Pinned(_)) {
+                return Err(format!("{cid}: pinned count out of step with its view"));
+            }
+            pinned += usize::from(item.counted_pinned);
             let Some(op) = &item.op else {
                 if let Some(kind) = item.wanted_op(self.have_listing, self.desired_complete) {
                     return Err(format!("{cid}: needs {kind:?} but has no operation"));
@@ -1094,6 +1108,7 @@ impl Tracker {
         let checks = [
             (queued == self.queued, "queued count"),
             (failed == self.failed, "failed count"),
+            (pinned == self.pinned, "pinned count"),
             (pins == self.pins_in_flight, "pins in flight count"),
             (unpins == self.unpins_in_flight, "unpins in flight count"),
             (self.in_flight.len() == pins + unpins, "in-flight map size"),

@@ -376,8 +376,13 @@ fn busy_tracker() -> Tracker {
 #[test]
 fn check_invariants_catches_each_broken_count() {
     type Break = fn(&mut Tracker);
-    let breaks: [(&str, Break); 11] = [
+    let breaks: [(&str, Break); 13] = [
         ("queued count", |t| t.queued += 1),
+        ("pinned count", |t| t.pinned += 1),
+        ("out of step with its view", |t| {
+            let item = t.items.values_mut().next().expect("an item");
+            item.counted_pinned = !item.counted_pinned;
+        }),
         ("failed count", |t| t.failed += 1),
         ("pins in flight count", |t| t.pins_in_flight += 1),
         ("unpins in flight count", |t| t.unpins_in_flight += 1),

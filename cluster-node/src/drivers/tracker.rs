@@ -44,16 +44,18 @@ pub struct TrackerDriverConfig {
     /// Deadline of one such try, in ms.
     pub catch_up_call_ms: u64,
     /// Least time between two full passes over the tracker's items, in
-    /// ms: its invariant check and the counters the metrics read. Both
-    /// cost O(pins), so with a million pins a pass per message or tick
-    /// would dominate (a status page waited ~27 ms behind them). 0: after
-    /// every step, for the simulator and tests, which want a broken
-    /// invariant caught at the step that broke it.
+    /// ms: its invariant check, which costs O(pins), so with a million
+    /// pins a pass per message or tick would dominate (a status page
+    /// waited ~27 ms behind them). 0: after every step, for the simulator
+    /// and tests, which want a broken invariant caught at the step that
+    /// broke it.
     pub full_pass_ms: u64,
 }
 
-/// Default least time between two full passes over the tracker's items.
-pub const FULL_PASS_MS: u64 = 1_000;
+/// Default least time between two full passes over the tracker's items: a
+/// self-check, so a minute is often enough (a pass a second kept an idle
+/// peer with a million pins ~15 % busy).
+pub const FULL_PASS_MS: u64 = 60_000;
 
 impl TrackerDriverConfig {
     /// The driver's defaults around `tracker`.
@@ -239,9 +241,11 @@ impl Driver {
         }
     }
 
-    /// Checks the tracker's invariants and refreshes the counters, unless
-    /// that was done less than `full_pass_ms` ago.
+    /// Refreshes the counters the metrics read (kept by the tracker, so
+    /// cheap) and checks the tracker's invariants, unless that was done
+    /// less than `full_pass_ms` ago.
     fn full_pass(&mut self, now: Millis) {
+        *lock(&self.counts) = self.tracker.counts();
         // A clock that went back (skew, a reset) also makes it due.
         let due = self
             .last_full_pass
@@ -253,7 +257,6 @@ impl Driver {
         if let Err(e) = self.tracker.check_invariants() {
             (self.on_violation)(format!("tracker of {}: {e}", self.ctx.id));
         }
-        *lock(&self.counts) = self.tracker.counts();
     }
 
     fn handle(&mut self, msg: Msg) {
