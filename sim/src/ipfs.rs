@@ -5,6 +5,9 @@
 //! after the work was done), answers slower than the tracker's op timeout,
 //! restarts that lose the work in flight, and outages (the daemon is down:
 //! every request is refused at once, so operations run out of attempts).
+//! Some content is large: pinning it where the daemon does not hold it yet
+//! takes seconds of fetching (longer than a repair round, shorter than the
+//! tracker's op timeout), as a real DAG fetched over bitswap does.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -19,6 +22,25 @@ use madsim::rand::{thread_rng, Rng};
 const LATENCY_MS: (u64, u64) = (1, 30);
 /// Latency while the daemon is slow, in ms (beyond the tracker's op timeout at the top).
 const SLOW_LATENCY_MS: (u64, u64) = (500, 14_000);
+
+/// One CID in this many is large content (decided by its bytes, so every
+/// daemon agrees).
+const LARGE_CONTENT_ONE_IN: u64 = 10;
+/// How long fetching large content takes, in ms: past a repair round (2 s),
+/// so a replacement is still fetching when the leader plans the next one,
+/// and below the smallest op timeout the simulator draws (4 s).
+const LARGE_FETCH_MS: (u64, u64) = (2_100, 3_800);
+
+/// True when `cid` is large content (slow to fetch).
+pub(crate) fn is_large(cid: &Cid) -> bool {
+    let folded = cid
+        .as_bytes()
+        .iter()
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+        });
+    folded % LARGE_CONTENT_ONE_IN == 0
+}
 
 /// One pin held by the daemon.
 pub type HeldPin = crate::checkers::DaemonPin;
@@ -139,6 +161,12 @@ impl FakeIpfs {
     /// Waits like a daemon would; says whether the request survived and
     /// whether, having survived, its answer is an error after the work.
     async fn serve(&self, what: &str) -> Result<Answer, IpfsError> {
+        self.serve_after(what, 0).await
+    }
+
+    /// [`Self::serve`] for a request whose work itself takes `work_ms` (a
+    /// fetch): a restart meanwhile loses it too.
+    async fn serve_after(&self, what: &str, work_ms: u64) -> Result<Answer, IpfsError> {
         let (restarts, slow, down) = {
             let s = self.state();
             (s.restarts, s.slow, s.down)
@@ -152,7 +180,7 @@ impl FakeIpfs {
             });
         }
         let (lo, hi) = if slow { SLOW_LATENCY_MS } else { LATENCY_MS };
-        let ms = thread_rng().gen_range(lo..=hi);
+        let ms = thread_rng().gen_range(lo..=hi) + work_ms;
         madsim::time::sleep(Duration::from_millis(ms)).await;
         let s = self.state();
         if ms > TRACKER_OP_TIMEOUT_MS {
@@ -180,8 +208,17 @@ impl FakeIpfs {
 
     /// `pin/add` with the cluster's mark; depth 0 is a direct pin.
     pub async fn pin(&self, cid: &Cid, max_depth: i32) -> Result<(), IpfsError> {
-        *self.state().pins_in_flight.entry(cid.clone()).or_default() += 1;
-        let served = self.serve("pin/add").await;
+        let fetch_ms = {
+            let mut s = self.state();
+            *s.pins_in_flight.entry(cid.clone()).or_default() += 1;
+            if is_large(cid) && !s.pins.contains_key(cid) {
+                crate::probes::hit("ipfs: large content fetched for seconds");
+                thread_rng().gen_range(LARGE_FETCH_MS.0..=LARGE_FETCH_MS.1)
+            } else {
+                0
+            }
+        };
+        let served = self.serve_after("pin/add", fetch_ms).await;
         {
             let mut s = self.state();
             if let Some(n) = s.pins_in_flight.get_mut(cid) {

@@ -318,7 +318,10 @@ impl Registry {
                 }
                 match step.reason {
                     RepairReason::Expired => {
-                        crate::probes::hit("repair: replacement added for an expired peer")
+                        crate::probes::hit("repair: replacement added for an expired peer");
+                        if crate::ipfs::is_large(&step.cid) {
+                            crate::probes::hit("repair: replacement must fetch large content");
+                        }
                     }
                     RepairReason::Handover => crate::probes::hit("repair: hand-over finished"),
                     RepairReason::Departed | RepairReason::Short => {}

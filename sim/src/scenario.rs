@@ -43,6 +43,9 @@ const JOIN_ATTEMPTS_MAX: usize = 20;
 const ALERT_REACTION_MAX_MS: u64 = 300;
 /// Longest an operator's job re-pins the pins an alert left short, in ms.
 const ALERT_JOB_MAX_MS: u64 = 8_000;
+/// Chance, in thousandths, that a leader is crashed a few ms into a
+/// membership change (on seeds that draw BUGGIFY crash points at all).
+const MEMBERSHIP_CRASH_PER_MILLE: u32 = 300;
 
 /// The clients' own pins `running` sees short of their minimum of live
 /// peers (members with fresh metrics), or allocated to a peer that left:
@@ -1496,8 +1499,23 @@ impl Sim {
         }
     }
 
+    /// A leader starts a membership change (the product's hook): now and
+    /// then it is crashed a few ms later, between the change's joint and
+    /// uniform steps, where a deposed leader leaves a joint config.
+    fn on_membership_change(&self, node: madsim::task::NodeId) {
+        if self.swarm.buggify_per_mille == 0
+            || thread_rng().gen_range(0..1000) >= MEMBERSHIP_CRASH_PER_MILLE
+        {
+            return;
+        }
+        if let Some(index) = lock(&self.nodes).iter().position(|n| *n == node) {
+            let _ = self.buggify_tx.send((index, "membership change"));
+        }
+    }
+
     /// Crashes a peer right after its disk persisted a vote or an append
-    /// (BUGGIFY): the moment a lost acknowledgement would hurt most.
+    /// (BUGGIFY): the moment a lost acknowledgement would hurt most; or a
+    /// few ms into a membership change it leads.
     async fn buggify_crashes(
         self: Arc<Self>,
         mut requests: tokio::sync::mpsc::UnboundedReceiver<(usize, &'static str)>,
@@ -1516,7 +1534,16 @@ impl Sim {
             if !allowed {
                 continue;
             }
+            if what == "membership change" {
+                // One replication round commits the joint step: land inside it
+                // or just after it, before the uniform step commits.
+                sleep_ms(thread_rng().gen_range(0..40)).await;
+                if self.registry.get(index).is_none() {
+                    continue;
+                }
+            }
             probes::hit(match what {
+                "membership change" => "membership: leader crashed during a change",
                 "vote" => "disk: crash right after a vote was persisted",
                 "append" => "disk: crash right after an append was persisted",
                 "unsynced vote" => "disk: crash between a vote's write and its fsync",
@@ -1742,6 +1769,15 @@ impl Sim {
                 detail: format!("raft members {raft_members:?} but live peers {members:?}"),
             });
         }
+        if let Some(i) = live
+            .iter()
+            .find(|i| self.registry.get(**i).is_some_and(|r| r.raft.membership_is_joint()))
+        {
+            return Err(Violation {
+                checker: "membership",
+                detail: format!("peer {i}'s membership is still a joint config"),
+            });
+        }
         checkers::check_allocations(pins, &members)?;
         let views: BTreeMap<PeerId, BTreeSet<PeerId>> = live
             .iter()
@@ -1840,6 +1876,12 @@ pub async fn run(params: Params) -> Report {
     sim.event(format!("swarm {swarm:?}"));
     madsim::task::spawn(Arc::clone(&sim).buggify_crashes(buggify_rx));
     madsim::task::spawn(Arc::clone(&sim).supervise(supervisor_rx));
+    let weak = Arc::downgrade(&sim);
+    cluster_net::sim_hooks::set_membership_change_hook(Some(Arc::new(move |node| {
+        if let Some(sim) = weak.upgrade() {
+            sim.on_membership_change(node);
+        }
+    })));
     for _ in 0..swarm.peers {
         sim.add_peer();
     }

@@ -425,6 +425,8 @@ impl Inner {
     /// `Ok(false)`: another change is in progress (try again later);
     /// `Err`: the answer for the caller.
     async fn change(&self, change: ChangeMembers<NodeId, NodeInfo>) -> Result<bool, ResponseBody> {
+        #[cfg(madsim)]
+        runtime::sim_hooks::membership_change_starting();
         match self.raft.change_membership(change, false).await {
             Ok(_) => Ok(true),
             Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(

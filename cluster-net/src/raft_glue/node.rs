@@ -304,6 +304,13 @@ impl ClusterRaft {
         self.inner.members(false)
     }
 
+    /// True while this peer's membership is a joint config: a change
+    /// between its two steps, or one a deposed leader left half way (the
+    /// next leader finishes it).
+    pub fn membership_is_joint(&self) -> bool {
+        self.inner.joint_goal().is_some()
+    }
+
     /// Non-voting members (peers catching up before promotion).
     pub fn learners(&self) -> Vec<PeerId> {
         self.inner.members(true)

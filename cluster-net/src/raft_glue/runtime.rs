@@ -86,6 +86,32 @@ pub mod sim_hooks {
     /// Nodes not listed have exact timers.
     static DRIFT_PER_MILLE: Mutex<BTreeMap<NodeId, i32>> = Mutex::new(BTreeMap::new());
 
+    /// What a leader calls as it starts a membership change, with its node
+    /// (see [`set_membership_change_hook`]).
+    pub type MembershipChangeHook = std::sync::Arc<dyn Fn(NodeId) + Send + Sync>;
+
+    static MEMBERSHIP_CHANGE_HOOK: Mutex<Option<MembershipChangeHook>> = Mutex::new(None);
+
+    /// Sets what is called each time a leader proposes a membership change
+    /// (BUGGIFY: the simulator may crash it between the change's joint and
+    /// uniform steps, the window a lost leadership leaves a joint config in).
+    pub fn set_membership_change_hook(hook: Option<MembershipChangeHook>) {
+        *MEMBERSHIP_CHANGE_HOOK
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = hook;
+    }
+
+    /// Calls the membership-change hook, if one is set.
+    pub(crate) fn membership_change_starting() {
+        let hook = MEMBERSHIP_CHANGE_HOOK
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if let Some(hook) = hook {
+            hook(madsim::plugin::node());
+        }
+    }
+
     /// Timers that fired at a drifted time so far (a coverage count).
     pub static DRIFTED_TIMERS: AtomicU64 = AtomicU64::new(0);
 
