@@ -1,6 +1,6 @@
-//! Snapshots are due by client writes, not only by log entries (issue 10,
-//! item 16): one log entry carries a whole batch of writes, so counting
-//! entries let a restart replay millions of pins.
+//! Snapshots are due by client writes and by log bytes, not only by log
+//! entries (issue 10, item 16): one log entry carries a whole batch of
+//! writes, so counting entries let a restart replay millions of pins.
 
 mod common;
 
@@ -38,17 +38,51 @@ async fn a_snapshot_is_built_after_enough_writes_in_few_log_entries() {
         entries < 300,
         "{entries} log entries: batching did not happen"
     );
+    wait_for_snapshot(&store, &format!("1,000 writes in {entries} log entries")).await;
+    raft.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_is_built_after_enough_log_bytes() {
+    let config = RaftConfig {
+        snapshot_every_logs: 1_000_000,
+        snapshot_every_writes: 1_000_000,
+        snapshot_every_log_bytes: 16 * 1024,
+        ..RaftConfig::fast_for_tests()
+    };
+    let mut cluster = TestCluster::new(config);
+    let store = MemStore::new();
+    let dir = cluster.root.path().join("mem");
+    let raft = cluster.start_peer_with(0, store.clone(), dir).await;
+    raft.initialize(CLUSTER_ID).await.expect("initialize");
+    raft.wait_for_leader(WAIT).await.expect("leader");
+    // One at a time: far fewer writes and entries than either count asks
+    // for, but well past 16 KiB of log.
+    for n in 0..400 {
+        raft.write(pin_entry(n))
+            .await
+            .expect("write")
+            .expect("applied");
+        if n == 10 {
+            assert!(
+                store.get_meta(MetaKey::SnapshotMeta).expect("read").is_none(),
+                "a snapshot before the log held 16 KiB"
+            );
+        }
+    }
+    wait_for_snapshot(&store, "400 writes, over 16 KiB of log").await;
+    raft.shutdown().await;
+}
+
+/// Waits until `store` holds a snapshot; fails the test after `WAIT`.
+async fn wait_for_snapshot(store: &MemStore, after: &str) {
     let deadline = Instant::now() + WAIT;
     while store
         .get_meta(MetaKey::SnapshotMeta)
         .expect("read")
         .is_none()
     {
-        assert!(
-            Instant::now() < deadline,
-            "no snapshot after 1,000 writes in {entries} log entries"
-        );
+        assert!(Instant::now() < deadline, "no snapshot after {after}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    raft.shutdown().await;
 }

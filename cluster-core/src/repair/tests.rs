@@ -428,3 +428,68 @@ proptest! {
         prop_assert!(model.round().is_empty(), "settled pins keep moving");
     }
 }
+
+/// The facts of `world` as `expired_peers` reads them, the leader watching
+/// since `watching_since`.
+fn expired_in(world: &World, watching_since: Millis) -> BTreeSet<PeerId> {
+    let facts = RepairFacts {
+        members: &world.members,
+        metrics: &world.board,
+        now: NOW,
+        watching_since,
+        pinned: &world.pinned,
+    };
+    expired_peers(&facts, &config())
+}
+
+#[test]
+fn a_missing_report_counts_from_a_whole_ttl_of_watching_exactly() {
+    let mut world = World::new(&[1, 2], &[]);
+    world.board.retain(|m| m.peer != peer(2));
+    assert!(
+        expired_in(&world, Millis(NOW.0 - TTL + 1)).is_empty(),
+        "one ms short of a TTL proves nothing"
+    );
+    assert_eq!(
+        expired_in(&world, Millis(NOW.0 - TTL)),
+        BTreeSet::from([peer(2)]),
+        "a whole TTL without a report: expired"
+    );
+}
+
+#[test]
+fn a_report_exactly_one_ttl_old_is_still_fresh() {
+    let mut world = World::new(&[1, 2], &[]);
+    world.board[1].last_seen = Millis(NOW.0 - TTL);
+    assert!(expired_in(&world, Millis(0)).is_empty());
+    world.board[1].last_seen = Millis(NOW.0 - TTL - 1);
+    assert_eq!(expired_in(&world, Millis(0)), BTreeSet::from([peer(2)]));
+}
+
+#[test]
+fn a_departed_peer_is_dropped_even_when_no_replacement_can_be_placed() {
+    // Peer 3 left; the only other member already holds the pin, so the
+    // allocator has nobody to add: the departed allocation still goes.
+    let world = World::new(&[1], &[]);
+    let (allocations, reason) = only(world.plan([pin(1, 2, 2, &[1, 3])]));
+    assert_eq!(allocations, peers(&[1]));
+    assert_eq!(reason, RepairReason::Departed);
+}
+
+#[test]
+fn a_handover_drops_the_expired_peer_before_live_holders() {
+    // 1 expired; 2 and 3 (its replacement) both report pinned.
+    let world = World::new(&[1, 2, 3], &[1]).pinned(1, &[2, 3]);
+    let (allocations, reason) = only(world.plan([pin(1, 1, 2, &[1, 2, 3])]));
+    assert_eq!(allocations, peers(&[2, 3]));
+    assert_eq!(reason, RepairReason::Handover);
+}
+
+#[test]
+fn a_handover_drops_a_live_peer_not_reporting_pinned_before_holders() {
+    // All live; 3 does not report pinned yet: it is the surplus.
+    let world = World::new(&[1, 2, 3], &[]).pinned(1, &[1, 2]);
+    let (allocations, reason) = only(world.plan([pin(1, 1, 2, &[1, 2, 3])]));
+    assert_eq!(allocations, peers(&[1, 2]));
+    assert_eq!(reason, RepairReason::Handover);
+}
