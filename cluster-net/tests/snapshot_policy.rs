@@ -65,7 +65,10 @@ async fn a_snapshot_is_built_after_enough_log_bytes() {
             .expect("applied");
         if n == 10 {
             assert!(
-                store.get_meta(MetaKey::SnapshotMeta).expect("read").is_none(),
+                store
+                    .get_meta(MetaKey::SnapshotMeta)
+                    .expect("read")
+                    .is_none(),
                 "a snapshot before the log held 16 KiB"
             );
         }

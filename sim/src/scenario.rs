@@ -1769,10 +1769,11 @@ impl Sim {
                 detail: format!("raft members {raft_members:?} but live peers {members:?}"),
             });
         }
-        if let Some(i) = live
-            .iter()
-            .find(|i| self.registry.get(**i).is_some_and(|r| r.raft.membership_is_joint()))
-        {
+        if let Some(i) = live.iter().find(|i| {
+            self.registry
+                .get(**i)
+                .is_some_and(|r| r.raft.membership_is_joint())
+        }) {
             return Err(Violation {
                 checker: "membership",
                 detail: format!("peer {i}'s membership is still a joint config"),

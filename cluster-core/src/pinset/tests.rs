@@ -1437,10 +1437,18 @@ fn a_removal_that_leaves_a_short_pin_unflagged_fails_its_post_condition() {
     let mut s = Pinset::new();
     ap(&mut s, 1, &pin_cmd(pin(1, 2, 3, &[1, 2], 10))).unwrap();
     ap(&mut s, 2, &pin_cmd(pin(2, 1, 3, &[2, 3], 10))).unwrap();
-    ap(&mut s, 3, &Entry::new(Command::RemovePeer { peer: peer(1) })).unwrap();
+    ap(
+        &mut s,
+        3,
+        &Entry::new(Command::RemovePeer { peer: peer(1) }),
+    )
+    .unwrap();
     s.assert_peer_removed(&peer(1), 1);
     // What a removal that forgot to flag would leave behind.
     s.pins.get_mut(&cid(1)).unwrap().under_replicated = false;
     let unflagged = std::panic::catch_unwind(|| s.assert_peer_removed(&peer(1), 0));
-    assert!(unflagged.is_err(), "an unflagged short pin must fail the check");
+    assert!(
+        unflagged.is_err(),
+        "an unflagged short pin must fail the check"
+    );
 }
