@@ -530,6 +530,56 @@ mod tests {
     }
 
     #[test]
+    fn every_size_bound_takes_its_maximum_and_refuses_one_more() {
+        let too_large = |p: &Pin, field: &str| match p.validate() {
+            Err(PinValidationError::TooLarge { field: f, .. }) => f == field,
+            _ => false,
+        };
+        let mut p = pin(1, 1, 1);
+        p.options.name = "n".repeat(NAME_MAX_BYTES);
+        assert!(p.validate().is_ok());
+        p.options.name.push('n');
+        assert!(too_large(&p, "name"));
+        let mut p = pin(1, 1, 1);
+        p.options.metadata = (0..METADATA_ENTRIES_MAX)
+            .map(|i| (format!("k{i}"), String::new()))
+            .collect();
+        assert!(p.validate().is_ok());
+        p.options.metadata.insert("one more".into(), String::new());
+        assert!(too_large(&p, "metadata"));
+        let mut p = pin(1, 1, 1);
+        p.options
+            .metadata
+            .insert("k".into(), "v".repeat(METADATA_FIELD_MAX_BYTES + 1));
+        assert!(too_large(&p, "metadata value"));
+        let mut p = pin(1, 1, 1);
+        p.options.user_allocations = (0..ALLOCATIONS_MAX as u64 + 1)
+            .map(PeerId::synthetic)
+            .collect();
+        assert!(too_large(&p, "user_allocations"));
+    }
+
+    #[test]
+    fn limited_depths_and_origins_that_are_valid_pass() {
+        let mut p = pin(1, 1, 1);
+        for depth in [1, 5, MAX_DEPTH_MAX] {
+            p.max_depth = depth;
+            assert!(p.validate().is_ok(), "depth {depth}");
+        }
+        p.max_depth = MAX_DEPTH_MAX + 1;
+        assert!(matches!(
+            p.validate(),
+            Err(PinValidationError::BadDepth { .. })
+        ));
+        let mut o = pin(1, 1, 1);
+        o.options.origins =
+            vec!["/ip4/1.2.3.4/tcp/4001/p2p/QmP63DkAFEnDYNjDYBpyNDfttu1fvUw99x1brscPzpqmmq".into()];
+        assert!(o.validate().is_ok());
+        assert!(check_shape(PinType::ClusterDag, PinMode::Recursive, 0, true).is_ok());
+        assert!(check_shape(PinType::ClusterDag, PinMode::Recursive, 1, true).is_err());
+    }
+
+    #[test]
     fn json_uses_ipfs_cluster_strings() {
         assert_eq!(
             serde_json::to_string(&PinType::Meta).unwrap(),
