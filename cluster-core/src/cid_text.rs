@@ -173,6 +173,14 @@ mod tests {
     }
 
     #[test]
+    fn display_and_debug_print_the_text() {
+        let text = base58btc(&[0, 0, 1, 2, 3]);
+        assert_eq!(text.as_str(), "11Ldp");
+        assert_eq!(format!("{text}"), "11Ldp");
+        assert_eq!(format!("{text:?}"), "\"11Ldp\"");
+    }
+
+    #[test]
     fn base58_and_base32_match_the_slow_forms_at_every_length() {
         let mut seed = 0x9e37_79b9_7f4a_7c15u64;
         let mut next = move || {
