@@ -3,8 +3,10 @@
 //! a direct request), pins the cluster made carry its mark, the user pins and
 //! unpins by hand behind the tracker's back. Injectable faults: errors (some
 //! after the work was done), answers slower than the tracker's op timeout,
-//! restarts that lose the work in flight, and outages (the daemon is down:
-//! every request is refused at once, so operations run out of attempts).
+//! restarts that lose the work in flight, outages (the daemon is down:
+//! every request is refused at once, so operations run out of attempts), and
+//! a stuck daemon (requests hang, unanswered, until it recovers; only the
+//! caller's own deadline gets it going again).
 //! Some content is large: pinning it where the daemon does not hold it yet
 //! takes seconds of fetching (longer than a repair round, shorter than the
 //! tracker's op timeout), as a real DAG fetched over bitswap does.
@@ -65,6 +67,8 @@ struct DaemonState {
     slow: bool,
     /// Down: every request is refused, as a stopped Kubo refuses connections.
     down: bool,
+    /// Stuck: requests get no answer until the daemon recovers.
+    hung: bool,
     restarts: u64,
 }
 
@@ -93,6 +97,12 @@ impl FakeIpfs {
         self.state().down = true;
     }
 
+    /// Makes the daemon stuck until [`Self::heal`]: new requests hang, then
+    /// fail as their connections are reset.
+    pub fn set_hung(&self) {
+        self.state().hung = true;
+    }
+
     /// Restarts the daemon: requests in flight fail and change nothing.
     pub fn restart(&self) {
         self.state().restarts += 1;
@@ -104,6 +114,7 @@ impl FakeIpfs {
         s.error_per_mille = 0;
         s.slow = false;
         s.down = false;
+        s.hung = false;
     }
 
     /// The user pins `cid` by hand. Only a CID IPFS does not hold becomes the
@@ -167,10 +178,20 @@ impl FakeIpfs {
     /// [`Self::serve`] for a request whose work itself takes `work_ms` (a
     /// fetch): a restart meanwhile loses it too.
     async fn serve_after(&self, what: &str, work_ms: u64) -> Result<Answer, IpfsError> {
-        let (restarts, slow, down) = {
+        let (restarts, slow, down, hung) = {
             let s = self.state();
-            (s.restarts, s.slow, s.down)
+            (s.restarts, s.slow, s.down, s.hung)
         };
+        if hung {
+            crate::probes::hit("ipfs: request hung on a stuck daemon");
+            while self.state().hung {
+                madsim::time::sleep(Duration::from_millis(100)).await;
+            }
+            return Err(IpfsError::Unreachable {
+                path: what.to_string(),
+                reason: "connection reset (the stuck daemon recovered)".into(),
+            });
+        }
         if down {
             crate::probes::hit("ipfs: request refused by a daemon that is down");
             madsim::time::sleep(Duration::from_millis(1)).await;

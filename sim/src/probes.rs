@@ -64,6 +64,7 @@ pub const REQUIRED: &[&str] = &[
     "clock: drifted timer fired",
     "ipfs: error after the work was done",
     "ipfs: request refused by a daemon that is down",
+    "ipfs: request hung on a stuck daemon",
     "ipfs: daemon back after the client traffic ended",
     "ipfs: answer later than the op timeout",
     "ipfs: cluster pin removed by hand",

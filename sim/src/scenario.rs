@@ -1297,6 +1297,9 @@ impl Sim {
                 if thread_rng().gen_bool(0.35) {
                     self.event(format!("fault ipfs {victim} down"));
                     ipfs.set_down();
+                } else if thread_rng().gen_bool(0.2) {
+                    self.event(format!("fault ipfs {victim} stuck"));
+                    ipfs.set_hung();
                 } else {
                     let (errors, slow, restart) = (
                         thread_rng().gen_range(100..900),
