@@ -184,6 +184,12 @@ impl FakeIpfs {
         };
         if hung {
             crate::probes::hit("ipfs: request hung on a stuck daemon");
+            // Half of them lose their connection silently (no reset ever
+            // arrives): only the caller's own deadline ends the wait.
+            if thread_rng().gen_bool(0.5) {
+                crate::probes::hit("ipfs: answer lost for good");
+                std::future::pending::<()>().await;
+            }
             while self.state().hung {
                 madsim::time::sleep(Duration::from_millis(100)).await;
             }

@@ -65,6 +65,7 @@ pub const REQUIRED: &[&str] = &[
     "ipfs: error after the work was done",
     "ipfs: request refused by a daemon that is down",
     "ipfs: request hung on a stuck daemon",
+    "ipfs: answer lost for good",
     "ipfs: daemon back after the client traffic ended",
     "ipfs: answer later than the op timeout",
     "ipfs: cluster pin removed by hand",
