@@ -7,7 +7,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use cluster_net::store::{DurableStore, MemStore, MetaKey};
-use cluster_net::RaftConfig;
+use cluster_net::{ClusterRaft, RaftConfig};
 use common::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -18,12 +18,7 @@ async fn a_snapshot_is_built_after_enough_writes_in_few_log_entries() {
         snapshot_every_writes: 300,
         ..RaftConfig::fast_for_tests()
     };
-    let mut cluster = TestCluster::new(config);
-    let store = MemStore::new();
-    let dir = cluster.root.path().join("mem");
-    let raft = cluster.start_peer_with(0, store.clone(), dir).await;
-    raft.initialize(CLUSTER_ID).await.expect("initialize");
-    raft.wait_for_leader(WAIT).await.expect("leader");
+    let (_cluster, store, raft) = lone_leader(config).await;
     // Concurrent writes: the batcher packs them into a few log entries.
     let mut tasks = Vec::new();
     for n in 0..1_000 {
@@ -50,12 +45,7 @@ async fn a_snapshot_is_built_after_enough_log_bytes() {
         snapshot_every_log_bytes: 16 * 1024,
         ..RaftConfig::fast_for_tests()
     };
-    let mut cluster = TestCluster::new(config);
-    let store = MemStore::new();
-    let dir = cluster.root.path().join("mem");
-    let raft = cluster.start_peer_with(0, store.clone(), dir).await;
-    raft.initialize(CLUSTER_ID).await.expect("initialize");
-    raft.wait_for_leader(WAIT).await.expect("leader");
+    let (_cluster, store, raft) = lone_leader(config).await;
     // One at a time: far fewer writes and entries than either count asks
     // for, but well past 16 KiB of log.
     for n in 0..400 {
@@ -75,6 +65,18 @@ async fn a_snapshot_is_built_after_enough_log_bytes() {
     }
     wait_for_snapshot(&store, "400 writes, over 16 KiB of log").await;
     raft.shutdown().await;
+}
+
+/// A one-peer cluster on an in-memory store, its peer the leader (the
+/// cluster is returned to keep its directory alive).
+async fn lone_leader(config: RaftConfig) -> (TestCluster, MemStore, ClusterRaft) {
+    let mut cluster = TestCluster::new(config);
+    let store = MemStore::new();
+    let dir = cluster.root.path().join("mem");
+    let raft = cluster.start_peer_with(0, store.clone(), dir).await;
+    raft.initialize(CLUSTER_ID).await.expect("initialize");
+    raft.wait_for_leader(WAIT).await.expect("leader");
+    (cluster, store, raft)
 }
 
 /// Waits until `store` holds a snapshot; fails the test after `WAIT`.
